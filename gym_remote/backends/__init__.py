@@ -1,0 +1,54 @@
+"""Server backends: how a session's env gets built from the task a client names.
+
+- ``gymnasium``: any registered Gymnasium id (``CartPole-v1``, ``gym_remote/StackCube-v0``...).
+- ``python``: a ``pkg.module:factory`` path for custom envs, old-style ones included.
+- ``isaaclab`` / ``roboverse``: NVIDIA IsaacSim through Isaac Lab or RoboVerse MetaSim (GPU box).
+
+Each returns a :data:`gym_remote.server.SessionFactory`. Imports of simulator packages happen
+inside the factories so that ``gym-remote serve --help`` works everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from gym_remote.server import SessionFactory
+
+BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
+
+
+def make_factory(backend: str, task: str | None, task_kwargs: dict[str, Any] | None = None, **options: Any) -> SessionFactory:
+    """The session factory of ``backend`` serving ``task`` by default."""
+    kwargs = dict(task_kwargs or {})
+    if backend == "gymnasium":
+        from gym_remote.backends.gym import gymnasium_factory
+
+        return gymnasium_factory(task, kwargs, **options)
+    if backend == "python":
+        from gym_remote.backends.gym import python_factory
+
+        if not task:
+            raise ValueError("the python backend needs an entry point 'pkg.module:factory'")
+        return python_factory(task, kwargs, **options)
+    if backend == "isaaclab":
+        from gym_remote.backends.isaaclab import isaaclab_factory
+
+        return isaaclab_factory(task, kwargs, **options)
+    if backend == "roboverse":
+        from gym_remote.backends.roboverse import roboverse_factory
+
+        return roboverse_factory(task, kwargs, **options)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def load_entry_point(path: str) -> Callable[..., Any]:
+    """Resolve ``'pkg.module:attr'`` (trusted server-side configuration, never client input)."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"entry point {path!r} must look like 'pkg.module:factory'")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj

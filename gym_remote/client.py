@@ -1,0 +1,191 @@
+"""A reliable REQ connection to one env server (the "Lazy Pirate" pattern).
+
+A REQ socket whose reply timed out is stuck, so on a timeout the socket is closed (LINGER=0) and a
+fresh one opened. Only idempotent requests (HELLO, PING, GET_STATE) are sent again; a STEP never is,
+because the server may already have stepped. Sending and receiving are separate calls so that a
+vector env can send to many servers before waiting for any.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from gym_remote.errors import (
+    BadRequestError,
+    ProtocolError,
+    RemoteEnvError,
+    RemoteTimeoutError,
+    ServerBusyError,
+    ServerError,
+    SessionLostError,
+    VersionMismatchError,
+)
+from gym_remote.protocol import (
+    DEFAULT_LIMITS,
+    IDEMPOTENT,
+    ErrorCode,
+    Kind,
+    Limits,
+    Request,
+    pack_request,
+    unpack_reply,
+)
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[ErrorCode, type[RemoteEnvError]] = {
+    ErrorCode.PROTOCOL: ProtocolError,
+    ErrorCode.BAD_REQUEST: BadRequestError,
+    ErrorCode.SESSION_LOST: SessionLostError,
+    ErrorCode.BUSY: ServerBusyError,
+    ErrorCode.VERSION: VersionMismatchError,
+    ErrorCode.ENV: ServerError,
+}
+
+
+class Connection:
+    """Requests to the server at ``host:port``; every failure is a :class:`RemoteEnvError`.
+
+    Args:
+        timeout: seconds to wait for each reply.
+        retries: how many times an idempotent request is re-sent after a timeout.
+        curve_server_key: the server's Z85 public key; enables CURVE (client keys are generated
+            when not given).
+        diagnostics: called when an error is raised; its text (e.g. a remote log tail) is attached.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        curve_server_key: bytes | str | None = None,
+        curve_public_key: bytes | str | None = None,
+        curve_secret_key: bytes | str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        diagnostics: Callable[[], str | None] | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.host, self.port = host, int(port)
+        self.endpoint = f"tcp://{host}:{self.port}" if ":" not in host else f"tcp://[{host}]:{self.port}"
+        self.timeout = timeout
+        self.retries = retries
+        self.limits = limits
+        self.diagnostics = diagnostics
+        self._ctx = context or zmq.Context.instance()
+        self._curve = None
+        if curve_server_key is not None:
+            if curve_public_key is None or curve_secret_key is None:
+                curve_public_key, curve_secret_key = zmq.curve_keypair()
+            self._curve = tuple(k.encode() if isinstance(k, str) else k for k in (curve_server_key, curve_public_key, curve_secret_key))
+        self._sock: zmq.Socket | None = None
+        self._seq = 0
+        self._pending: Request | None = None
+        self._sent_at = 0.0
+        self.closed = False
+
+    # ------------------------------------------------------------------------------- sockets
+
+    def _socket(self) -> zmq.Socket:
+        if self.closed:
+            raise RemoteEnvError("connection is closed", host=self.host, port=self.port)
+        if self._sock is None:
+            sock = self._ctx.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # a send with no live peer waits (SNDTIMEO), never queues
+            if self._curve is not None:
+                sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+            sock.connect(self.endpoint)
+            self._sock = sock
+        return self._sock
+
+    def _reset_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def close(self) -> None:
+        self._reset_socket()
+        self.closed = True
+
+    # ------------------------------------------------------------------------------ requests
+
+    def send(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> None:
+        """Send one request; :meth:`recv` collects its reply."""
+        if self._pending is not None:
+            raise RemoteEnvError("a request is already waiting for its reply", host=self.host, port=self.port)
+        self._seq += 1
+        request = Request(kind, body, session, self._seq)
+        frames = pack_request(request, self.limits)
+        sock = self._socket()
+        sock.setsockopt(zmq.SNDTIMEO, int(1000 * (self.timeout if timeout is None else timeout)))
+        self._sent_at = time.monotonic()
+        try:
+            sock.send_multipart(frames, copy=False)
+        except zmq.Again:
+            self._reset_socket()
+            raise self._error(RemoteTimeoutError, f"could not send within {self.timeout:.1f} s: no server is listening", kind) from None
+        self._pending = request
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """Wait for the reply of the pending request; raise its error or a timeout."""
+        request = self._pending
+        if request is None:
+            raise RemoteEnvError("no request is waiting for a reply", host=self.host, port=self.port)
+        sock = self._socket()
+        budget = self.timeout if timeout is None else timeout
+        deadline = self._sent_at + budget
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                self._pending = None
+                self._reset_socket()
+                elapsed = time.monotonic() - self._sent_at
+                raise self._error(RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind)
+            frames = sock.recv_multipart(copy=False)
+            try:
+                reply = unpack_reply(frames, self.limits)
+            except ProtocolError as exc:
+                self._pending = None
+                raise self._error(ProtocolError, f"malformed reply: {exc.message}", request.kind) from exc
+            if reply.seq == request.seq:
+                break
+            log.debug("discarding stale reply %d (waiting for %d)", reply.seq, request.seq)
+        self._pending = None
+        if reply.error is not None:
+            e = reply.error
+            raise self._error(_ERRORS[e.code], e.message, request.kind, remote_type=e.type, remote_traceback=e.traceback or None)
+        return reply.body
+
+    def request(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> Any:
+        """Send and wait; idempotent requests are re-sent on a fresh socket after a timeout."""
+        attempts = 1 + (self.retries if kind in IDEMPOTENT else 0)
+        for attempt in range(attempts):
+            try:
+                self.send(kind, body, session, timeout)
+                return self.recv(timeout)
+            except RemoteTimeoutError:
+                if attempt + 1 >= attempts:
+                    raise
+                log.warning("%s to %s timed out; retrying (%d/%d)", kind.value, self.endpoint, attempt + 1, self.retries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def _error(self, cls: type[RemoteEnvError], message: str, kind: Kind, **extra: Any) -> RemoteEnvError:
+        tail = None
+        if self.diagnostics is not None:
+            try:
+                tail = self.diagnostics()
+            except Exception:  # diagnostics are best effort; never mask the real error
+                log.debug("diagnostics failed", exc_info=True)
+        return cls(message, host=self.host, port=self.port, request=kind.value, log_tail=tail, **extra)

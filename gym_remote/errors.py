@@ -1,0 +1,86 @@
+"""One exception hierarchy for everything that can go wrong talking to a remote env.
+
+Every error carries where it happened (host, port), what was being asked (request) and, when the
+server raised, the remote traceback text, so a failure on a GPU box is debuggable from the laptop.
+"""
+
+from __future__ import annotations
+
+
+class RemoteEnvError(RuntimeError):
+    """Base class of every gym-remote error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        request: str | None = None,
+        remote_type: str | None = None,
+        remote_traceback: str | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+        self.port = port
+        self.request = request
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        where = []
+        if self.host is not None:
+            where.append(f"{self.host}:{self.port}" if self.port is not None else self.host)
+        if self.request is not None:
+            where.append(f"request {self.request}")
+        text = f"{self.message} [{', '.join(where)}]" if where else self.message
+        if self.remote_type:
+            text += f"\nremote exception: {self.remote_type}"
+        if self.remote_traceback:
+            text += f"\n--- remote traceback ---\n{self.remote_traceback.rstrip()}"
+        if self.log_tail:
+            text += f"\n--- remote log (tail) ---\n{self.log_tail.rstrip()}"
+        return text
+
+
+class ProtocolError(RemoteEnvError):
+    """A message that does not follow the wire format (bad bytes, forbidden types, limits)."""
+
+
+class RemoteTimeoutError(RemoteEnvError, TimeoutError):
+    """The server did not answer within the timeout; the socket has been reset."""
+
+
+class SessionLostError(RemoteEnvError):
+    """The server no longer knows our session (it restarted or expired it); reset() opens a new one."""
+
+
+class ServerError(RemoteEnvError):
+    """The server answered a request with an error (the env raised, bad action, busy...)."""
+
+
+class BadRequestError(ServerError, ValueError):
+    """A well-formed request that does not fit the env (wrong action shape or dtype, bad option)."""
+
+
+class ServerBusyError(ServerError):
+    """The server already hosts its maximum number of sessions."""
+
+
+class VersionMismatchError(ServerError):
+    """Client and server speak different protocol versions."""
+
+
+class LaunchError(RemoteEnvError):
+    """Starting, tunnelling to or stopping a server failed."""
+
+
+class SpaceError(RemoteEnvError, ValueError):
+    """A Gymnasium space that cannot be described on the wire."""
+
+
+class StateError(RemoteEnvError, ValueError):
+    """A state that does not match its schema, or names that match nothing."""

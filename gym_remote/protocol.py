@@ -1,0 +1,358 @@
+"""The wire format: msgpack headers with numpy arrays as raw ZeroMQ frames.
+
+A message is a ZeroMQ multipart message. Frame 0 is a msgpack header; every numpy array at or
+above ``Limits.inline_threshold`` bytes travels as its own raw frame after it (sent without a copy,
+received as a read-only ``np.frombuffer`` view), and the header refers to it by index. Smaller arrays,
+numpy scalars and tuples travel inline as msgpack extension types, so nested dicts, lists and tuples
+of arrays round-trip with dtype and shape exact.
+
+Nothing received is ever unpickled or evaluated: the only extension types are the four below, dtypes
+with Python objects are refused in both directions, and every count, size and depth is checked
+against :class:`Limits` before it is trusted. This module knows nothing of Gymnasium.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from gym_remote.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+# msgpack extension type codes. Anything else on the wire is refused.
+EXT_ARRAY_FRAME = 1  # [dtype, shape, frame index]: the bytes are a frame of their own
+EXT_ARRAY_INLINE = 2  # [dtype, shape, bytes]
+EXT_SCALAR = 3  # [dtype, bytes]: a numpy scalar such as np.float32(1.5)
+EXT_TUPLE = 4  # a msgpack list that decodes to a tuple
+
+_ALLOWED_KINDS = frozenset("biufcSUMm")  # bool, ints, floats, complex, bytes, str, datetimes
+
+
+class Kind(str, enum.Enum):
+    """Request kinds. The value is what travels on the wire."""
+
+    HELLO = "hello"
+    RESET = "reset"
+    STEP = "step"
+    GET_STATE = "get_state"
+    SET_STATE = "set_state"
+    RENDER = "render"
+    PING = "ping"
+    CLOSE = "close"
+    CALL = "call"  # an allow-listed attribute or method of the remote env (see server)
+
+
+#: Requests that may be re-sent after a timeout without changing what the server did.
+IDEMPOTENT = frozenset({Kind.HELLO, Kind.PING, Kind.GET_STATE})
+
+
+class ErrorCode(str, enum.Enum):
+    """Why a request failed; the client maps each to an exception class."""
+
+    PROTOCOL = "protocol"  # the message itself was malformed
+    BAD_REQUEST = "bad_request"  # well formed, but wrong for this env (e.g. action shape)
+    SESSION_LOST = "session_lost"  # unknown or expired session id
+    BUSY = "busy"  # max_sessions reached
+    VERSION = "version"  # protocol version mismatch at HELLO
+    ENV = "env"  # the env raised
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a peer may send; both ends check them before trusting a message."""
+
+    inline_threshold: int = 1024
+    max_frames: int = 1024
+    max_header_bytes: int = 16 * 2**20
+    max_array_bytes: int = 2**31
+    max_depth: int = 32
+    max_ndim: int = 32
+
+    def __post_init__(self) -> None:
+        if self.inline_threshold < 0:
+            raise ValueError("inline_threshold must be >= 0")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass
+class Request:
+    kind: Kind
+    body: Any = None
+    session: str | None = None
+    seq: int = 0
+
+
+@dataclass
+class ErrorInfo:
+    code: ErrorCode
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass
+class Reply:
+    seq: int
+    body: Any = None
+    error: ErrorInfo | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --------------------------------------------------------------------------------------- encoding
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.hasobject or dtype.names is not None or dtype.kind not in _ALLOWED_KINDS:
+        raise ProtocolError(
+            f"arrays of dtype {dtype!s} cannot travel: only plain numeric, bool, bytes and str "
+            "dtypes are allowed (object dtypes would need pickle)"
+        )
+
+
+def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]:
+    """Encode ``obj`` into a msgpack header and the list of raw array buffers it refers to."""
+    buffers: list[Any] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            _check_dtype(o.dtype)
+            shape = list(o.shape)
+            if o.nbytes >= limits.inline_threshold and o.nbytes > 0:
+                buffers.append(np.ascontiguousarray(o))
+                return msgpack.ExtType(EXT_ARRAY_FRAME, _pack([o.dtype.str, shape, len(buffers) - 1]))
+            return msgpack.ExtType(EXT_ARRAY_INLINE, _pack([o.dtype.str, shape, o.tobytes()]))
+        if isinstance(o, np.generic):
+            _check_dtype(o.dtype)
+            return msgpack.ExtType(EXT_SCALAR, _pack([o.dtype.str, o.tobytes()]))
+        if isinstance(o, tuple):
+            return msgpack.ExtType(EXT_TUPLE, _pack_nested(list(o)))
+        if isinstance(o, enum.Enum):
+            return o.value
+        # Subclasses of the plain types (OrderedDict, IntEnum handled above, user str subclasses).
+        for plain in (bool, int, float, str, bytes, dict, list):
+            if isinstance(o, plain):
+                return plain(o)
+        raise ProtocolError(f"cannot encode a {type(o).__module__}.{type(o).__qualname__} on the wire")
+
+    def _pack_nested(o: Any) -> bytes:
+        return msgpack.packb(o, default=default, strict_types=True, use_bin_type=True)
+
+    try:
+        header = _pack_nested(obj)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"cannot encode message: {exc}") from exc
+    if len(header) > limits.max_header_bytes:
+        raise ProtocolError(f"header of {len(header)} bytes exceeds max_header_bytes={limits.max_header_bytes}")
+    return header, buffers
+
+
+def _pack(o: Any) -> bytes:
+    return msgpack.packb(o, use_bin_type=True)
+
+
+# --------------------------------------------------------------------------------------- decoding
+
+
+def _as_buffer(frame: Any) -> memoryview:
+    # zmq.Frame (copy=False) exposes .buffer; bytes and memoryviews pass through.
+    buf = getattr(frame, "buffer", frame)
+    return memoryview(buf)
+
+
+def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Decode a header and its array frames. Every malformation is a :class:`ProtocolError`."""
+    header_buf = _as_buffer(header)
+    if header_buf.nbytes > limits.max_header_bytes:
+        raise ProtocolError(
+            f"header of {header_buf.nbytes} bytes exceeds max_header_bytes={limits.max_header_bytes}"
+        )
+    if len(buffers) > limits.max_frames:
+        raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
+    used: set[int] = set()
+
+    def make_array(dtype_str: Any, shape: Any, data: memoryview) -> np.ndarray:
+        dtype = _parse_dtype(dtype_str)
+        dims = _parse_shape(shape, limits)
+        expected = math.prod(dims) * dtype.itemsize
+        if expected > limits.max_array_bytes:
+            raise ProtocolError(f"array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
+        if data.nbytes != expected:
+            raise ProtocolError(
+                f"array {dtype.str}{tuple(dims)} needs {expected} bytes but its data has {data.nbytes}"
+            )
+        return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_ARRAY_FRAME:
+            dtype_str, shape, index = _unpack_fields(data, 3, "array reference")
+            if not isinstance(index, int) or not 0 <= index < len(buffers):
+                raise ProtocolError(f"array refers to frame {index!r} but the message has {len(buffers)}")
+            if index in used:
+                raise ProtocolError(f"array frame {index} is referred to twice")
+            used.add(index)
+            return make_array(dtype_str, shape, _as_buffer(buffers[index]))
+        if code == EXT_ARRAY_INLINE:
+            dtype_str, shape, raw = _unpack_fields(data, 3, "inline array")
+            if not isinstance(raw, bytes):
+                raise ProtocolError("inline array data must be bytes")
+            return make_array(dtype_str, shape, memoryview(raw))
+        if code == EXT_SCALAR:
+            dtype_str, raw = _unpack_fields(data, 2, "scalar")
+            dtype = _parse_dtype(dtype_str)
+            if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+                raise ProtocolError(f"scalar of dtype {dtype.str} needs {dtype.itemsize} bytes")
+            return np.frombuffer(raw, dtype=dtype)[0]
+        if code == EXT_TUPLE:
+            inner = _unpack(data, ext_hook, limits)
+            if not isinstance(inner, list):
+                raise ProtocolError("tuple extension must hold a list")
+            return tuple(inner)
+        raise ProtocolError(f"unknown msgpack extension type {code}")
+
+    obj = _unpack(header_buf, ext_hook, limits)
+    if len(used) != len(buffers):
+        raise ProtocolError(f"message has {len(buffers)} array frames but its header names {len(used)}")
+    _check_depth(obj, limits.max_depth)
+    return obj
+
+
+def _unpack(data: Any, ext_hook: Any, limits: Limits) -> Any:
+    try:
+        return msgpack.unpackb(
+            data,
+            ext_hook=ext_hook,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+        )
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError, UnicodeDecodeError) as exc:
+        # ExtraData, FormatError, StackError and OutOfData are ValueError subclasses.
+        raise ProtocolError(f"malformed msgpack header: {type(exc).__name__}: {exc}") from exc
+
+
+def _unpack_fields(data: bytes, n: int, what: str) -> list[Any]:
+    try:
+        fields = msgpack.unpackb(data, raw=False, use_list=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"malformed {what}: {exc}") from exc
+    if not isinstance(fields, list) or len(fields) != n:
+        raise ProtocolError(f"malformed {what}: expected {n} fields")
+    return fields
+
+
+def _parse_dtype(dtype_str: Any) -> np.dtype:
+    if not isinstance(dtype_str, str) or len(dtype_str) > 16:
+        raise ProtocolError(f"bad dtype descriptor {dtype_str!r}")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as exc:
+        raise ProtocolError(f"unknown dtype {dtype_str!r}") from exc
+    _check_dtype(dtype)
+    return dtype
+
+
+def _parse_shape(shape: Any, limits: Limits) -> list[int]:
+    if not isinstance(shape, list) or len(shape) > limits.max_ndim:
+        raise ProtocolError(f"bad array shape {shape!r}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ProtocolError(f"bad array shape {shape!r}: dimensions must be non-negative integers")
+    return shape
+
+
+def _check_depth(obj: Any, max_depth: int) -> None:
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise ProtocolError(f"message nests deeper than max_depth={max_depth}")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+
+
+# ------------------------------------------------------------------------------------- messages
+
+
+def pack_request(request: Request, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """Frames of a request: header then array buffers."""
+    header, buffers = encode(
+        {"k": request.kind.value, "s": request.session, "n": request.seq, "b": request.body}, limits
+    )
+    return [header, *buffers]
+
+
+def unpack_request(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Request:
+    if not frames:
+        raise ProtocolError("empty message")
+    msg = decode(frames[0], frames[1:], limits)
+    if not isinstance(msg, dict) or "k" not in msg:
+        raise ProtocolError("a request header must be a map with a kind")
+    try:
+        kind = Kind(msg["k"])
+    except ValueError:
+        raise ProtocolError(
+            f"unknown request kind {msg['k']!r}; expected one of {[k.value for k in Kind]}"
+        ) from None
+    session, seq = msg.get("s"), msg.get("n", 0)
+    if session is not None and not isinstance(session, str):
+        raise ProtocolError("session id must be a string")
+    if not isinstance(seq, int):
+        raise ProtocolError("sequence number must be an integer")
+    return Request(kind, msg.get("b"), session, seq)
+
+
+def pack_reply(reply: Reply, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    msg: dict[str, Any] = {"n": reply.seq, "ok": reply.ok}
+    if reply.error is None:
+        msg["b"] = reply.body
+    else:
+        e = reply.error
+        msg["e"] = {"code": e.code.value, "type": e.type, "message": e.message, "traceback": e.traceback}
+    msg.update(reply.extra)
+    header, buffers = encode(msg, limits)
+    return [header, *buffers]
+
+
+def unpack_reply(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Reply:
+    if not frames:
+        raise ProtocolError("empty reply")
+    msg = decode(frames[0], frames[1:], limits)
+    if not isinstance(msg, dict) or "ok" not in msg:
+        raise ProtocolError("a reply header must be a map with an ok flag")
+    seq = msg.get("n", 0)
+    if msg["ok"]:
+        return Reply(seq, msg.get("b"))
+    e = msg.get("e")
+    if not isinstance(e, Mapping):
+        raise ProtocolError("an error reply must carry an error map")
+    try:
+        code = ErrorCode(e.get("code"))
+    except ValueError:
+        code = ErrorCode.ENV
+    return Reply(
+        seq,
+        error=ErrorInfo(code, str(e.get("type", "")), str(e.get("message", "")), str(e.get("traceback", ""))),
+    )
+
+
+def message_nbytes(frames: Sequence[Any]) -> int:
+    """Total size of a frame list, for logging and benchmarks."""
+    return sum(_as_buffer(f).nbytes for f in frames)

@@ -1,0 +1,337 @@
+"""The env server: a ZeroMQ ROUTER socket that hosts one env (or batch of envs) per client session.
+
+One thread serves every session in turn: simulators are rarely thread-safe, and a GPU simulator is
+one batched env anyway. Every failure inside a request becomes an ERROR reply carrying the remote
+traceback; the server itself only stops on SIGINT/SIGTERM or :meth:`EnvServer.stop`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import zmq
+
+from gym_remote import __version__
+from gym_remote.errors import (
+    BadRequestError,
+    ProtocolError,
+    RemoteEnvError,
+    ServerBusyError,
+    SessionLostError,
+    VersionMismatchError,
+)
+from gym_remote.protocol import (
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorInfo,
+    Kind,
+    Limits,
+    Reply,
+    Request,
+    pack_reply,
+    unpack_request,
+)
+from gym_remote.session import Session, SessionOptions
+
+log = logging.getLogger(__name__)
+
+READY_PREFIX = "GYM_REMOTE READY"
+
+#: Builds the env(s) of one session from what the client asked for at HELLO.
+SessionFactory = Callable[[SessionOptions], Session]
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for ``ipc://``/``inproc://`` and TCP endpoints on 127.0.0.0/8, ::1 or localhost."""
+    scheme = address.split("://", 1)[0]
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = urlsplit(address).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a DNS name: may be reachable from outside
+
+
+@dataclass
+class _SessionSlot:
+    session: Session
+    options: SessionOptions
+    hello_id: str
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class EnvServer:
+    """Serve envs built by ``factory`` to REQ clients over ZeroMQ.
+
+    Args:
+        factory: builds a :class:`Session` for each HELLO.
+        address: ZeroMQ endpoint to bind; port ``*`` picks a free one (see :attr:`endpoint`).
+        max_sessions: HELLOs past this many open sessions get a "server busy" error.
+        idle_timeout: seconds without a request after which a session is closed (``None``: never).
+        max_message_bytes: larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE).
+        curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
+            of the server.
+        insecure: allow binding a non-loopback address without CURVE.
+    """
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        address: str = "tcp://127.0.0.1:5555",
+        *,
+        max_sessions: int = 16,
+        idle_timeout: float | None = 600.0,
+        max_message_bytes: int = 1 << 30,
+        limits: Limits = DEFAULT_LIMITS,
+        curve_secret_key: bytes | None = None,
+        curve_public_key: bytes | None = None,
+        insecure: bool = False,
+        backend: str = "custom",
+        task: str | None = None,
+    ) -> None:
+        if not is_loopback_address(address) and curve_secret_key is None and not insecure:
+            raise ValueError(
+                f"refusing to bind {address}: it is reachable from other machines. Reach the server "
+                "through an SSH tunnel (bind 127.0.0.1), give CURVE keys (--curve-secret), or pass "
+                "--insecure if the network is trusted"
+            )
+        self.factory = factory
+        self.address = address
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.backend = backend
+        self.task = task
+        self._ctx = zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if curve_secret_key is not None:
+            if curve_public_key is None:
+                curve_public_key = zmq.curve_public(curve_secret_key)
+            self._sock.curve_secretkey = curve_secret_key
+            self._sock.curve_publickey = curve_public_key
+            self._sock.curve_server = True
+        self._sock.bind(address)
+        self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sessions: dict[str, _SessionSlot] = {}
+        self._stop = threading.Event()
+        self.requests_served = 0
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def serve_forever(self, ready: IO[str] | None = sys.stdout, install_signals: bool = True) -> None:
+        """Serve until stopped. Prints ``GYM_REMOTE READY <endpoint>`` once to ``ready``."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stop.set())
+        log.info("serving %s backend (task %s) on %s", self.backend, self.task, self.endpoint)
+        if ready is not None:
+            ready.write(f"{READY_PREFIX} {self.endpoint}\n")
+            ready.flush()
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(200):
+                    self._serve_one()
+                self._expire_idle()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`serve_forever` to return (thread-safe)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        for sid in list(self._sessions):
+            self._close_session(sid)
+        if not self._sock.closed:
+            self._sock.close(linger=0)
+        log.info("server on %s closed after %d requests", self.endpoint, self.requests_served)
+
+    # ------------------------------------------------------------------------------ requests
+
+    def _serve_one(self) -> None:
+        try:
+            frames = self._sock.recv_multipart(copy=False)
+        except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
+            log.warning("receive failed: %s", exc)
+            return
+        # REQ clients send [identity, b"", payload...]; anything else is still answered if routable.
+        identity = frames[0].bytes
+        if len(frames) >= 2 and len(frames[1]) == 0:
+            envelope, payload = [identity, b""], frames[2:]
+        else:
+            envelope, payload = [identity], frames[1:]
+        reply = self._handle(payload)
+        try:
+            out = pack_reply(reply, self.limits)
+        except ProtocolError as exc:  # the env returned something that cannot travel
+            out = pack_reply(self._error_reply(reply.seq, ErrorCode.PROTOCOL, exc), self.limits)
+        self.requests_served += 1
+        try:
+            self._sock.send_multipart(envelope + out, copy=False)
+        except zmq.ZMQError as exc:
+            log.warning("reply to %r failed: %s", identity, exc)
+
+    def _handle(self, payload: list[Any]) -> Reply:
+        seq = 0
+        try:
+            request = unpack_request(payload, self.limits)
+            seq = request.seq
+            body = self._dispatch(request)
+            return Reply(seq, body)
+        except ProtocolError as exc:
+            log.warning("malformed request: %s", exc.message)
+            return self._error_reply(seq, ErrorCode.PROTOCOL, exc)
+        except SessionLostError as exc:
+            return self._error_reply(seq, ErrorCode.SESSION_LOST, exc)
+        except ServerBusyError as exc:
+            return self._error_reply(seq, ErrorCode.BUSY, exc)
+        except VersionMismatchError as exc:
+            return self._error_reply(seq, ErrorCode.VERSION, exc)
+        except (BadRequestError, RemoteEnvError) as exc:
+            return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc)
+        except Exception as exc:  # the env raised: report it, keep serving
+            log.warning("env raised %s: %s", type(exc).__name__, exc)
+            return self._error_reply(seq, ErrorCode.ENV, exc, traceback.format_exc())
+
+    @staticmethod
+    def _error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
+        message = exc.message if isinstance(exc, RemoteEnvError) else str(exc)
+        return Reply(seq, error=ErrorInfo(code, type(exc).__name__, message, tb))
+
+    def _dispatch(self, req: Request) -> Any:
+        if req.kind is Kind.PING:
+            return {"time": time.time(), "sessions": len(self._sessions), "version": __version__}
+        if req.kind is Kind.HELLO:
+            return self._hello(req.body)
+        if req.kind is Kind.CLOSE:
+            if req.session is not None:
+                self._close_session(req.session)
+            return None
+        slot = self._slot(req.session)
+        body = req.body if isinstance(req.body, dict) else {}
+        session = slot.session
+        if req.kind is Kind.RESET:
+            seed = body.get("seed")
+            if seed is not None and not isinstance(seed, (int, list)):
+                raise BadRequestError(f"seed must be an int, a list of ints or None, got {type(seed).__name__}")
+            options = body.get("options")
+            if options is not None and not isinstance(options, dict):
+                raise BadRequestError("options must be a dict or None")
+            obs, info = session.reset(seed=seed, options=options)
+            out: dict[str, Any] = {"obs": obs, "info": info}
+        elif req.kind is Kind.STEP:
+            if "action" not in body:
+                raise BadRequestError("step request lacks an action")
+            try:
+                action = session.check_action(body["action"])
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from exc
+            obs, reward, terminated, truncated, info = session.step(action)
+            out = {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
+        elif req.kind is Kind.GET_STATE:
+            return {"state": session.get_state()}
+        elif req.kind is Kind.SET_STATE:
+            if "state" not in body:
+                raise BadRequestError("set_state request lacks a state")
+            session.set_state(body["state"])
+            return None
+        elif req.kind is Kind.RENDER:
+            return {"frame": session.render()}
+        elif req.kind is Kind.CALL:
+            name = body.get("name")
+            if not isinstance(name, str):
+                raise BadRequestError("call request lacks a name")
+            return {"value": session.call(name, body.get("args") or [], body.get("kwargs") or {})}
+        else:  # pragma: no cover - every Kind is handled above
+            raise BadRequestError(f"unhandled request kind {req.kind}")
+        if body.get("with_state"):
+            out["state"] = session.get_state()
+        return out
+
+    # ------------------------------------------------------------------------------ sessions
+
+    def _hello(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequestError("hello body must be a map")
+        version = body.get("protocol")
+        if version != PROTOCOL_VERSION:
+            raise VersionMismatchError(
+                f"protocol version mismatch: client speaks {version!r}, server speaks {PROTOCOL_VERSION} "
+                f"(server gym-remote {__version__}); install the same gym-remote version on both ends"
+            )
+        hello_id = str(body.get("hello_id", ""))
+        for sid, slot in self._sessions.items():  # a retried HELLO gets the session it already made
+            if hello_id and slot.hello_id == hello_id:
+                slot.last_used = time.monotonic()
+                return self._describe(sid, slot)
+        if len(self._sessions) >= self.max_sessions:
+            raise ServerBusyError(
+                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions})"
+            )
+        try:
+            options = SessionOptions.from_hello(body)
+        except (TypeError, ValueError) as exc:
+            raise BadRequestError(str(exc)) from exc
+        session = self.factory(options)
+        sid = secrets.token_hex(8)
+        self._sessions[sid] = slot = _SessionSlot(session, options, hello_id)
+        log.info("session %s opened by %s: task=%s num_envs=%s", sid, body.get("client"), options.task, options.num_envs)
+        return self._describe(sid, slot)
+
+    def _describe(self, sid: str, slot: _SessionSlot) -> dict[str, Any]:
+        s = slot.session
+        return {
+            "session": sid,
+            "server_version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "backend": self.backend,
+            **s.describe(),
+        }
+
+    def _slot(self, sid: str | None) -> _SessionSlot:
+        slot = self._sessions.get(sid) if sid is not None else None
+        if slot is None:
+            raise SessionLostError(
+                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); reset() opens a new one"
+            )
+        slot.last_used = time.monotonic()
+        return slot
+
+    def _close_session(self, sid: str) -> None:
+        slot = self._sessions.pop(sid, None)
+        if slot is None:
+            return
+        try:
+            slot.session.close()
+        except Exception:  # a failing close must not take the server down
+            log.exception("closing session %s failed", sid)
+        log.info("session %s closed", sid)
+
+    def _expire_idle(self) -> None:
+        if self.idle_timeout is None:
+            return
+        now = time.monotonic()
+        for sid, slot in list(self._sessions.items()):
+            if now - slot.last_used > self.idle_timeout:
+                log.info("session %s idle for %.0f s: closing it", sid, now - slot.last_used)
+                self._close_session(sid)

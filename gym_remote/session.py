@@ -1,0 +1,242 @@
+"""What the server hosts for one client: a single env or a batch of sub-envs, behind one interface.
+
+:class:`Session` is the seam between the server loop and a simulator. :class:`GymSession` adapts any
+Gymnasium env or ``VectorEnv``; natively batched simulators (Isaac Lab, RoboVerse) subclass
+:class:`Session` directly in :mod:`gym_remote.backends`.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from gym_remote.errors import StateError
+from gym_remote.spaces import space_to_dict, validate_action
+from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
+
+log = logging.getLogger(__name__)
+
+AUTORESET_MODES = ("next_step", "same_step", "disabled")
+
+#: Attributes and methods a client may reach through CALL: read-only facts and well-known hooks.
+#: Never arbitrary attribute access over the network.
+CALLABLE_ALLOWLIST = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
+
+
+@dataclass
+class SessionOptions:
+    """What a client asked for at HELLO."""
+
+    task: str | None = None
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_envs: int | None = None  # None: a single env (RemoteEnv); N: a batch (RemoteVectorEnv)
+    autoreset_mode: str = "next_step"
+    render_mode: str | None = None
+    max_episode_steps: int | None = None
+
+    @classmethod
+    def from_hello(cls, body: dict[str, Any]) -> SessionOptions:
+        task = body.get("task")
+        if task is not None and not isinstance(task, str):
+            raise TypeError(f"task must be a string, got {type(task).__name__}")
+        kwargs = body.get("task_kwargs") or {}
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise TypeError("task_kwargs must be a map with string keys")
+        num_envs = body.get("num_envs")
+        if num_envs is not None and (not isinstance(num_envs, int) or num_envs < 1):
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        mode = body.get("autoreset_mode", "next_step")
+        if mode not in AUTORESET_MODES:
+            raise ValueError(f"autoreset_mode must be one of {AUTORESET_MODES}, got {mode!r}")
+        render_mode = body.get("render_mode")
+        if render_mode is not None and not isinstance(render_mode, str):
+            raise TypeError("render_mode must be a string or None")
+        steps = body.get("max_episode_steps")
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"max_episode_steps must be a positive integer, got {steps!r}")
+        return cls(task, dict(kwargs), num_envs, mode, render_mode, steps)
+
+
+class Session(abc.ABC):
+    """One client's env(s) on the server. Spaces are the *single* env's spaces."""
+
+    observation_space: gym.Space
+    action_space: gym.Space
+    num_envs: int | None = None
+    metadata: dict[str, Any]
+    state_schema: StateSchema | None = None
+    task: str | None = None
+
+    @property
+    def batched_action_space(self) -> gym.Space:
+        if self.num_envs is None:
+            return self.action_space
+        if not hasattr(self, "_batched_action_space"):
+            self._batched_action_space = gym.vector.utils.batch_space(self.action_space, self.num_envs)
+        return self._batched_action_space
+
+    def check_action(self, action: Any) -> Any:
+        """The action cast to the space's dtype; a ValueError naming the mismatch otherwise."""
+        return validate_action(self.batched_action_space, action)
+
+    @abc.abstractmethod
+    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
+
+    def get_state(self) -> Any:
+        raise StateError(f"this env ({self.task}) does not expose its state")
+
+    def set_state(self, state: Any) -> None:
+        raise StateError(f"this env ({self.task}) cannot set its state")
+
+    def render(self) -> Any:
+        return None
+
+    def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        raise StateError(f"{name!r} is not callable remotely on this env")
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """The session's half of the HELLO reply."""
+        meta = {k: v for k, v in self.metadata.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
+        return {
+            "task": self.task,
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "num_envs": self.num_envs,
+            "metadata": meta,
+            "state_schema": self.state_schema.to_dict() if self.state_schema else None,
+        }
+
+
+class _StateAccess:
+    """How to read and write one Gymnasium env's state: its own hooks, else its MuJoCo model."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env.unwrapped
+        self.schema: StateSchema | None = None
+        self.binding: MujocoBinding | None = None
+        self.opaque = False
+        custom = getattr(self.env, "get_state", None)
+        if callable(custom):
+            self.opaque = not isinstance(getattr(self.env, "state_schema", None), StateSchema)
+            self.schema = None if self.opaque else self.env.state_schema
+        elif _is_mujoco(self.env):
+            try:
+                self.schema = mujoco_schema(self.env.model)
+                self.binding = MujocoBinding(self.env.model, self.schema)
+            except StateError as exc:
+                log.info("no state schema for %s: %s", type(self.env).__name__, exc)
+
+    @property
+    def available(self) -> bool:
+        return self.opaque or self.schema is not None
+
+    def get(self) -> Any:
+        if self.binding is not None:
+            return self.binding.read(self.env.data)
+        if self.available:
+            return self.env.get_state()
+        raise StateError(f"{type(self.env).__name__} has neither get_state() nor a MuJoCo model")
+
+    def set(self, state: Any) -> None:
+        if self.binding is not None:
+            import mujoco
+
+            self.binding.write(self.env.data, state)
+            mujoco.mj_forward(self.env.model, self.env.data)
+        elif callable(getattr(self.env, "set_state", None)):
+            if self.schema is not None:
+                state = check_state(self.schema, state, batched=False)
+            self.env.set_state(state)
+        else:
+            raise StateError(f"{type(self.env).__name__} has neither set_state() nor a MuJoCo model")
+
+
+def _is_mujoco(env: Any) -> bool:
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a dependency, but keep servers importable
+        return False
+    return isinstance(getattr(env, "model", None), mujoco.MjModel) and isinstance(getattr(env, "data", None), mujoco.MjData)
+
+
+class GymSession(Session):
+    """A Gymnasium env (``num_envs=None``) or a Gymnasium ``VectorEnv`` of sub-envs."""
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, task: str | None = None) -> None:
+        self.env = env
+        self.task = task
+        self.metadata = dict(env.metadata)
+        if isinstance(env, gym.vector.VectorEnv):
+            self.num_envs = env.num_envs
+            self.observation_space = env.single_observation_space
+            self.action_space = env.single_action_space
+            subs = list(getattr(env, "envs", []))
+            self._access = [_StateAccess(e) for e in subs] if subs else []
+        else:
+            self.observation_space = env.observation_space
+            self.action_space = env.action_space
+            self._access = [_StateAccess(env)]
+        first = self._access[0] if self._access else None
+        self.state_schema = first.schema if first is not None else None
+
+    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        if self.num_envs is None and isinstance(seed, list):
+            raise ValueError("a single env takes an int seed, not a list")
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.num_envs is None:
+            return obs, float(reward), bool(terminated), bool(truncated), info
+        return obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated), np.asarray(truncated), info
+
+    def get_state(self) -> Any:
+        if not self._access or not self._access[0].available:
+            return super().get_state()
+        states = [a.get() for a in self._access]
+        if self.num_envs is None:
+            return states[0]
+        return np.stack(states) if self.state_schema is not None else states
+
+    def set_state(self, state: Any) -> None:
+        if not self._access or not self._access[0].available:
+            super().set_state(state)
+        if self.num_envs is None:
+            self._access[0].set(state)
+            return
+        if len(state) != len(self._access):
+            raise StateError(f"batched state has {len(state)} rows for {len(self._access)} sub-envs")
+        for access, row in zip(self._access, state, strict=True):
+            access.set(row)
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if name not in CALLABLE_ALLOWLIST:
+            raise StateError(f"{name!r} is not on the remote call allow-list {sorted(CALLABLE_ALLOWLIST)}")
+        envs = [a.env for a in self._access] or [self.env.unwrapped]
+        values = []
+        for env in envs:
+            if name == "spec_id":
+                values.append(env.spec.id if env.spec else None)
+            elif name == "get_state_schema":
+                values.append(self.state_schema.to_dict() if self.state_schema else None)
+            else:
+                value = getattr(env, name, None)
+                values.append(dict(value) if isinstance(value, dict) else value)
+        return values[0] if self.num_envs is None else values
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,136 @@
+"""Gymnasium spaces as plain data, so a client knows the spaces without the simulator installed.
+
+Gymnasium has no serialisation for space *definitions* (``to_jsonable`` is for samples and ``repr``
+does not round-trip), so each supported type gets a small explicit schema. Bounds travel as arrays,
+so ``inf`` and per-element bounds survive exactly. An unsupported space fails at HELLO, not later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from gym_remote.errors import SpaceError
+
+
+def space_to_dict(space: spaces.Space) -> dict[str, Any]:
+    """Describe ``space`` as msgpack-able data (arrays stay numpy arrays)."""
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "low": space.low, "high": space.high, "dtype": space.dtype.str}
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start), "dtype": np.dtype(space.dtype).str}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec, "start": space.start, "dtype": space.dtype.str}
+    if isinstance(space, spaces.MultiBinary):
+        n = space.n
+        return {"type": "MultiBinary", "n": [int(x) for x in n] if isinstance(n, (tuple, list, np.ndarray)) else int(n)}
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": [[k, space_to_dict(s)] for k, s in space.spaces.items()]}
+    if isinstance(space, spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(s) for s in space.spaces]}
+    if isinstance(space, spaces.Text):
+        return {
+            "type": "Text",
+            "min_length": int(space.min_length),
+            "max_length": int(space.max_length),
+            "charset": "".join(space.character_list),
+        }
+    raise SpaceError(
+        f"{type(space).__name__} is not supported on the wire; supported: Box, Discrete, MultiDiscrete, "
+        "MultiBinary, Dict, Tuple, Text"
+    )
+
+
+def space_from_dict(data: Any) -> spaces.Space:
+    """Rebuild a space from :func:`space_to_dict` output; a malformed description is a SpaceError."""
+    if not isinstance(data, dict) or "type" not in data:
+        raise SpaceError(f"a space description must be a map with a 'type', got {type(data).__name__}")
+    kind = data["type"]
+    try:
+        if kind == "Box":
+            low, high = np.asarray(data["low"]), np.asarray(data["high"])
+            return spaces.Box(low=low, high=high, shape=low.shape, dtype=np.dtype(data["dtype"]))
+        if kind == "Discrete":
+            return spaces.Discrete(int(data["n"]), start=int(data["start"]), **_dtype_kw(spaces.Discrete, data))
+        if kind == "MultiDiscrete":
+            return spaces.MultiDiscrete(
+                np.asarray(data["nvec"]), dtype=np.dtype(data["dtype"]), start=np.asarray(data["start"])
+            )
+        if kind == "MultiBinary":
+            return spaces.MultiBinary(data["n"])
+        if kind == "Dict":
+            return spaces.Dict({str(k): space_from_dict(s) for k, s in data["spaces"]})
+        if kind == "Tuple":
+            return spaces.Tuple(tuple(space_from_dict(s) for s in data["spaces"]))
+        if kind == "Text":
+            return spaces.Text(
+                max_length=int(data["max_length"]), min_length=int(data["min_length"]), charset=data["charset"]
+            )
+    except SpaceError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpaceError(f"malformed {kind} space description: {type(exc).__name__}: {exc}") from exc
+    raise SpaceError(f"unknown space type {kind!r}")
+
+
+def validate_action(space: spaces.Space, action: Any) -> Any:
+    """Return ``action`` in the space's own types, or raise a ValueError saying what does not fit.
+
+    Shapes and dtypes must fit; Box bounds are not enforced (envs clip, and SB3 clips before
+    stepping), but discrete values must be in range since an env cannot recover from those.
+    """
+    if isinstance(space, spaces.Box):
+        arr = _numeric(action, "action", space.shape)
+        if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"action dtype {arr.dtype} does not fit the integer Box dtype {space.dtype}")
+        return arr.astype(space.dtype, copy=False)
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        shape = () if isinstance(space, spaces.Discrete) else space.shape
+        arr = _numeric(action, "action", shape)
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
+            if not np.all(np.isfinite(arr)) or not np.all(np.mod(arr, 1) == 0):
+                raise ValueError(f"action {action!r} is not integral, as {type(space).__name__} requires")
+        cast = arr.astype(space.dtype)
+        if not space.contains(cast if shape else space.dtype.type(cast)):
+            raise ValueError(f"action {action!r} is outside {space}")
+        return space.dtype.type(cast) if isinstance(space, spaces.Discrete) else cast
+    if isinstance(space, spaces.Dict):
+        if not isinstance(action, dict) or set(action) != set(space.spaces):
+            got = sorted(action) if isinstance(action, dict) else type(action).__name__
+            raise ValueError(f"action must be a dict with keys {sorted(space.spaces)}, got {got}")
+        return {k: validate_action(s, action[k]) for k, s in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        if not isinstance(action, (tuple, list)) or len(action) != len(space.spaces):
+            raise ValueError(f"action must be a tuple of {len(space.spaces)} elements")
+        return tuple(validate_action(s, a) for s, a in zip(space.spaces, action, strict=True))
+    if isinstance(space, spaces.Text):
+        if not space.contains(action):
+            raise ValueError(f"action {action!r} is not in {space}")
+        return action
+    raise ValueError(f"cannot validate actions of {type(space).__name__}")
+
+
+def _numeric(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r} is not array-like: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} dtype {arr.dtype} is not numeric")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} shape {arr.shape} does not match the action space shape {tuple(shape)}")
+    return arr
+
+
+def _dtype_kw(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    # Discrete took a dtype only from Gymnasium 1.1; the GPU servers may run 1.0-1.2.
+    import inspect
+
+    dtype = np.dtype(data.get("dtype", "<i8"))
+    if "dtype" in inspect.signature(cls.__init__).parameters:
+        return {"dtype": dtype}
+    if dtype != np.int64:
+        raise SpaceError(f"this Gymnasium cannot make a Discrete space of dtype {dtype}")
+    return {}
