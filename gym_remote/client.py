@@ -86,6 +86,7 @@ class Connection:
                 curve_public_key, curve_secret_key = zmq.curve_keypair()
             self._curve = tuple(k.encode() if isinstance(k, str) else k for k in (curve_server_key, curve_public_key, curve_secret_key))
         self._sock: zmq.Socket | None = None
+        self._timeouts: tuple[int, int] = (-1, -1)  # (SNDTIMEO, RCVTIMEO) set on the socket, in ms
         self._seq = 0
         self._pending: Request | None = None
         self._sent_at = 0.0
@@ -106,7 +107,16 @@ class Connection:
             self._sock = sock
         return self._sock
 
+    def _set_timeouts(self, sock: zmq.Socket, send_s: float, recv_s: float) -> None:
+        # setsockopt costs a syscall-ish round into libzmq: only when the value changes.
+        wanted = (max(1, int(send_s * 1000)), max(1, int(recv_s * 1000)))
+        if wanted != self._timeouts:
+            sock.setsockopt(zmq.SNDTIMEO, wanted[0])
+            sock.setsockopt(zmq.RCVTIMEO, wanted[1])
+            self._timeouts = wanted
+
     def _reset_socket(self) -> None:
+        self._timeouts = (-1, -1)
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -125,13 +135,14 @@ class Connection:
         request = Request(kind, body, session, self._seq)
         frames = pack_request(request, self.limits)
         sock = self._socket()
-        sock.setsockopt(zmq.SNDTIMEO, int(1000 * (self.timeout if timeout is None else timeout)))
+        budget = self.timeout if timeout is None else timeout
+        self._set_timeouts(sock, budget, budget)
         self._sent_at = time.monotonic()
         try:
             sock.send_multipart(frames, copy=False)
         except zmq.Again:
             self._reset_socket()
-            raise self._error(RemoteTimeoutError, f"could not send within {self.timeout:.1f} s: no server is listening", kind) from None
+            raise self._error(RemoteTimeoutError, f"could not send within {budget:.1f} s: no server is listening", kind) from None
         self._pending = request
 
     def recv(self, timeout: float | None = None) -> Any:
@@ -142,14 +153,22 @@ class Connection:
         sock = self._socket()
         budget = self.timeout if timeout is None else timeout
         deadline = self._sent_at + budget
+        stale = False
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+            try:
+                if remaining <= 0:
+                    raise zmq.Again
+                if stale or timeout is not None:  # else RCVTIMEO already holds the budget
+                    self._set_timeouts(sock, budget, remaining)
+                frames = sock.recv_multipart(copy=False)
+            except zmq.Again:
                 self._pending = None
                 self._reset_socket()
                 elapsed = time.monotonic() - self._sent_at
-                raise self._error(RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind)
-            frames = sock.recv_multipart(copy=False)
+                raise self._error(
+                    RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind
+                ) from None
             try:
                 reply = unpack_reply(frames, self.limits)
             except ProtocolError as exc:
@@ -158,6 +177,7 @@ class Connection:
             if reply.seq == request.seq:
                 break
             log.debug("discarding stale reply %d (waiting for %d)", reply.seq, request.seq)
+            stale = True
         self._pending = None
         if reply.error is not None:
             e = reply.error

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,12 @@ from gym_remote.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 
-# msgpack extension type codes. Anything else on the wire is refused.
-EXT_ARRAY_FRAME = 1  # [dtype, shape, frame index]: the bytes are a frame of their own
-EXT_ARRAY_INLINE = 2  # [dtype, shape, bytes]
-EXT_SCALAR = 3  # [dtype, bytes]: a numpy scalar such as np.float32(1.5)
+# msgpack extension type codes. Anything else on the wire is refused. Array and scalar payloads
+# are a compact binary prefix, "<u8 len><dtype str><u8 ndim><u64 dims...>", followed by either a
+# u32 frame index (EXT_ARRAY_FRAME) or the raw bytes (EXT_ARRAY_INLINE, EXT_SCALAR with ndim 0).
+EXT_ARRAY_FRAME = 1  # the bytes are a frame of their own
+EXT_ARRAY_INLINE = 2  # the bytes follow the prefix
+EXT_SCALAR = 3  # a numpy scalar such as np.float32(1.5)
 EXT_TUPLE = 4  # a msgpack list that decodes to a tuple
 
 _ALLOWED_KINDS = frozenset("biufcSUMm")  # bool, ints, floats, complex, bytes, str, datetimes
@@ -48,6 +51,8 @@ class Kind(str, enum.Enum):
     CLOSE = "close"
     CALL = "call"  # an allow-listed attribute or method of the remote env (see server)
 
+
+_KINDS = {k.value: k for k in Kind}
 
 #: Requests that may be re-sent after a timeout without changing what the server did.
 IDEMPOTENT = frozenset({Kind.HELLO, Kind.PING, Kind.GET_STATE})
@@ -128,15 +133,13 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
 
     def default(o: Any) -> Any:
         if isinstance(o, np.ndarray):
-            _check_dtype(o.dtype)
-            shape = list(o.shape)
+            prefix = _array_prefix(o.dtype, o.shape)
             if o.nbytes >= limits.inline_threshold and o.nbytes > 0:
                 buffers.append(np.ascontiguousarray(o))
-                return msgpack.ExtType(EXT_ARRAY_FRAME, _pack([o.dtype.str, shape, len(buffers) - 1]))
-            return msgpack.ExtType(EXT_ARRAY_INLINE, _pack([o.dtype.str, shape, o.tobytes()]))
+                return msgpack.ExtType(EXT_ARRAY_FRAME, prefix + _U32.pack(len(buffers) - 1))
+            return msgpack.ExtType(EXT_ARRAY_INLINE, prefix + o.tobytes())
         if isinstance(o, np.generic):
-            _check_dtype(o.dtype)
-            return msgpack.ExtType(EXT_SCALAR, _pack([o.dtype.str, o.tobytes()]))
+            return msgpack.ExtType(EXT_SCALAR, _array_prefix(o.dtype, ()) + o.tobytes())
         if isinstance(o, tuple):
             return msgpack.ExtType(EXT_TUPLE, _pack_nested(list(o)))
         if isinstance(o, enum.Enum):
@@ -157,12 +160,38 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode message: {exc}") from exc
     if len(header) > limits.max_header_bytes:
-        raise ProtocolError(f"header of {len(header)} bytes exceeds max_header_bytes={limits.max_header_bytes}")
+        raise ProtocolError(f"header of {len(header)} bytes exceeds max_header_bytes {limits.max_header_bytes}")
     return header, buffers
 
 
-def _pack(o: Any) -> bytes:
-    return msgpack.packb(o, use_bin_type=True)
+_U32 = struct.Struct("<I")
+_PREFIXES: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
+
+
+def _array_prefix(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    key = (dtype, shape)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        _check_dtype(dtype)
+        name = dtype.str.encode()
+        prefix = bytes([len(name)]) + name + bytes([len(shape)]) + struct.pack(f"<{len(shape)}Q", *shape)
+        if len(_PREFIXES) < 4096:  # shapes of a session repeat; don't grow without bound
+            _PREFIXES[key] = prefix
+    return prefix
+
+
+def _parse_prefix(data: bytes, limits: Limits) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, shape and the offset where the payload starts; ProtocolError if malformed."""
+    try:
+        n = data[0]
+        dtype = _parse_dtype(bytes(data[1 : 1 + n]))
+        ndim = data[1 + n]
+        if ndim > limits.max_ndim:
+            raise ProtocolError(f"array of {ndim} dimensions exceeds max_ndim={limits.max_ndim}")
+        shape = struct.unpack_from(f"<{ndim}Q", data, 2 + n)
+    except (IndexError, struct.error) as exc:
+        raise ProtocolError(f"malformed array descriptor: {exc}") from exc
+    return dtype, shape, 2 + n + 8 * ndim
 
 
 # --------------------------------------------------------------------------------------- decoding
@@ -185,9 +214,7 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
         raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
     used: set[int] = set()
 
-    def make_array(dtype_str: Any, shape: Any, data: memoryview) -> np.ndarray:
-        dtype = _parse_dtype(dtype_str)
-        dims = _parse_shape(shape, limits)
+    def make_array(dtype: np.dtype, dims: tuple[int, ...], data: memoryview) -> np.ndarray:
         expected = math.prod(dims) * dtype.itemsize
         if expected > limits.max_array_bytes:
             raise ProtocolError(f"array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
@@ -199,24 +226,24 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == EXT_ARRAY_FRAME:
-            dtype_str, shape, index = _unpack_fields(data, 3, "array reference")
-            if not isinstance(index, int) or not 0 <= index < len(buffers):
-                raise ProtocolError(f"array refers to frame {index!r} but the message has {len(buffers)}")
+            dtype, shape, start = _parse_prefix(data, limits)
+            if len(data) != start + 4:
+                raise ProtocolError("malformed array reference")
+            (index,) = _U32.unpack_from(data, start)
+            if index >= len(buffers):
+                raise ProtocolError(f"array refers to frame {index} but the message has {len(buffers)}")
             if index in used:
                 raise ProtocolError(f"array frame {index} is referred to twice")
             used.add(index)
-            return make_array(dtype_str, shape, _as_buffer(buffers[index]))
-        if code == EXT_ARRAY_INLINE:
-            dtype_str, shape, raw = _unpack_fields(data, 3, "inline array")
-            if not isinstance(raw, bytes):
-                raise ProtocolError("inline array data must be bytes")
-            return make_array(dtype_str, shape, memoryview(raw))
-        if code == EXT_SCALAR:
-            dtype_str, raw = _unpack_fields(data, 2, "scalar")
-            dtype = _parse_dtype(dtype_str)
-            if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
-                raise ProtocolError(f"scalar of dtype {dtype.str} needs {dtype.itemsize} bytes")
-            return np.frombuffer(raw, dtype=dtype)[0]
+            return make_array(dtype, shape, _as_buffer(buffers[index]))
+        if code in (EXT_ARRAY_INLINE, EXT_SCALAR):
+            dtype, shape, start = _parse_prefix(data, limits)
+            array = make_array(dtype, shape, memoryview(data)[start:])
+            if code == EXT_SCALAR:
+                if shape:
+                    raise ProtocolError("a scalar must have no dimensions")
+                return array[()]
+            return array
         if code == EXT_TUPLE:
             inner = _unpack(data, ext_hook, limits)
             if not isinstance(inner, list):
@@ -247,45 +274,39 @@ def _unpack(data: Any, ext_hook: Any, limits: Limits) -> Any:
         raise ProtocolError(f"malformed msgpack header: {type(exc).__name__}: {exc}") from exc
 
 
-def _unpack_fields(data: bytes, n: int, what: str) -> list[Any]:
-    try:
-        fields = msgpack.unpackb(data, raw=False, use_list=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise ProtocolError(f"malformed {what}: {exc}") from exc
-    if not isinstance(fields, list) or len(fields) != n:
-        raise ProtocolError(f"malformed {what}: expected {n} fields")
-    return fields
+_DTYPES: dict[bytes, np.dtype] = {}
 
 
-def _parse_dtype(dtype_str: Any) -> np.dtype:
-    if not isinstance(dtype_str, str) or len(dtype_str) > 16:
-        raise ProtocolError(f"bad dtype descriptor {dtype_str!r}")
+def _parse_dtype(name: bytes) -> np.dtype:
+    dtype = _DTYPES.get(name)
+    if dtype is not None:
+        return dtype
     try:
-        dtype = np.dtype(dtype_str)
-    except TypeError as exc:
-        raise ProtocolError(f"unknown dtype {dtype_str!r}") from exc
+        if len(name) > 16:
+            raise TypeError("too long")
+        dtype = np.dtype(name.decode("ascii"))
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"bad dtype descriptor {name!r}: {exc}") from None
     _check_dtype(dtype)
+    if len(_DTYPES) < 256:
+        _DTYPES[name] = dtype
     return dtype
 
 
-def _parse_shape(shape: Any, limits: Limits) -> list[int]:
-    if not isinstance(shape, list) or len(shape) > limits.max_ndim:
-        raise ProtocolError(f"bad array shape {shape!r}")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ProtocolError(f"bad array shape {shape!r}: dimensions must be non-negative integers")
-    return shape
-
-
 def _check_depth(obj: Any, max_depth: int) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 0)]
-    while stack:
-        item, depth = stack.pop()
+    containers = (dict, list, tuple)
+    level = [obj] if isinstance(obj, containers) else []
+    depth = 0
+    while level:  # breadth first, one list per nesting level; scalars are never visited twice
+        depth += 1
         if depth > max_depth:
             raise ProtocolError(f"message nests deeper than max_depth={max_depth}")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend((v, depth + 1) for v in item)
+        nxt = []
+        for item in level:
+            for v in item.values() if isinstance(item, dict) else item:
+                if isinstance(v, containers):
+                    nxt.append(v)
+        level = nxt
 
 
 # ------------------------------------------------------------------------------------- messages
@@ -305,12 +326,11 @@ def unpack_request(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Re
     msg = decode(frames[0], frames[1:], limits)
     if not isinstance(msg, dict) or "k" not in msg:
         raise ProtocolError("a request header must be a map with a kind")
-    try:
-        kind = Kind(msg["k"])
-    except ValueError:
+    kind = _KINDS.get(msg["k"]) if isinstance(msg["k"], str) else None
+    if kind is None:
         raise ProtocolError(
-            f"unknown request kind {msg['k']!r}; expected one of {[k.value for k in Kind]}"
-        ) from None
+            f"unknown request kind {msg['k']!r}; expected one of {sorted(_KINDS)}"
+        )
     session, seq = msg.get("s"), msg.get("n", 0)
     if session is not None and not isinstance(session, str):
         raise ProtocolError("session id must be a string")

@@ -145,13 +145,14 @@ class EnvServer:
         if ready is not None:
             ready.write(f"{READY_PREFIX} {self.endpoint}\n")
             ready.flush()
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
+        self._sock.setsockopt(zmq.RCVTIMEO, 200)  # wake up to notice stop() and idle sessions
+        next_sweep = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
-                if poller.poll(200):
-                    self._serve_one()
-                self._expire_idle()
+                self._serve_one()
+                if time.monotonic() >= next_sweep:
+                    self._expire_idle()
+                    next_sweep = time.monotonic() + 1.0
         finally:
             self.close()
 
@@ -171,6 +172,8 @@ class EnvServer:
     def _serve_one(self) -> None:
         try:
             frames = self._sock.recv_multipart(copy=False)
+        except zmq.Again:
+            return
         except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
             log.warning("receive failed: %s", exc)
             return

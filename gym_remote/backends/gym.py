@@ -57,7 +57,9 @@ def gymnasium_factory(
             gym.spec(task)
         except gym.error.Error as exc:
             raise TaskNotAllowedError(f"unknown Gymnasium id {task!r}: {exc}") from exc
-        make_one = partial(gym.make, task, render_mode=opts.render_mode, **kwargs)
+        if opts.render_mode is not None:
+            kwargs["render_mode"] = opts.render_mode
+        make_one = partial(gym.make, task, **kwargs)
         env = make_one() if opts.num_envs is None else _vectorize(make_one, opts, vectorization)
         return GymSession(env, task)
 

@@ -88,6 +88,8 @@ class StackCubeExpert:
     """Observation-only pick-and-place controller producing the env's normalised 8-dim action.
 
     Usage: ``expert.reset()`` at each episode start, then ``action = expert.act(obs)`` per step.
+    ``max_step`` (m) and ``max_turn`` (rad) bound how far the Cartesian set-point moves per control
+    step; ``damping`` is the DLS damping and ``ik_iters`` the IK iterations per step.
     """
 
     def __init__(
@@ -135,7 +137,7 @@ class StackCubeExpert:
             self._sp_pos = tcp.copy()
             self._sp_quat = self._tcp_quat(q)
 
-        goal, gripper_open, step = self._update_phase(tcp, cube, base, obs)
+        goal, gripper_open, step = self._update_phase(tcp, cube, obs[OBS_SLICES["cube_quat"]], base)
         self._steps_in_phase += 1
 
         # Walk the set-point towards the goal so the stiff position servos never see big jumps.
@@ -149,7 +151,7 @@ class StackCubeExpert:
         return np.r_[np.clip(arm, -1.0, 1.0), 1.0 if gripper_open else -1.0].astype(np.float32)
 
     def _update_phase(
-        self, tcp: np.ndarray, cube: np.ndarray, base: np.ndarray, obs: np.ndarray
+        self, tcp: np.ndarray, cube: np.ndarray, cube_quat: np.ndarray, base: np.ndarray
     ) -> tuple[np.ndarray, bool, float]:
         """Advance the phase machine; return the TCP goal, gripper state and set-point speed."""
 
@@ -162,7 +164,7 @@ class StackCubeExpert:
             self._enter(Phase.APPROACH)
 
         if self.phase == Phase.APPROACH:
-            self._yaw = _grasp_yaw(obs[OBS_SLICES["cube_quat"]])
+            self._yaw = _grasp_yaw(cube_quat)
             goal = cube + np.array([0.0, 0.0, HOVER])
             if near(goal, 0.01) and self._orientation_gap() < 0.05:
                 self._enter(Phase.DESCEND)
@@ -205,7 +207,7 @@ class StackCubeExpert:
         self.phase, self._steps_in_phase = phase, 0
 
     def _orientation_gap(self) -> float:
-        """Angle between the orientation set-point and the phase's target orientation."""
+        """Angle still to turn from the orientation set-point to the grasp orientation."""
         return float(np.linalg.norm(_rotation_error(_top_down_quat(self._yaw), self._sp_quat)))
 
     def _turn_towards(self, current: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -23,7 +23,9 @@ class PayloadEnv(gym.Env):
         self._obs = np.zeros(tuple(shape), np.uint8)
         self._t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._t = 0
         self._obs.flat[0] = 0

@@ -7,7 +7,6 @@ exactly like the GPU simulator it replaces: the server reads generic state from 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
-
-logger = logging.getLogger(__name__)
 
 ASSET_PATH: Path = Path(__file__).resolve().parent.parent / "assets" / "stack_cube.xml"
 
@@ -82,10 +79,9 @@ class StackCubeEnv(gym.Env[np.ndarray, np.ndarray]):
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
 
         m = self.model
-        self._joint_qadr = np.array(
-            [m.joint(j).qposadr[0] for j in ARM_JOINTS + FINGER_JOINTS], dtype=np.intp
-        )
-        self._joint_vadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS + FINGER_JOINTS], dtype=np.intp)
+        joints = ARM_JOINTS + FINGER_JOINTS
+        self._joint_qadr = np.array([m.joint(j).qposadr[0] for j in joints], dtype=np.intp)
+        self._joint_vadr = np.array([m.joint(j).dofadr[0] for j in joints], dtype=np.intp)
         self._arm_range = np.array([m.joint(j).range for j in ARM_JOINTS])
         self._arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS], dtype=np.intp)
         self._finger_act = np.array([m.actuator(j).id for j in FINGER_JOINTS], dtype=np.intp)

@@ -1,0 +1,172 @@
+"""How much each way of reaching a launched server costs: direct vs OpenSSH tunnel vs Fabric tunnel.
+
+The server serves :class:`PayloadEnv` (registered as ``gym_remote/TunnelBench-v0`` when this module
+is imported, which the launched server does with ``--import``), whose observation has a chosen size:
+16 bytes measures the per-step latency a tunnel adds, 1 MiB its throughput (a camera frame). All
+modes run in the same call against the same host, so the figures compare with each other even on a
+noisy machine; absolute numbers only mean something for that host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from gym_remote.launch import HostConfig, launch_server, resolve_config
+
+log = logging.getLogger(__name__)
+
+BENCH_TASK = "gym_remote/TunnelBench-v0"
+
+
+class PayloadEnv(gym.Env):
+    """An env whose only cost is moving ``obs_bytes`` of observation per step."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, obs_bytes: int = 16) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (int(obs_bytes),), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self._obs = np.random.default_rng(0).integers(0, 256, int(obs_bytes), dtype=np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        return self._obs.copy(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return self._obs, 0.0, False, False, {}
+
+
+if BENCH_TASK not in gym.registry:
+    gym.register(BENCH_TASK, entry_point=PayloadEnv, disable_env_checker=True)
+
+
+@dataclass
+class TunnelResult:
+    mode: str  # "direct", "openssh" or "fabric"
+    launch_s: float  # launch_server() wall time: SSH login, server start, tunnel
+    small_ms: float  # median step round trip with a 16-byte observation
+    small_p99_ms: float
+    big_ms: float  # median step round trip with an obs_bytes observation
+    big_p99_ms: float
+    obs_bytes: int
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.obs_bytes / 2**20 / (self.big_ms / 1e3)
+
+
+def _time_steps(conn: Any, session: str, n: int) -> np.ndarray:
+    from gym_remote.protocol import Kind
+
+    conn.request(Kind.RESET, {}, session=session)
+    for _ in range(max(3, n // 10)):  # warm-up: first-step checks, TCP windows
+        conn.request(Kind.STEP, {"action": 0}, session=session)
+    samples = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.request(Kind.STEP, {"action": 0}, session=session)
+        samples[i] = time.perf_counter() - t0
+    return samples * 1e3
+
+
+def _bench_one(cfg: HostConfig, mode: str, steps: int, big_steps: int, obs_bytes: int) -> TunnelResult:
+    from gym_remote.client import Connection
+    from gym_remote.protocol import Kind
+
+    t0 = time.perf_counter()
+    handle = launch_server(config=cfg, tunnel=mode if mode != "direct" else "none")
+    launch_s = time.perf_counter() - t0
+    conn = Connection(handle.local_host, handle.local_port, timeout=60, diagnostics=handle.log_tail)
+    try:
+        sessions = {}
+        for name, size in (("small", 16), ("big", obs_bytes)):
+            hello = {
+                "protocol": 1,
+                "client": "bench_tunnel",
+                "hello_id": f"{name}-{time.time_ns()}",
+                "task": BENCH_TASK,
+                "task_kwargs": {"obs_bytes": size},
+            }
+            sessions[name] = conn.request(Kind.HELLO, hello)["session"]
+        small = _time_steps(conn, sessions["small"], steps)
+        big = _time_steps(conn, sessions["big"], big_steps)
+        for session in sessions.values():
+            conn.request(Kind.CLOSE, session=session)
+    finally:
+        conn.close()
+        handle.close()
+    return TunnelResult(
+        mode,
+        launch_s,
+        float(np.median(small)),
+        float(np.percentile(small, 99)),
+        float(np.median(big)),
+        float(np.percentile(big, 99)),
+        obs_bytes,
+    )
+
+
+def tunnel_benchmark(
+    host: str | None = None,
+    config: HostConfig | str | Path | Mapping[str, Any] | None = None,
+    *,
+    modes: Sequence[str] = ("direct", "openssh", "fabric"),
+    steps: int = 300,
+    big_steps: int = 40,
+    obs_bytes: int = 2**20,
+    **overrides: Any,
+) -> list[TunnelResult]:
+    """Launch a :class:`PayloadEnv` server on ``host`` once per mode and time step round trips.
+
+    ``direct`` is skipped for a non-loopback host unless ``serve_args`` carry ``--curve-secret`` or
+    ``--insecure`` (the server refuses to expose itself otherwise). For ``gym-remote bench --launch``.
+    """
+    cfg = resolve_config(host, config, **overrides)
+    cfg = dataclasses.replace(
+        cfg,
+        backend="gymnasium",
+        task=BENCH_TASK,
+        task_kwargs={"obs_bytes": 16},
+        serve_args=[*cfg.serve_args, "--import", __name__],
+    )
+    results = []
+    for mode in modes:
+        if (
+            mode == "direct"
+            and dataclasses.replace(cfg, tunnel=None).effective_bind_host() != "127.0.0.1"
+            and not ({"--insecure", "--curve-secret"} & set(cfg.serve_args))
+        ):
+            log.warning(
+                "skipping 'direct' on %s: it would expose the server (add --curve-secret to serve_args)",
+                cfg.host,
+            )
+            continue
+        results.append(_bench_one(cfg, mode, steps, big_steps, obs_bytes))
+        log.info("%s", format_results(results[-1:]).splitlines()[-1])
+    return results
+
+
+def format_results(results: Sequence[TunnelResult]) -> str:
+    """A table of the figures (milliseconds, MiB/s), one row per mode."""
+    if not results:
+        return "no results"
+    size = results[0].obs_bytes / 2**20
+    head = (
+        f"{'mode':<8} {'launch s':>8} {'16 B p50 ms':>11} {'p99 ms':>7} "
+        f"{f'{size:g} MiB p50 ms':>15} {'p99 ms':>7} {'MiB/s':>7}"
+    )
+    rows = [
+        f"{r.mode:<8} {r.launch_s:>8.2f} {r.small_ms:>11.3f} {r.small_p99_ms:>7.3f} {r.big_ms:>15.2f} "
+        f"{r.big_p99_ms:>7.2f} {r.mib_per_s:>7.0f}"
+        for r in results
+    ]
+    return "\n".join([head, *rows])

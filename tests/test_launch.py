@@ -1,0 +1,325 @@
+"""The SSH launcher against a real sshd on 127.0.0.1 (see tests/sshd.py).
+
+Each test checks what a user of a GPU box would otherwise find out the hard way: that close()
+leaves no server behind, that a broken server fails fast with its traceback, that a crashed run's
+server is replaced but an unrelated process is never killed, and that SSH problems are named.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gym_remote.client import Connection
+from gym_remote.config import CONFIG_ROOT, load
+from gym_remote.errors import LaunchError
+from gym_remote.launch import (
+    HostConfig,
+    RemoteLauncher,
+    follow_log,
+    launch_server,
+    list_servers,
+    read_log,
+    resolve_config,
+    stop_server,
+)
+from gym_remote.protocol import Kind
+
+try:
+    from tests.sshd import REPO_ROOT, SshServer, free_port, ssh_host, sshd
+except ImportError:  # tests/ is not a package: pytest put it on sys.path itself
+    from sshd import REPO_ROOT, SshServer, free_port, ssh_host, sshd  # type: ignore[no-redef]  # noqa: F401
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by init) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _process_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _roundtrip(host: str, port: int, diagnostics: Any = None) -> None:
+    """HELLO, RESET, STEP with the raw client: the tunnel carries real requests."""
+    conn = Connection(host, port, timeout=10, retries=0, diagnostics=diagnostics)
+    try:
+        hello = conn.request(Kind.HELLO, {"protocol": 1, "client": "test", "hello_id": "x"})
+        session = hello["session"]
+        reset = conn.request(Kind.RESET, {"seed": 3}, session=session)
+        assert reset["obs"].shape == (4,)
+        step = conn.request(Kind.STEP, {"action": 1}, session=session)
+        assert step["reward"] == 1.0
+        conn.request(Kind.CLOSE, session=session)
+    finally:
+        conn.close()
+
+
+def _pid_file(cfg: dict[str, Any], port: int) -> Path:
+    return Path(cfg["runtime_dir"]) / f"server-{port}.pid"
+
+
+# ------------------------------------------------------------------------------------------ happy
+
+
+@pytest.mark.parametrize("tunnel", ["openssh", "fabric", "none"])
+def test_launch_step_close(ssh_host: dict[str, Any], tunnel: str) -> None:
+    handle = launch_server(**ssh_host, tunnel=tunnel)
+    pid, port = handle.pid, handle.remote_port
+    assert pid is not None and port is not None
+    try:
+        assert _process_alive(pid)
+        assert _pid_file(ssh_host, port).read_text().strip() == str(pid)
+        if tunnel == "none":
+            assert (handle.local_host, handle.local_port) == ("127.0.0.1", port)
+        else:
+            assert handle.local_host == "127.0.0.1" and handle.local_port != port
+        _roundtrip(handle.local_host, handle.local_port, handle.log_tail)
+        assert "GYM_REMOTE READY" in handle.log_tail()
+    finally:
+        handle.close()
+    assert _wait_gone(pid), f"server PID {pid} still runs after close()"
+    assert not _pid_file(ssh_host, port).exists()
+    handle.close()  # idempotent
+    if tunnel != "none":  # the tunnel is gone with it
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", handle.local_port), timeout=1):
+            pass
+
+
+@pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
+def test_gateway(ssh_host: dict[str, Any], sshd: SshServer, tunnel: str) -> None:
+    """A jump host: here the same sshd, which forwards to itself."""
+    gateway = {"host": "127.0.0.1", "user": sshd.user, "port": sshd.port}
+    with launch_server(**ssh_host, tunnel=tunnel, gateway=gateway) as handle:
+        pid = handle.pid
+        assert pid is not None
+        _roundtrip(handle.local_host, handle.local_port)
+    assert _wait_gone(pid)
+
+
+def test_setup_env_workdir_reach_the_server(ssh_host: dict[str, Any], tmp_path: Path) -> None:
+    workdir = tmp_path / "work dir"  # a space: everything interpolated is quoted
+    workdir.mkdir()
+    options = {
+        **ssh_host,
+        "workdir": str(workdir),
+        "setup": "export GR_FROM_SETUP=yes; cd .",
+        "env": {**ssh_host["env"], "GR_VALUE": "it's $HOME; `x`"},
+    }
+    with launch_server(**options) as handle:
+        assert handle.pid is not None
+        environ = Path(f"/proc/{handle.pid}/environ").read_bytes().split(b"\0")
+        assert b"GR_FROM_SETUP=yes" in environ
+        assert b"GR_VALUE=it's $HOME; `x`" in environ
+        assert os.readlink(f"/proc/{handle.pid}/cwd") == str(workdir)
+    with pytest.raises(LaunchError, match="setup command failed"):
+        launch_server(**{**ssh_host, "setup": "false"})
+
+
+def test_handle_closed_at_interpreter_exit(ssh_host: dict[str, Any], tmp_path: Path) -> None:
+    """A script that forgets close() does not leave a server behind."""
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            from gym_remote.launch import launch_server
+            handle = launch_server(**{ssh_host!r})
+            print(handle.pid, flush=True)
+        """)
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[0])
+    assert _wait_gone(pid), f"server PID {pid} outlived its client"
+
+
+# ---------------------------------------------------------------------------------------- failures
+
+
+def test_bad_task_fails_fast(ssh_host: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="gym_remote.remote")
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        launch_server(**{**ssh_host, "task": "NoSuchEnv-v99", "ready_timeout": 60})
+    elapsed = time.monotonic() - t0
+    assert elapsed < 15, f"a failing server took {elapsed:.1f} s to be reported"
+    err = info.value
+    assert "Traceback" in (err.log_tail or "")
+    assert "NoSuchEnv" in str(err)
+    assert any("Traceback" in r.getMessage() for r in caplog.records if r.name == "gym_remote.remote")
+    assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
+
+
+def test_unreachable_host_fails_within_connect_timeout(ssh_host: dict[str, Any]) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError, match="connection refused"):
+        launch_server(**{**ssh_host, "port": free_port(), "connect_timeout": 3})
+    assert time.monotonic() - t0 < 3
+
+
+def test_silent_port_times_out(ssh_host: dict[str, Any]) -> None:
+    """A port that accepts TCP but never speaks SSH (a black hole) fails after connect_timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        t0 = time.monotonic()
+        with pytest.raises(LaunchError, match=r"could not connect|Error reading SSH protocol banner"):
+            launch_server(**{**ssh_host, "port": silent.getsockname()[1], "connect_timeout": 2})
+        assert time.monotonic() - t0 < 6
+
+
+@pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
+def test_local_port_taken(ssh_host: dict[str, Any], tunnel: str) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        with pytest.raises(LaunchError, match="in use"):
+            launch_server(**ssh_host, tunnel=tunnel, local_port=squatter.getsockname()[1])
+    assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
+
+
+def test_refused_key(ssh_host: dict[str, Any], sshd: SshServer) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError, match="refused our SSH key"):
+        launch_server(**{**ssh_host, "key_filename": sshd.bad_key_filename})
+    assert time.monotonic() - t0 < 5
+
+
+# -------------------------------------------------------------------------------- stale PID files
+
+
+def test_stale_server_is_replaced(ssh_host: dict[str, Any]) -> None:
+    """A server a crashed run left behind on the same port is stopped before the new one starts."""
+    port = free_port()
+    first = launch_server(**ssh_host, remote_port=port)
+    old_pid = first.pid
+    assert old_pid is not None
+    first.detach()  # the client "crashed": the server runs on, recorded in its PID file
+    assert _process_alive(old_pid)
+    second = launch_server(**ssh_host, remote_port=port)
+    try:
+        assert second.launcher.stale_pid == old_pid
+        assert _wait_gone(old_pid)
+        assert second.pid != old_pid
+        _roundtrip(second.local_host, second.local_port)
+    finally:
+        second.close()
+    assert second.pid is not None and _wait_gone(second.pid)
+
+
+def test_unrelated_pid_is_never_killed(ssh_host: dict[str, Any]) -> None:
+    port = free_port()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = _pid_file(ssh_host, port)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{bystander.pid}\n")
+        assert stop_server(HostConfig(**ssh_host), port) is False
+        assert bystander.poll() is None
+        pid_file.write_text(f"{bystander.pid}\n")
+        with launch_server(**ssh_host, remote_port=port) as handle:
+            assert handle.launcher.stale_pid is None
+            assert handle.pid != bystander.pid
+            _roundtrip(handle.local_host, handle.local_port)
+        assert bystander.poll() is None, "the launcher killed a process that was not its server"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_keyboard_interrupt_during_start_leaves_nothing(
+    ssh_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    original = RemoteLauncher._wait_ready
+
+    def interrupted(self: RemoteLauncher) -> None:
+        original(self)  # the server really runs...
+        assert self.pid is not None
+        started.append(self.pid)
+        raise KeyboardInterrupt  # ...when the user presses Ctrl-C
+
+    monkeypatch.setattr(RemoteLauncher, "_wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        launch_server(**ssh_host)
+    assert started and _wait_gone(started[0])
+    assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
+
+
+# ----------------------------------------------------------------------------------- CLI functions
+
+
+def test_status_logs_stop(ssh_host: dict[str, Any]) -> None:
+    cfg = HostConfig(**ssh_host)
+    handle = launch_server(config=cfg)
+    pid, port = handle.pid, handle.remote_port
+    assert pid is not None and port is not None
+    handle.detach()  # what `gym-remote launch HOST` does
+    try:
+        records = list_servers(cfg)
+        assert [(r.port, r.pid, r.alive) for r in records] == [(port, pid, True)]
+        assert records[0].uptime is not None and records[0].uptime >= 0
+        assert "GYM_REMOTE READY" in read_log(cfg, port)
+
+        lines: list[str] = []
+        stop = threading.Event()
+
+        def collect(line: str) -> None:
+            lines.append(line)
+            if "GYM_REMOTE READY" in line:
+                stop.set()
+
+        follower = threading.Thread(target=follow_log, args=(cfg, port, collect, stop), daemon=True)
+        follower.start()
+        follower.join(timeout=15)
+        assert not follower.is_alive() and any("GYM_REMOTE READY" in x for x in lines)
+
+        assert stop_server(cfg, port) is True
+        assert _wait_gone(pid)
+        assert list_servers(cfg) == []
+        assert stop_server(cfg, port) is False
+    finally:
+        if _process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------------------- config
+
+
+def test_example_config_loads() -> None:
+    cfg = load(HostConfig, CONFIG_ROOT / "hosts" / "example.yaml", kind="hosts")
+    assert cfg.host and cfg.python
+    with pytest.raises(ValueError, match="unknown keys"):
+        load(HostConfig, {"hostname": "x"}, kind="hosts")
+
+
+def test_resolve_config_parses_targets() -> None:
+    cfg = resolve_config("alice@gpu.example.org:2222", tunnel="none")
+    assert (cfg.host, cfg.user, cfg.port, cfg.tunnel) == ("gpu.example.org", "alice", 2222, None)
+    assert cfg.effective_bind_host() == "0.0.0.0"
+    assert resolve_config("127.0.0.1", tunnel="none").effective_bind_host() == "127.0.0.1"
+    assert resolve_config("gpu", config=cfg, task="CartPole-v1").host == "gpu"
+    with pytest.raises(ValueError, match="tunnel"):
+        HostConfig(host="x", tunnel="carrier-pigeon")
