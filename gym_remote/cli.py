@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import importlib
 
     import zmq
+    import zmq.auth
 
     import gym_remote  # noqa: F401  (registers the built-in tasks)
     from gym_remote.backends import make_factory

@@ -42,12 +42,13 @@ class LocalServer:
         task: str | None = None,
         task_kwargs: dict[str, Any] | None = None,
         *,
+        address: str = "tcp://127.0.0.1:*",
         extra_args: Sequence[str] = (),
         python: str = sys.executable,
         startup_timeout: float = 60.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        cmd = [python, "-m", "gym_remote", "serve", "--backend", backend, "--address", "tcp://127.0.0.1:*"]
+        cmd = [python, "-m", "gym_remote", "serve", "--backend", backend, "--address", address]
         if task:
             cmd += ["--task", task]
         if task_kwargs:

@@ -81,6 +81,13 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
     Shapes and dtypes must fit; Box bounds are not enforced (envs clip, and SB3 clips before
     stepping), but discrete values must be in range since an env cannot recover from those.
     """
+    # Fast paths for what agents send every step; the general checks below give the messages.
+    if type(action) is np.ndarray and type(space) is spaces.Box:
+        if action.shape == space.shape and action.dtype == space.dtype:
+            return action
+    elif type(space) is spaces.Discrete and (type(action) is int or type(action) is np.int64):
+        if space.start <= action < space.start + space.n:
+            return np.int64(action)
     if isinstance(space, spaces.Box):
         arr = _numeric(action, "action", space.shape)
         if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
