@@ -34,6 +34,7 @@ EXT_ARRAY_FRAME = 1  # the bytes are a frame of their own
 EXT_ARRAY_INLINE = 2  # the bytes follow the prefix
 EXT_SCALAR = 3  # a numpy scalar such as np.float32(1.5)
 EXT_TUPLE = 4  # a msgpack list that decodes to a tuple
+EXT_OBJECT_LIST = 5  # a msgpack list that decodes to a 1-D numpy object array (see ObjectList)
 
 _ALLOWED_KINDS = frozenset("biufcSUMm")  # bool, ints, floats, complex, bytes, str, datetimes
 
@@ -53,6 +54,15 @@ class Kind(str, enum.Enum):
 
 
 _KINDS = {k.value: k for k in Kind}
+
+
+class ObjectList(list):
+    """Elements of a 1-D object array, each encoded like any other value (never pickled).
+
+    Gymnasium's vector infos hold object arrays for values it cannot stack (strings, tuples).
+    Raw object arrays are refused on the wire; a sender that means it wraps one explicitly with
+    ``ObjectList(arr)`` and the receiver gets a numpy object array back.
+    """
 
 #: Requests that may be re-sent after a timeout without changing what the server did.
 IDEMPOTENT = frozenset({Kind.HELLO, Kind.PING, Kind.GET_STATE})
@@ -142,9 +152,11 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
             return msgpack.ExtType(EXT_SCALAR, _array_prefix(o.dtype, ()) + o.tobytes())
         if isinstance(o, tuple):
             return msgpack.ExtType(EXT_TUPLE, _pack_nested(list(o)))
+        if isinstance(o, ObjectList):
+            return msgpack.ExtType(EXT_OBJECT_LIST, _pack_nested(list(o)))
         if isinstance(o, enum.Enum):
             return o.value
-        # Subclasses of the plain types (OrderedDict, IntEnum handled above, user str subclasses).
+        # Subclasses of the plain types (OrderedDict, user str subclasses).
         for plain in (bool, int, float, str, bytes, dict, list):
             if isinstance(o, plain):
                 return plain(o)
@@ -244,11 +256,16 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
                     raise ProtocolError("a scalar must have no dimensions")
                 return array[()]
             return array
-        if code == EXT_TUPLE:
+        if code in (EXT_TUPLE, EXT_OBJECT_LIST):
             inner = _unpack(data, ext_hook, limits)
             if not isinstance(inner, list):
-                raise ProtocolError("tuple extension must hold a list")
-            return tuple(inner)
+                raise ProtocolError("tuple and object-list extensions must hold a list")
+            if code == EXT_TUPLE:
+                return tuple(inner)
+            array = np.empty(len(inner), dtype=object)
+            for i, value in enumerate(inner):  # one by one: numpy would broadcast nested lists
+                array[i] = value
+            return array
         raise ProtocolError(f"unknown msgpack extension type {code}")
 
     obj = _unpack(header_buf, ext_hook, limits)

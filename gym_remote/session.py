@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from gym_remote.errors import StateError
+from gym_remote.protocol import ObjectList
 from gym_remote.spaces import space_to_dict, validate_action
 from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
 
@@ -118,6 +119,15 @@ class Session(abc.ABC):
         }
 
 
+def wrap_object_arrays(tree: Any) -> Any:
+    """Mark the object arrays of a vector info (strings, tuples...) to travel as ObjectList."""
+    if isinstance(tree, dict):
+        return {k: wrap_object_arrays(v) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray) and tree.dtype == object:
+        return ObjectList(wrap_object_arrays(v) for v in tree)
+    return tree
+
+
 class _StateAccess:
     """How to read and write one Gymnasium env's state: its own hooks, else its MuJoCo model."""
 
@@ -191,15 +201,19 @@ class GymSession(Session):
         self.state_schema = first.schema if first is not None else None
 
     def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
-        if self.num_envs is None and isinstance(seed, list):
-            raise ValueError("a single env takes an int seed, not a list")
-        return self.env.reset(seed=seed, options=options)
+        if self.num_envs is None:
+            if isinstance(seed, list):
+                raise ValueError("a single env takes an int seed, not a list")
+            return self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, wrap_object_arrays(info)
 
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self.num_envs is None:
             return obs, float(reward), bool(terminated), bool(truncated), info
-        return obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated), np.asarray(truncated), info
+        return (obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated), np.asarray(truncated),
+                wrap_object_arrays(info))
 
     def get_state(self) -> Any:
         if not self._access or not self._access[0].available:

@@ -25,7 +25,7 @@ def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.v
     kwargs: dict[str, Any] = {}
     mode = getattr(gym.vector, "AutoresetMode", None)
     if mode is not None:
-        kwargs["autoreset_mode"] = mode(opts.autoreset_mode)
+        kwargs["autoreset_mode"] = mode[opts.autoreset_mode.upper()]
     elif opts.autoreset_mode != "next_step":
         raise TaskNotAllowedError(f"this server's Gymnasium {gym.__version__} only supports next_step autoreset")
     if vectorization == "async":

@@ -1,0 +1,132 @@
+"""Stable-Baselines3 on remote envs: a ``VecEnv`` over :class:`RemoteVectorEnv` (extra ``sb3``).
+
+SB3 does not take Gymnasium vector envs, and its semantics are Gymnasium's SAME_STEP autoreset:
+a finished sub-env returns the first observation of its next episode, with the last one in
+``info["terminal_observation"]`` and ``info["TimeLimit.truncated"]``. The server does the reset in
+the same round trip, so SB3 costs no extra round trips either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from gym_remote.errors import RemoteEnvError
+from gym_remote.vector import RemoteVectorEnv
+
+
+def _index(tree: Any, i: int) -> Any:
+    if isinstance(tree, dict):
+        return {k: _index(v, i) for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_index(v, i) for v in tree)
+    return tree[i]
+
+
+def _writable(tree: Any) -> Any:
+    """SB3 and torch expect writable arrays; received frames are read-only views."""
+    if isinstance(tree, dict):
+        return {k: _writable(v) for k, v in tree.items()}
+    return np.array(tree)
+
+
+def split_infos(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Gymnasium's dict-of-arrays vector info as SB3's list of per-env dicts (masked keys only)."""
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        mask = info.get(f"_{key}")
+        for i in range(n):
+            if mask is None or mask[i]:
+                out[i][key] = split_infos(value, n)[i] if isinstance(value, dict) else _index(value, i)
+    return out
+
+
+class RemoteVecEnv(VecEnv):
+    """An SB3 ``VecEnv`` whose sub-envs run on gym-remote servers.
+
+    Pass an existing :class:`RemoteVectorEnv` created with ``autoreset_mode="same_step"``, or the
+    keyword arguments to create one (``num_envs``, ``host``, ``port``, ``task``, ``hosts``...).
+    """
+
+    #: Names that ``get_attr``/``env_method`` may reach on the remote envs (mirrors the server).
+    REMOTE_ATTRS = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
+
+    def __init__(self, venv: RemoteVectorEnv | None = None, **kwargs: Any) -> None:
+        if venv is None:
+            kwargs.setdefault("autoreset_mode", "same_step")
+            venv = RemoteVectorEnv(**kwargs)
+        elif kwargs:
+            raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
+        if venv.autoreset_mode != "same_step":
+            raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
+        self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
+        self._actions: np.ndarray | None = None
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+
+    def reset(self) -> Any:
+        seeds = [s if s is None else int(s) for s in self._seeds] if any(s is not None for s in self._seeds) else None
+        options = self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
+        obs, info = self.venv.reset(seed=seeds, options=options or None)
+        self.reset_infos = split_infos(info, self.num_envs)
+        self._reset_seeds()
+        self._reset_options()
+        return _writable(obs)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        if self._actions is None:
+            raise RemoteEnvError("step_wait() without step_async()")
+        obs, reward, terminated, truncated, info = self.venv.step(self._actions)
+        self._actions = None
+        dones = terminated | truncated
+        infos = split_infos(info, self.num_envs)
+        final_obs = info.get("final_obs")
+        final_info = info.get("final_info")
+        for i in np.flatnonzero(dones):
+            episode_info = split_infos(final_info, self.num_envs)[i] if final_info is not None else {}
+            episode_info["terminal_observation"] = _index(final_obs, i) if final_obs is not None else None
+            episode_info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            infos[i] = episode_info
+        return _writable(obs), reward.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def _indices(self, indices: None | int | Iterable[int]) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    def get_attr(self, attr_name: str, indices: None | int | Iterable[int] = None) -> list[Any]:
+        idx = self._indices(indices)
+        if attr_name == "render_mode":
+            return [self.venv.render_mode for _ in idx]
+        if attr_name not in self.REMOTE_ATTRS:
+            raise AttributeError(f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
+        values = self.venv.call(attr_name)
+        return [values[i] for i in idx]
+
+    def set_attr(self, attr_name: str, value: Any, indices: None | int | Iterable[int] = None) -> None:
+        raise AttributeError(f"setting {attr_name!r} on remote envs is not allowed (no arbitrary remote writes)")
+
+    def env_method(self, method_name: str, *args: Any, indices: None | int | Iterable[int] = None, **kwargs: Any) -> list[Any]:
+        if method_name not in self.REMOTE_ATTRS:
+            raise AttributeError(f"{method_name!r} is not callable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
+        values = self.venv.call(method_name, *args, **kwargs)
+        return [values[i] for i in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: None | int | Iterable[int] = None) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        frames = self.venv.render()
+        return list(frames) if frames else [None] * self.num_envs
