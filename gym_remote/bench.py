@@ -8,6 +8,7 @@ absolute number against a fixed threshold.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import time
@@ -71,7 +72,9 @@ def _echo_server(conn: Any, reply_kind: str, size: int, shape: tuple[int, ...]) 
 class EchoPeer:
     """The raw ZeroMQ REQ/REP round trip for given request/reply sizes, in a separate process."""
 
-    def __init__(self, request_size: int, reply_size: int, reply_kind: str = "bytes", shape: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, request_size: int, reply_size: int, reply_kind: str = "bytes", shape: tuple[int, ...] = ()
+    ) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_echo_server, args=(child, reply_kind, reply_size, shape), daemon=True)
@@ -90,7 +93,9 @@ class EchoPeer:
             import msgpack
             import msgpack_numpy
 
-            msgpack.unpackb(frame.buffer, object_hook=msgpack_numpy.decode)  # our own data, never the network's
+            msgpack.unpackb(
+                frame.buffer, object_hook=msgpack_numpy.decode
+            )  # our own data, never the network's
 
     def close(self) -> None:
         self.sock.send(b"stop")
@@ -99,7 +104,9 @@ class EchoPeer:
         self.proc.join(5)
 
 
-def interleave(funcs: dict[str, Callable[[], Any]], total: int, block: int = 250, desc: str = "bench") -> dict[str, Timing]:
+def interleave(
+    funcs: dict[str, Callable[[], Any]], total: int, block: int = 250, desc: str = "bench"
+) -> dict[str, Timing]:
     """Run each function ``total`` times in alternating blocks, so drift hits all of them alike."""
     timings = {name: Timing(name, []) for name in funcs}
     perf = time.perf_counter
@@ -139,7 +146,11 @@ def _sizes(env: Any, action: Any) -> tuple[int, int]:
     """Bytes of a step request and reply on the wire, for a floor of the same payload."""
     request = pack_request(Request(Kind.STEP, {"action": action, "with_state": False}, env.session, 1))
     obs, reward, terminated, truncated, info = env.step(action)
-    reply = pack_reply(Reply(1, {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}))
+    reply = pack_reply(
+        Reply(
+            1, {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
+        )
+    )
     env.reset()
     return message_nbytes(request), message_nbytes(reply)
 
@@ -170,7 +181,9 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
         resets = interleave({"env.reset": env.reset}, max(20, steps // 30), block=50, desc="reset")
         timings.update(resets)
         if env.state_schema is not None:
-            timings.update(interleave({"env.get_state": env.get_state}, max(20, steps // 10), desc="get_state"))
+            timings.update(
+                interleave({"env.get_state": env.get_state}, max(20, steps // 10), desc="get_state")
+            )
     finally:
         floor.close()
         env.close()
@@ -180,7 +193,9 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
     floor_t, step_t = timings[names[0]], timings["env.step"]
     result = {
         "task": env.task,
-        "timings": {t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()},
+        "timings": {
+            t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()
+        },
         "step_over_floor": step_t.pct(50) / floor_t.pct(50),
         "_timings": timings,
     }
@@ -214,14 +229,23 @@ def bench_payload(host: str, port: int, steps: int, shape: tuple[int, ...] = (10
         raw.close()
         env.close()
     return {
-        "timings": {t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()},
-        "step_over_msgpack_numpy": timings["env.step (1 MiB obs)"].pct(50) / timings["msgpack-numpy single frame"].pct(50),
+        "timings": {
+            t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()
+        },
+        "step_over_msgpack_numpy": timings["env.step (1 MiB obs)"].pct(50)
+        / timings["msgpack-numpy single frame"].pct(50),
         "_timings": timings,
     }
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``gym-remote bench``; prints a table and the ratios."""
+    if args.vector:
+        out = bench_vector(args.num_envs, args.seconds)
+        print_vector(out)
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return 0
     server = None
     try:
         if args.target is None:
@@ -247,7 +271,171 @@ def run_bench(args: argparse.Namespace) -> int:
     if "state_over_plain" in env_r:
         print(f"step with state / step without state (p50): {env_r['state_over_plain']:.3f}x")
     if "payload" in results:
-        print(f"1 MiB obs step p50 / msgpack-numpy single frame p50: {results['payload']['step_over_msgpack_numpy']:.2f}x")
+        ratio = results["payload"]["step_over_msgpack_numpy"]
+        print(f"1 MiB obs step p50 / msgpack-numpy single frame p50: {ratio:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+# ---------------------------------------------------------------------------- vector figures
+
+
+class DelayRelay:
+    """A TCP relay on loopback that delays each direction by ``rtt / 2``: a slow link, emulated.
+
+    The kernel here has no netem qdisc, so the delay is added in user space: every chunk read is
+    forwarded when its due time comes, in order, so bandwidth is not limited, only latency.
+    """
+
+    def __init__(self, target_port: int, rtt: float) -> None:
+        import asyncio
+        import threading
+
+        self.delay = rtt / 2
+        self.target_port = target_port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        import asyncio
+
+        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            queue: asyncio.Queue = asyncio.Queue()
+
+            async def deliver() -> None:
+                while True:
+                    due, chunk = await queue.get()
+                    if chunk is None:
+                        break
+                    await asyncio.sleep(max(0.0, due - self._loop.time()))
+                    writer.write(chunk)
+                    await writer.drain()
+                writer.close()
+
+            task = asyncio.ensure_future(deliver())
+            while chunk := await reader.read(1 << 20):
+                queue.put_nowait((self._loop.time() + self.delay, chunk))
+            queue.put_nowait((0.0, None))
+            await task
+
+        async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            for sock in (client_w, server_w):
+                sock.get_extra_info("socket").setsockopt(6, 1, 1)  # TCP_NODELAY
+            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True)
+
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        asyncio.set_event_loop(self._loop)
+        with contextlib.suppress(RuntimeError):  # the loop is stopped by close()
+            self._loop.run_until_complete(main())
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+            self._loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(self._loop), return_exceptions=True))
+        self._loop.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def _rate(fn: Callable[[], Any], n_envs: int, seconds: float) -> float:
+    """Env-steps per second of ``fn`` (one batched step of ``n_envs``) over about ``seconds``."""
+    fn()
+    count, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        fn()
+        count += 1
+    return count * n_envs / elapsed
+
+
+def bench_vector(num_envs: int = 64, seconds: float = 3.0, rtt: float = 0.05, link_envs: int = 256) -> dict[str, Any]:
+    """Batched remote stepping against local vector envs and one-session-per-env, same run."""
+    import gymnasium as gym
+
+    from gym_remote.env import RemoteEnv
+    from gym_remote.local import LocalServer
+    from gym_remote.vector import RemoteVectorEnv
+
+    out: dict[str, Any] = {"num_envs": num_envs}
+    server = LocalServer("gymnasium", "CartPole-v1", extra_args=["--max-sessions", str(num_envs + 8)])
+    img_server = LocalServer("gymnasium", "gym_remote/Payload-v0", {"shape": [84, 84, 3]})
+    envs: list[Any] = []
+    try:
+        host, port = server.local_host, server.local_port
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, 2, (16, num_envs))
+        k = iter(range(1 << 62))
+
+        def stepper(venv: Any) -> Callable[[], Any]:
+            venv.reset(seed=0)
+            return lambda: venv.step(actions[next(k) % 16])
+
+        remote = RemoteVectorEnv(num_envs, host, port)
+        sync = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * num_envs)
+        per_session = gym.vector.AsyncVectorEnv(
+            [lambda: RemoteEnv(host, port)] * num_envs, shared_memory=False, context="fork"
+        )
+        envs += [remote, sync, per_session]
+        funcs = {"remote batched": stepper(remote), "local SyncVectorEnv": stepper(sync),
+                 f"AsyncVectorEnv of {num_envs} RemoteEnv": stepper(per_session)}
+        rates = {name: 0.0 for name in funcs}
+        for _ in tqdm(range(3), desc="vector", leave=False):  # interleave rounds against drift
+            for name, fn in funcs.items():
+                rates[name] += _rate(fn, num_envs, seconds / 3) / 3
+        out["rates"] = rates
+        out["remote_over_sync"] = rates["remote batched"] / rates["local SyncVectorEnv"]
+        out["remote_over_per_session"] = rates["remote batched"] / rates[f"AsyncVectorEnv of {num_envs} RemoteEnv"]
+
+        images = RemoteVectorEnv(64, img_server.local_host, img_server.local_port, task_kwargs={"shape": [84, 84, 3]})
+        envs.append(images)
+        images.reset(seed=0)
+        zero = np.zeros((64, 4), np.float32)
+        img_rate = _rate(lambda: images.step(zero), 64, seconds)
+        out["image_batch_GBps"] = img_rate * 84 * 84 * 3 / 1e9
+
+        relay = DelayRelay(port, rtt)
+        try:
+            far = RemoteVectorEnv(link_envs, "127.0.0.1", relay.port, timeout=30)
+            envs.append(far)
+            far_actions = rng.integers(0, 2, link_envs)
+            far.reset(seed=0)
+            out["link_batched_env_steps_per_s"] = _rate(lambda: far.step(far_actions), link_envs, seconds)
+            one = RemoteEnv("127.0.0.1", relay.port)
+            envs.append(one)
+            one.reset(seed=0)
+            out["link_single_env_steps_per_s"] = _rate(lambda: one.step(1) if not one.step(1)[2] else one.reset(), 2, seconds)
+            out["link_rtt_ms"] = rtt * 1e3
+        finally:
+            for env in envs[len(envs) - 2 :]:
+                env.close()
+            del envs[len(envs) - 2 :]
+            relay.close()
+    finally:
+        for env in envs:
+            env.close()
+        server.close()
+        img_server.close()
+    return out
+
+
+def print_vector(out: dict[str, Any]) -> None:
+    n = out["num_envs"]
+    print(f"CartPole-v1, N={n}, loopback (env-steps/s):")
+    for name, rate in out["rates"].items():
+        print(f"  {name:<36} {rate:>12,.0f}")
+    print(f"  remote batched / local SyncVectorEnv: {out['remote_over_sync']:.2f}x")
+    print(f"  remote batched / AsyncVectorEnv of RemoteEnv sessions: {out['remote_over_per_session']:.1f}x")
+    print(f"64 x 84x84x3 uint8 observations per step: {out['image_batch_GBps']:.2f} GB/s of observation payload")
+    print(f"emulated {out['link_rtt_ms']:.0f} ms round-trip link: N=256 batched {out['link_batched_env_steps_per_s']:,.0f} "
+          f"env-steps/s; one env per round trip {out['link_single_env_steps_per_s']:,.1f} steps/s")

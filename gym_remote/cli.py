@@ -83,16 +83,36 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "ready; logs go to stderr. Binds 127.0.0.1 unless told otherwise: reach it through an SSH tunnel.",
     )
     p.add_argument("--backend", default="gymnasium", choices=["gymnasium", "python", "isaaclab", "roboverse"])
-    p.add_argument("--task", "--env", dest="task", help="env id (gymnasium, isaaclab, roboverse) or pkg.module:factory (python)")
+    p.add_argument(
+        "--task",
+        "--env",
+        dest="task",
+        help="env id (gymnasium, isaaclab, roboverse) or pkg.module:factory (python)",
+    )
     p.add_argument("--kwargs", type=_json_map, default={}, help="task keyword arguments as a JSON object")
-    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
+    p.add_argument(
+        "--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one"
+    )
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent client sessions (default 16)")
-    p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
+    p.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)"
+    )
     p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
-    p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
+    p.add_argument(
+        "--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped"
+    )
     p.add_argument("--fixed-task", action="store_true", help="refuse clients that ask for another task")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="import MODULE first (to register env ids)")
-    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (to register env ids)",
+    )
+    p.add_argument(
+        "--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link"
+    )
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
     p.set_defaults(func=cmd_serve)
 
@@ -112,15 +132,19 @@ def cmd_ping(args: argparse.Namespace) -> int:
         for _ in range(args.count):
             t0 = time.perf_counter()
             reply = conn.request(Kind.PING)
-            print(f"{host}:{port} gym-remote {reply['version']}, {reply['sessions']} sessions, "
-                  f"{(time.perf_counter() - t0) * 1e3:.2f} ms")
+            print(
+                f"{host}:{port} gym-remote {reply['version']}, {reply['sessions']} sessions, "
+                f"{(time.perf_counter() - t0) * 1e3:.2f} ms"
+            )
     finally:
         conn.close()
     return 0
 
 
 def _add_ping(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ping", help="check that a server answers", description="Send PING requests and print the round trip.")
+    p = sub.add_parser(
+        "ping", help="check that a server answers", description="Send PING requests and print the round trip."
+    )
     p.add_argument("target", type=_host_port, metavar="HOST:PORT")
     p.add_argument("-n", "--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=5.0)
@@ -144,11 +168,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "REQ/REP floor for the same payload sizes measured in the same run (the overhead is the ratio). "
         "Without HOST:PORT a local server is started.",
     )
-    p.add_argument("target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one locally)")
-    p.add_argument("--task", default=None, help="task to ask for (default: CartPole-v1 locally, else the server's)")
+    p.add_argument(
+        "target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one locally)"
+    )
+    p.add_argument(
+        "--task", default=None, help="task to ask for (default: CartPole-v1 locally, else the server's)"
+    )
     p.add_argument("--steps", type=int, default=3000, help="timed steps (default 3000)")
-    p.add_argument("--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy")
+    p.add_argument(
+        "--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy"
+    )
     p.add_argument("--with-state", action="store_true", help="also time steps with the state attached")
+    p.add_argument("--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)")
+    p.add_argument("--num-envs", type=int, default=64, help="sub-envs for --vector (default 64)")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per --vector figure (default 3)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)
 
@@ -179,7 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     if args.command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

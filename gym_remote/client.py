@@ -84,7 +84,10 @@ class Connection:
         if curve_server_key is not None:
             if curve_public_key is None or curve_secret_key is None:
                 curve_public_key, curve_secret_key = zmq.curve_keypair()
-            self._curve = tuple(k.encode() if isinstance(k, str) else k for k in (curve_server_key, curve_public_key, curve_secret_key))
+            self._curve = tuple(
+                k.encode() if isinstance(k, str) else k
+                for k in (curve_server_key, curve_public_key, curve_secret_key)
+            )
         self._sock: zmq.Socket | None = None
         self._timeouts: tuple[int, int] = (-1, -1)  # (SNDTIMEO, RCVTIMEO) set on the socket, in ms
         self._seq = 0
@@ -127,7 +130,9 @@ class Connection:
 
     # ------------------------------------------------------------------------------ requests
 
-    def send(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> None:
+    def send(
+        self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
+    ) -> None:
         """Send one request; :meth:`recv` collects its reply."""
         if self._pending is not None:
             raise RemoteEnvError("a request is already waiting for its reply", host=self.host, port=self.port)
@@ -142,7 +147,9 @@ class Connection:
             sock.send_multipart(frames, copy=False)
         except zmq.Again:
             self._reset_socket()
-            raise self._error(RemoteTimeoutError, f"could not send within {budget:.1f} s: no server is listening", kind) from None
+            raise self._error(
+                RemoteTimeoutError, f"could not send within {budget:.1f} s: no server is listening", kind
+            ) from None
         self._pending = request
 
     def recv(self, timeout: float | None = None) -> Any:
@@ -167,7 +174,9 @@ class Connection:
                 self._reset_socket()
                 elapsed = time.monotonic() - self._sent_at
                 raise self._error(
-                    RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind
+                    RemoteTimeoutError,
+                    f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)",
+                    request.kind,
                 ) from None
             try:
                 reply = unpack_reply(frames, self.limits)
@@ -181,10 +190,18 @@ class Connection:
         self._pending = None
         if reply.error is not None:
             e = reply.error
-            raise self._error(_ERRORS[e.code], e.message, request.kind, remote_type=e.type, remote_traceback=e.traceback or None)
+            raise self._error(
+                _ERRORS[e.code],
+                e.message,
+                request.kind,
+                remote_type=e.type,
+                remote_traceback=e.traceback or None,
+            )
         return reply.body
 
-    def request(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> Any:
+    def request(
+        self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
+    ) -> Any:
         """Send and wait; idempotent requests are re-sent on a fresh socket after a timeout."""
         attempts = 1 + (self.retries if kind in IDEMPOTENT else 0)
         for attempt in range(attempts):
@@ -194,7 +211,13 @@ class Connection:
             except RemoteTimeoutError:
                 if attempt + 1 >= attempts:
                     raise
-                log.warning("%s to %s timed out; retrying (%d/%d)", kind.value, self.endpoint, attempt + 1, self.retries)
+                log.warning(
+                    "%s to %s timed out; retrying (%d/%d)",
+                    kind.value,
+                    self.endpoint,
+                    attempt + 1,
+                    self.retries,
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     @property

@@ -8,6 +8,7 @@ is sent. When the server forgets the session (it restarted), ``step`` raises
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import uuid
@@ -101,7 +102,9 @@ class RemoteEnv(gym.Env):
         **launch_options: Any,
     ) -> None:
         if launch_options and not launch:
-            raise TypeError(f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)")
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)"
+            )
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
@@ -109,7 +112,12 @@ class RemoteEnv(gym.Env):
         self.connect_timeout = connect_timeout
         self._remote_max_steps = max_episode_steps
         self._server = start_server_for(
-            host, launch=launch, backend=backend, task=task, task_kwargs=task_kwargs, launch_options=launch_options
+            host,
+            launch=launch,
+            backend=backend,
+            task=task,
+            task_kwargs=task_kwargs,
+            launch_options=launch_options,
         )
         if self._server is not None:
             host, port = self._server.local_host, self._server.local_port
@@ -170,7 +178,9 @@ class RemoteEnv(gym.Env):
 
     # ------------------------------------------------------------------------------ gym API
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         if self.session is None:  # the server forgot us: open a new session transparently
             self._hello()
@@ -181,10 +191,18 @@ class RemoteEnv(gym.Env):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         action = validate_action(self.action_space, action)
         if self.session is None:
-            raise SessionLostError("no session: call reset() first", host=self.host, port=self.port, request="step")
+            raise SessionLostError(
+                "no session: call reset() first", host=self.host, port=self.port, request="step"
+            )
         reply = self._request(Kind.STEP, {"action": action, "with_state": self.with_state})
         self.last_state = reply.get("state")
-        return reply["obs"], float(reply["reward"]), bool(reply["terminated"]), bool(reply["truncated"]), reply["info"]
+        return (
+            reply["obs"],
+            float(reply["reward"]),
+            bool(reply["terminated"]),
+            bool(reply["truncated"]),
+            reply["info"],
+        )
 
     def render(self) -> Any:
         if self.render_mode is None:
@@ -221,7 +239,5 @@ class RemoteEnv(gym.Env):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass

@@ -620,7 +620,27 @@ class RemoteLauncher:
         return "\n".join(lines)
 
     def start(self) -> RemoteLauncher:
-        """Start the server and wait for READY; on any failure nothing is left running."""
+        """Start the server and wait for READY; on any failure nothing is left running.
+
+        A port picked remotely can be taken by someone else before the server binds it: then a new
+        one is picked (twice at most). A port given in the config is never changed.
+        """
+        attempts = 1 if self.cfg.remote_port else 3
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except LaunchError as exc:
+                if attempt + 1 == attempts or "Address already in use" not in (exc.log_tail or ""):
+                    raise
+                log.warning(
+                    "port %s on %s was taken before the server bound it; picking another",
+                    self.remote_port,
+                    self.cfg.host,
+                )
+                self.remote_port = self.pid = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> RemoteLauncher:
         cfg = self.cfg
         self.connect()
         self._stopped = False

@@ -8,6 +8,7 @@ close and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -89,7 +90,8 @@ class LocalServer:
                 tail = self.log_tail()
                 self.close()
                 raise LaunchError(
-                    f"local server exited with code {self.proc.returncode} before it was ready: {' '.join(cmd)}",
+                    f"local server exited with code {self.proc.returncode} before it was ready: "
+                    + " ".join(cmd),
                     host="127.0.0.1",
                     log_tail=tail,
                 )
@@ -130,7 +132,5 @@ def _stop_process(proc: subprocess.Popen[bytes], log_path: str, grace: float = 5
             proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(log_path)
-    except OSError:
-        pass

@@ -64,6 +64,7 @@ class ObjectList(list):
     ``ObjectList(arr)`` and the receiver gets a numpy object array back.
     """
 
+
 #: Requests that may be re-sent after a timeout without changing what the server did.
 IDEMPOTENT = frozenset({Kind.HELLO, Kind.PING, Kind.GET_STATE})
 
@@ -172,7 +173,9 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode message: {exc}") from exc
     if len(header) > limits.max_header_bytes:
-        raise ProtocolError(f"header of {len(header)} bytes exceeds max_header_bytes {limits.max_header_bytes}")
+        raise ProtocolError(
+            f"header of {len(header)} bytes exceeds max_header_bytes {limits.max_header_bytes}"
+        )
     return header, buffers
 
 
@@ -345,9 +348,7 @@ def unpack_request(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Re
         raise ProtocolError("a request header must be a map with a kind")
     kind = _KINDS.get(msg["k"]) if isinstance(msg["k"], str) else None
     if kind is None:
-        raise ProtocolError(
-            f"unknown request kind {msg['k']!r}; expected one of {sorted(_KINDS)}"
-        )
+        raise ProtocolError(f"unknown request kind {msg['k']!r}; expected one of {sorted(_KINDS)}")
     session, seq = msg.get("s"), msg.get("n", 0)
     if session is not None and not isinstance(session, str):
         raise ProtocolError("session id must be a string")

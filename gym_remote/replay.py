@@ -18,8 +18,8 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +138,12 @@ def _name_map_to_dict(name_map: NameMap) -> dict[str, Any]:
     return data
 
 
+def _sibling_temp(path: Path) -> str:
+    """An unused name next to ``path`` (same folder, so ``os.replace`` is atomic; same suffix, so
+    ffmpeg picks the container). Not created here, so the final file gets the usual permissions."""
+    return str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"))
+
+
 # -------------------------------------------------------------------------------- replayer
 
 
@@ -235,8 +241,7 @@ class Replayer:
             # Half a frame of slack: moviepy writes int(duration * fps) frames, and n / fps * fps
             # can round to just below n.
             clip = VideoClip(frame_at, duration=(n + 0.5) / fps)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-            os.close(fd)
+            tmp = _sibling_temp(path)
             try:
                 clip.write_videofile(tmp, fps=fps, codec="libx264", audio=False, logger=None)
                 os.replace(tmp, path)
@@ -300,9 +305,9 @@ class Trajectory:
         """Write one ``.npz`` atomically (temp file in the same folder, then ``os.replace``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+        tmp = _sibling_temp(path)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:
                 np.savez_compressed(
                     f,
                     version=np.int64(_TRAJECTORY_VERSION),

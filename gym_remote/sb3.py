@@ -63,14 +63,22 @@ class RemoteVecEnv(VecEnv):
         elif kwargs:
             raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
         if venv.autoreset_mode != "same_step":
-            raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
+            raise ValueError(
+                f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}"
+            )
         self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
     def reset(self) -> Any:
-        seeds = [s if s is None else int(s) for s in self._seeds] if any(s is not None for s in self._seeds) else None
-        options = self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
+        seeds = (
+            [s if s is None else int(s) for s in self._seeds]
+            if any(s is not None for s in self._seeds)
+            else None
+        )
+        options = (
+            self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
+        )
         obs, info = self.venv.reset(seed=seeds, options=options or None)
         self.reset_infos = split_infos(info, self.num_envs)
         self._reset_seeds()
@@ -99,32 +107,40 @@ class RemoteVecEnv(VecEnv):
     def close(self) -> None:
         self.venv.close()
 
-    def _indices(self, indices: None | int | Iterable[int]) -> list[int]:
+    def _indices(self, indices: int | Iterable[int] | None) -> list[int]:
         if indices is None:
             return list(range(self.num_envs))
         if isinstance(indices, int):
             return [indices]
         return list(indices)
 
-    def get_attr(self, attr_name: str, indices: None | int | Iterable[int] = None) -> list[Any]:
+    def get_attr(self, attr_name: str, indices: int | Iterable[int] | None = None) -> list[Any]:
         idx = self._indices(indices)
         if attr_name == "render_mode":
             return [self.venv.render_mode for _ in idx]
         if attr_name not in self.REMOTE_ATTRS:
-            raise AttributeError(f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
+            raise AttributeError(
+                f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}"
+            )
         values = self.venv.call(attr_name)
         return [values[i] for i in idx]
 
-    def set_attr(self, attr_name: str, value: Any, indices: None | int | Iterable[int] = None) -> None:
-        raise AttributeError(f"setting {attr_name!r} on remote envs is not allowed (no arbitrary remote writes)")
+    def set_attr(self, attr_name: str, value: Any, indices: int | Iterable[int] | None = None) -> None:
+        raise AttributeError(
+            f"setting {attr_name!r} on remote envs is not allowed (no arbitrary remote writes)"
+        )
 
-    def env_method(self, method_name: str, *args: Any, indices: None | int | Iterable[int] = None, **kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *args: Any, indices: int | Iterable[int] | None = None, **kwargs: Any
+    ) -> list[Any]:
         if method_name not in self.REMOTE_ATTRS:
-            raise AttributeError(f"{method_name!r} is not callable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
+            raise AttributeError(
+                f"{method_name!r} is not callable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}"
+            )
         values = self.venv.call(method_name, *args, **kwargs)
         return [values[i] for i in self._indices(indices)]
 
-    def env_is_wrapped(self, wrapper_class: type, indices: None | int | Iterable[int] = None) -> list[bool]:
+    def env_is_wrapped(self, wrapper_class: type, indices: int | Iterable[int] | None = None) -> list[bool]:
         return [False for _ in self._indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:

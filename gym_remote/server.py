@@ -236,7 +236,9 @@ class EnvServer:
         if req.kind is Kind.RESET:
             seed = body.get("seed")
             if seed is not None and not isinstance(seed, (int, list)):
-                raise BadRequestError(f"seed must be an int, a list of ints or None, got {type(seed).__name__}")
+                raise BadRequestError(
+                    f"seed must be an int, a list of ints or None, got {type(seed).__name__}"
+                )
             options = body.get("options")
             if options is not None and not isinstance(options, dict):
                 raise BadRequestError("options must be a dict or None")
@@ -250,7 +252,13 @@ class EnvServer:
             except ValueError as exc:
                 raise BadRequestError(str(exc)) from exc
             obs, reward, terminated, truncated, info = session.step(action)
-            out = {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
+            out = {
+                "obs": obs,
+                "reward": reward,
+                "terminated": terminated,
+                "truncated": truncated,
+                "info": info,
+            }
         elif req.kind is Kind.GET_STATE:
             return {"state": session.get_state()}
         elif req.kind is Kind.SET_STATE:
@@ -289,7 +297,8 @@ class EnvServer:
                 return self._describe(sid, slot)
         if len(self._sessions) >= self.max_sessions:
             raise ServerBusyError(
-                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions})"
+                f"server busy: it already hosts {len(self._sessions)} sessions "
+                f"(max_sessions={self.max_sessions})"
             )
         try:
             options = SessionOptions.from_hello(body)
@@ -298,7 +307,13 @@ class EnvServer:
         session = self.factory(options)
         sid = secrets.token_hex(8)
         self._sessions[sid] = slot = _SessionSlot(session, options, hello_id)
-        log.info("session %s opened by %s: task=%s num_envs=%s", sid, body.get("client"), options.task, options.num_envs)
+        log.info(
+            "session %s opened by %s: task=%s num_envs=%s",
+            sid,
+            body.get("client"),
+            options.task,
+            options.num_envs,
+        )
         return self._describe(sid, slot)
 
     def _describe(self, sid: str, slot: _SessionSlot) -> dict[str, Any]:
@@ -315,7 +330,8 @@ class EnvServer:
         slot = self._sessions.get(sid) if sid is not None else None
         if slot is None:
             raise SessionLostError(
-                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); reset() opens a new one"
+                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); "
+                "reset() opens a new one"
             )
         slot.last_used = time.monotonic()
         return slot

@@ -86,7 +86,9 @@ class Session(abc.ABC):
         return validate_action(self.batched_action_space, action)
 
     @abc.abstractmethod
-    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]: ...
+    def reset(
+        self, *, seed: int | list[int] | None, options: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]: ...
 
     @abc.abstractmethod
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
@@ -108,7 +110,9 @@ class Session(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """The session's half of the HELLO reply."""
-        meta = {k: v for k, v in self.metadata.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
+        meta = {
+            k: v for k, v in self.metadata.items() if isinstance(v, (int, float, str, bool, list, type(None)))
+        }
         return {
             "task": self.task,
             "observation_space": space_to_dict(self.observation_space),
@@ -177,7 +181,9 @@ def _is_mujoco(env: Any) -> bool:
         import mujoco
     except ImportError:  # pragma: no cover - mujoco is a dependency, but keep servers importable
         return False
-    return isinstance(getattr(env, "model", None), mujoco.MjModel) and isinstance(getattr(env, "data", None), mujoco.MjData)
+    return isinstance(getattr(env, "model", None), mujoco.MjModel) and isinstance(
+        getattr(env, "data", None), mujoco.MjData
+    )
 
 
 class GymSession(Session):
@@ -200,7 +206,9 @@ class GymSession(Session):
         first = self._access[0] if self._access else None
         self.state_schema = first.schema if first is not None else None
 
-    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int] | None, options: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
         if self.num_envs is None:
             if isinstance(seed, list):
                 raise ValueError("a single env takes an int seed, not a list")
@@ -212,8 +220,13 @@ class GymSession(Session):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self.num_envs is None:
             return obs, float(reward), bool(terminated), bool(truncated), info
-        return (obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated), np.asarray(truncated),
-                wrap_object_arrays(info))
+        return (
+            obs,
+            np.asarray(reward, dtype=np.float64),
+            np.asarray(terminated),
+            np.asarray(truncated),
+            wrap_object_arrays(info),
+        )
 
     def get_state(self) -> Any:
         if not self._access or not self._access[0].available:

@@ -20,12 +20,20 @@ def space_to_dict(space: spaces.Space) -> dict[str, Any]:
     if isinstance(space, spaces.Box):
         return {"type": "Box", "low": space.low, "high": space.high, "dtype": space.dtype.str}
     if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start), "dtype": np.dtype(space.dtype).str}
+        return {
+            "type": "Discrete",
+            "n": int(space.n),
+            "start": int(space.start),
+            "dtype": np.dtype(space.dtype).str,
+        }
     if isinstance(space, spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": space.nvec, "start": space.start, "dtype": space.dtype.str}
     if isinstance(space, spaces.MultiBinary):
         n = space.n
-        return {"type": "MultiBinary", "n": [int(x) for x in n] if isinstance(n, (tuple, list, np.ndarray)) else int(n)}
+        return {
+            "type": "MultiBinary",
+            "n": [int(x) for x in n] if isinstance(n, (tuple, list, np.ndarray)) else int(n),
+        }
     if isinstance(space, spaces.Dict):
         return {"type": "Dict", "spaces": [[k, space_to_dict(s)] for k, s in space.spaces.items()]}
     if isinstance(space, spaces.Tuple):
@@ -53,7 +61,9 @@ def space_from_dict(data: Any) -> spaces.Space:
             low, high = np.asarray(data["low"]), np.asarray(data["high"])
             return spaces.Box(low=low, high=high, shape=low.shape, dtype=np.dtype(data["dtype"]))
         if kind == "Discrete":
-            return spaces.Discrete(int(data["n"]), start=int(data["start"]), **_dtype_kw(spaces.Discrete, data))
+            return spaces.Discrete(
+                int(data["n"]), start=int(data["start"]), **_dtype_kw(spaces.Discrete, data)
+            )
         if kind == "MultiDiscrete":
             return spaces.MultiDiscrete(
                 np.asarray(data["nvec"]), dtype=np.dtype(data["dtype"]), start=np.asarray(data["start"])
@@ -66,7 +76,9 @@ def space_from_dict(data: Any) -> spaces.Space:
             return spaces.Tuple(tuple(space_from_dict(s) for s in data["spaces"]))
         if kind == "Text":
             return spaces.Text(
-                max_length=int(data["max_length"]), min_length=int(data["min_length"]), charset=data["charset"]
+                max_length=int(data["max_length"]),
+                min_length=int(data["min_length"]),
+                charset=data["charset"],
             )
     except SpaceError:
         raise
@@ -82,12 +94,12 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
     stepping), but discrete values must be in range since an env cannot recover from those.
     """
     # Fast paths for what agents send every step; the general checks below give the messages.
-    if type(action) is np.ndarray and type(space) is spaces.Box:
-        if action.shape == space.shape and action.dtype == space.dtype:
-            return action
-    elif type(space) is spaces.Discrete and (type(action) is int or type(action) is np.int64):
-        if space.start <= action < space.start + space.n:
-            return np.int64(action)
+    fast_box = type(space) is spaces.Box and type(action) is np.ndarray
+    if fast_box and action.shape == space.shape and action.dtype == space.dtype:
+        return action
+    fast_discrete = type(space) is spaces.Discrete and type(action) in (int, np.int64)
+    if fast_discrete and space.start <= action < space.start + space.n:
+        return np.int64(action)
     if isinstance(space, spaces.Box):
         arr = _numeric(action, "action", space.shape)
         if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
@@ -96,9 +108,9 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
     if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         shape = () if isinstance(space, spaces.Discrete) else space.shape
         arr = _numeric(action, "action", shape)
-        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
-            if not np.all(np.isfinite(arr)) or not np.all(np.mod(arr, 1) == 0):
-                raise ValueError(f"action {action!r} is not integral, as {type(space).__name__} requires")
+        integral = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
+        if not integral and (not np.all(np.isfinite(arr)) or not np.all(np.mod(arr, 1) == 0)):
+            raise ValueError(f"action {action!r} is not integral, as {type(space).__name__} requires")
         cast = arr.astype(space.dtype)
         if not space.contains(cast if shape else space.dtype.type(cast)):
             raise ValueError(f"action {action!r} is outside {space}")

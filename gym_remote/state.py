@@ -74,7 +74,9 @@ class StateSchema:
         raise StateError(f"no entity {name!r} in schema; entities: {[e.name for e in self.entities]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entities": [{"name": e.name, "kind": e.kind, "joints": list(e.joints)} for e in self.entities]}
+        return {
+            "entities": [{"name": e.name, "kind": e.kind, "joints": list(e.joints)} for e in self.entities]
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> StateSchema:
@@ -104,7 +106,11 @@ def convert_quat(q: np.ndarray, src: QuatOrder, dst: QuatOrder) -> np.ndarray:
 def check_state(schema: StateSchema, state: Any, batched: bool | None = None) -> np.ndarray:
     """Validate a flat state's shape against ``schema`` and return it as a float64 array."""
     arr = np.asarray(state, dtype=np.float64)
-    if arr.ndim not in (1, 2) or arr.shape[-1] != schema.size or (batched is not None and (arr.ndim == 2) != batched):
+    if (
+        arr.ndim not in (1, 2)
+        or arr.shape[-1] != schema.size
+        or (batched is not None and (arr.ndim == 2) != batched)
+    ):
         want = f"(num_envs, {schema.size})" if batched else f"({schema.size},)"
         raise StateError(f"state of shape {arr.shape} does not fit the schema: expected {want}")
     return arr
@@ -121,7 +127,10 @@ def state_to_dict(schema: StateSchema, state: np.ndarray) -> dict[str, dict[str,
     for e in schema.entities:
         j = len(e.joints)
         seg = arr[..., start : start + e.size]
-        d: dict[str, Any] = {"root_pose": seg[..., :ROOT_POSE], "root_vel": seg[..., ROOT_POSE : ROOT_POSE + ROOT_VEL]}
+        d: dict[str, Any] = {
+            "root_pose": seg[..., :ROOT_POSE],
+            "root_vel": seg[..., ROOT_POSE : ROOT_POSE + ROOT_VEL],
+        }
         if e.kind == "articulation":
             pos = seg[..., ROOT_POSE + ROOT_VEL : ROOT_POSE + ROOT_VEL + j]
             vel = seg[..., ROOT_POSE + ROOT_VEL + j :]
@@ -139,7 +148,9 @@ def state_from_dict(
     missing = [e.name for e in schema.entities if e.name not in nested]
     if missing:
         raise StateError(f"state lacks entities {missing}")
-    batch: tuple[int, ...] = np.shape(np.asarray(nested[schema.entities[0].name]["root_pose"]))[:-1] if schema.entities else ()
+    batch: tuple[int, ...] = (
+        np.shape(np.asarray(nested[schema.entities[0].name]["root_pose"]))[:-1] if schema.entities else ()
+    )
     out = np.zeros((*batch, schema.size))
     start = 0
     for e in schema.entities:
@@ -148,7 +159,10 @@ def state_from_dict(
         seg[..., :ROOT_POSE] = _pose(src["root_pose"], quat_order)
         if "root_vel" in src:
             seg[..., ROOT_POSE : ROOT_POSE + ROOT_VEL] = src["root_vel"]
-        for offset, key in ((ROOT_POSE + ROOT_VEL, "joint_pos"), (ROOT_POSE + ROOT_VEL + len(e.joints), "joint_vel")):
+        for offset, key in (
+            (ROOT_POSE + ROOT_VEL, "joint_pos"),
+            (ROOT_POSE + ROOT_VEL + len(e.joints), "joint_vel"),
+        ):
             values = src.get(key, {})
             lacking = [j for j in e.joints if j not in values]
             if key == "joint_pos" and lacking:
@@ -258,7 +272,12 @@ class MujocoBinding:
     is then a few fancy-indexing assignments, cheap enough for every step.
     """
 
-    def __init__(self, model: mujoco.MjModel, schema: StateSchema, name_map: NameMap | Mapping[str, Any] | str | Path | None = None) -> None:
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        schema: StateSchema,
+        name_map: NameMap | Mapping[str, Any] | str | Path | None = None,
+    ) -> None:
         import mujoco
 
         self.model, self.schema = model, schema
@@ -279,7 +298,9 @@ class MujocoBinding:
                 unmatched.append(f"entity {e.name!r} (local body {local!r})")
                 start += e.size
                 continue
-            free = [j for j in range(model.njnt) if model.jnt_bodyid[j] == body and model.jnt_type[j] == _FREE]
+            free = [
+                j for j in range(model.njnt) if model.jnt_bodyid[j] == body and model.jnt_type[j] == _FREE
+            ]
             if free:
                 qa, va = int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])
                 qpos_src += range(start, start + ROOT_POSE)

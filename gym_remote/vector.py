@@ -9,6 +9,7 @@ the client asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import uuid
@@ -65,7 +66,8 @@ def concat_batches(parts: Sequence[Any], counts: Sequence[int]) -> Any:
         for k in keys:
             present = [p[k] for p in parts if k in p]
             out[k] = concat_batches(
-                [p[k] if k in p else _empty_like(present[0], n) for p, n in zip(parts, counts, strict=True)], counts
+                [p[k] if k in p else _empty_like(present[0], n) for p, n in zip(parts, counts, strict=True)],
+                counts,
             )
         return out
     if isinstance(first, tuple):
@@ -132,9 +134,15 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
+        mode = (
+            autoreset_mode.name.lower()
+            if _AUTORESET and isinstance(autoreset_mode, _AUTORESET)
+            else autoreset_mode
+        )
         if mode not in ("next_step", "same_step", "disabled"):
-            raise ValueError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
+            raise ValueError(
+                f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}"
+            )
         self.num_envs = num_envs
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
@@ -150,12 +158,21 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             start = 0
             for (h, p), count in zip(endpoints, _split(num_envs, len(endpoints)), strict=True):
                 server = start_server_for(
-                    h, launch=launch, backend=backend, task=task, task_kwargs=task_kwargs, launch_options=launch_options
+                    h,
+                    launch=launch,
+                    backend=backend,
+                    task=task,
+                    task_kwargs=task_kwargs,
+                    launch_options=launch_options,
                 )
                 if server is not None:
                     h, p = server.local_host, server.local_port
                 conn = Connection(
-                    str(h), int(p), timeout=timeout, retries=2, curve_server_key=curve_server_key,
+                    str(h),
+                    int(p),
+                    timeout=timeout,
+                    retries=2,
+                    curve_server_key=curve_server_key,
                     diagnostics=getattr(server, "log_tail", None),
                 )
                 self._shards.append(_Shard(conn, start, count, server))
@@ -190,8 +207,12 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         first = replies[0]
         for shard, reply in zip(self._shards, replies, strict=True):
             shard.session, shard.info = reply["session"], reply
-            if reply["observation_space"].get("type") != first["observation_space"].get("type") or reply.get("task") != first.get("task"):
-                raise RemoteEnvError(f"server {shard.name} serves {reply.get('task')}, not {first.get('task')}")
+            if reply["observation_space"].get("type") != first["observation_space"].get("type") or reply.get(
+                "task"
+            ) != first.get("task"):
+                raise RemoteEnvError(
+                    f"server {shard.name} serves {reply.get('task')}, not {first.get('task')}"
+                )
         self.task = first.get("task") or self.task
         self.single_observation_space = space_from_dict(first["observation_space"])
         self.single_action_space = space_from_dict(first["action_space"])
@@ -218,10 +239,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             # Drain the others so their sockets stay usable, then name the failing server.
             for shard in sent:
                 if shard.conn.pending:
-                    try:
+                    with contextlib.suppress(RemoteEnvError):
                         shard.conn.recv(timeout)
-                    except RemoteEnvError:
-                        pass
             if len(self._shards) > 1 and exc.host is not None:
                 exc.message = f"server {exc.host}:{exc.port} failed: {exc.message}"
                 exc.args = (exc.message,)
@@ -229,7 +248,9 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
 
     # ------------------------------------------------------------------------------ gym API
 
-    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -250,8 +271,13 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             if mask is not None:
                 shard_options["reset_mask"] = mask[sl]
             shard_seeds = seeds[sl]
-            bodies.append({"seed": None if all(s is None for s in shard_seeds) else shard_seeds,
-                           "options": shard_options, "with_state": self.with_state})
+            bodies.append(
+                {
+                    "seed": None if all(s is None for s in shard_seeds) else shard_seeds,
+                    "options": shard_options,
+                    "with_state": self.with_state,
+                }
+            )
         if mask is not None:  # a shard whose mask is all False is not asked at all
             active = [bool(b["options"]["reset_mask"].any()) for b in bodies]
             if not all(active):
@@ -270,21 +296,31 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         if not replies:
             raise ValueError("reset_mask has no True entry")
         it = iter(replies)
-        full = []
-        for shard, a in zip(shards, active, strict=True):
-            full.append(next(it) if a else None)
+        full = [next(it) if a else None for a in active]
         example = replies[0]
-        filled = [r if r is not None else {"obs": _empty_like(example["obs"], s.count), "info": {}}
-                  for r, s in zip(full, shards, strict=True)]
+        filled = [
+            r if r is not None else {"obs": _empty_like(example["obs"], s.count), "info": {}}
+            for r, s in zip(full, shards, strict=True)
+        ]
         return self._merge(filled, ("obs", "info"))
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = validate_action(self.action_space, actions)
-        bodies = [{"action": _slice_tree(actions, s.start, s.start + s.count), "with_state": self.with_state}
-                  for s in self._shards]
+        bodies = [
+            {"action": _slice_tree(actions, s.start, s.start + s.count), "with_state": self.with_state}
+            for s in self._shards
+        ]
         replies = self._all(Kind.STEP, bodies)
-        obs, reward, terminated, truncated, info = self._merge(replies, ("obs", "reward", "terminated", "truncated", "info"))
-        return obs, np.asarray(reward, np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool), info
+        obs, reward, terminated, truncated, info = self._merge(
+            replies, ("obs", "reward", "terminated", "truncated", "info")
+        )
+        return (
+            obs,
+            np.asarray(reward, np.float64),
+            np.asarray(terminated, bool),
+            np.asarray(truncated, bool),
+            info,
+        )
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
@@ -298,11 +334,16 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         return concat_batches([r["state"] for r in replies], [s.count for s in self._shards])
 
     def set_state(self, state: Any) -> None:
-        self._all(Kind.SET_STATE, [{"state": _slice_tree(np.asarray(state), s.start, s.start + s.count)} for s in self._shards])
+        self._all(
+            Kind.SET_STATE,
+            [{"state": _slice_tree(np.asarray(state), s.start, s.start + s.count)} for s in self._shards],
+        )
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Allow-listed attributes or methods of every sub-env (see the server's allow-list)."""
-        replies = self._all(Kind.CALL, [{"name": name, "args": list(args), "kwargs": kwargs}] * len(self._shards))
+        replies = self._all(
+            Kind.CALL, [{"name": name, "args": list(args), "kwargs": kwargs}] * len(self._shards)
+        )
         return tuple(v for r in replies for v in r["value"])
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -334,7 +375,5 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass

@@ -60,7 +60,7 @@ def test_dict_observations_match_local(serve):
     assert remote.observation_space == local.observation_space
     check_environments_match(local, remote, num_steps=200, seed=7)
     obs, _ = remote.reset(seed=3)
-    lobs, _ = local.reset(seed=3)
+    _lobs, _ = local.reset(seed=3)
     assert obs["image"].dtype == np.uint8 and isinstance(obs["pair"], tuple)
     assert remote.observation_space.contains(obs)
     remote.close()
@@ -133,7 +133,11 @@ def test_bad_bytes_get_error_replies_and_others_keep_working(serve, tmp_path):
         [os.urandom(100)],
         [b""],
         [msgpack.packb({"k": "self_destruct", "n": 1})],
-        [msgpack.packb({"k": "step", "s": before.session, "b": {"action": evil}}, default=msgpack_numpy.encode)],
+        [
+            msgpack.packb(
+                {"k": "step", "s": before.session, "b": {"action": evil}}, default=msgpack_numpy.encode
+            )
+        ],
         [msgpack.packb({"k": "hello", "b": evil}, default=msgpack_numpy.encode)],
         pack_request(Request(Kind.STEP, {"action": np.zeros(512, np.float32)}, before.session, 1))[:1],
         [*pack_request(Request(Kind.PING)), b"unexpected extra frame"],
@@ -230,7 +234,7 @@ def test_eight_concurrent_clients_get_independent_results(serve):
             obs, _ = env.reset(seed=i)
             trace = [obs["pos"]]
             for a in actions:
-                obs, r, term, trunc, _ = env.step(a)
+                obs, _r, term, trunc, _ = env.step(a)
                 trace.append(obs["pos"])
                 if term or trunc:
                     break
@@ -250,7 +254,7 @@ def test_eight_concurrent_clients_get_independent_results(serve):
         obs, _ = local.reset(seed=i)
         expected = [obs["pos"]]
         for a in np.random.default_rng(i).uniform(-0.2, 0.2, (60, 3)).astype(np.float32):
-            obs, r, term, trunc, _ = local.step(a)
+            obs, _r, term, trunc, _ = local.step(a)
             expected.append(obs["pos"])
             if term or trunc:
                 break
@@ -288,7 +292,11 @@ def test_python_backend_adapts_old_style_envs(serve):
 def test_with_state_attaches_mujoco_state_to_each_reply(serve):
     server = serve("gym_remote/StackCube-v0")
     env = RemoteEnv(server.local_host, server.local_port, with_state=True)
-    assert env.state_schema is not None and [e.name for e in env.state_schema.entities] == ["franka", "cube", "base"]
+    assert env.state_schema is not None and [e.name for e in env.state_schema.entities] == [
+        "franka",
+        "cube",
+        "base",
+    ]
     env.reset(seed=1)
     s0 = env.last_state
     env.step(env.action_space.sample())
@@ -318,8 +326,19 @@ def test_local_server_that_cannot_start_reports_its_stderr():
 
 def test_serve_prints_one_ready_line_and_exits_zero_on_sigterm():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gym_remote", "serve", "--task", "CartPole-v1", "--address", "tcp://127.0.0.1:*"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gym_remote",
+            "serve",
+            "--task",
+            "CartPole-v1",
+            "--address",
+            "tcp://127.0.0.1:*",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.startswith("GYM_REMOTE READY tcp://127.0.0.1:")
@@ -330,8 +349,19 @@ def test_serve_prints_one_ready_line_and_exits_zero_on_sigterm():
 
 def test_non_loopback_bind_needs_curve_or_insecure():
     proc = subprocess.run(
-        [sys.executable, "-m", "gym_remote", "serve", "--task", "CartPole-v1", "--address", "tcp://0.0.0.0:*"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gym_remote",
+            "serve",
+            "--task",
+            "CartPole-v1",
+            "--address",
+            "tcp://0.0.0.0:*",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0 and "refusing to bind" in proc.stderr and "SSH tunnel" in proc.stderr
 
@@ -347,7 +377,13 @@ def test_curve_encrypts_and_authenticates_the_server(serve, tmp_path):
         env.step(1)
     wrong_public, _ = zmq.curve_keypair()
     with pytest.raises(RemoteTimeoutError):
-        RemoteEnv(server.local_host, server.local_port, curve_server_key=wrong_public, connect_timeout=1.0, retries=0)
+        RemoteEnv(
+            server.local_host,
+            server.local_port,
+            curve_server_key=wrong_public,
+            connect_timeout=1.0,
+            retries=0,
+        )
     with pytest.raises(RemoteEnvError):
         RemoteEnv(server.local_host, server.local_port, connect_timeout=1.0, retries=0)  # plaintext client
 

@@ -200,6 +200,30 @@ def test_local_port_taken(ssh_host: dict[str, Any], tunnel: str) -> None:
     assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
 
 
+def test_port_taken_before_bind_is_replaced(
+    ssh_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between picking a free remote port and binding it: another port is picked."""
+    original = RemoteLauncher._start_script
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        scripts: list[str] = []
+
+        def first_pick_is_taken(self: RemoteLauncher) -> str:
+            script = original(self)
+            if not scripts:  # comment out the pick, use the squatted port
+                script = script.replace("PORT=$(", f"PORT={taken} # $(", 1)
+            scripts.append(script)
+            return script
+
+        monkeypatch.setattr(RemoteLauncher, "_start_script", first_pick_is_taken)
+        with launch_server(**ssh_host) as handle:
+            assert len(scripts) == 2 and handle.remote_port != taken
+            _roundtrip(handle.local_host, handle.local_port)
+
+
 def test_refused_key(ssh_host: dict[str, Any], sshd: SshServer) -> None:
     t0 = time.monotonic()
     with pytest.raises(LaunchError, match="refused our SSH key"):

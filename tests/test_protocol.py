@@ -25,11 +25,28 @@ from gym_remote.protocol import (
     unpack_request,
 )
 
-DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-          np.float16, np.float32, np.float64, np.complex64, np.complex128, ">f4", ">i8"]
+DTYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    ">f4",
+    ">i8",
+]
 
 
-def roundtrip(obj, limits: Limits = Limits()):
+def roundtrip(obj, limits: Limits | None = None):
+    limits = limits or Limits()
     header, buffers = encode(obj, limits)
     return decode(header, [memoryview(b).cast("B") for b in buffers], limits)
 
@@ -82,8 +99,13 @@ def test_nested_structures_keep_types_dtypes_and_shapes():
     msg = {
         "obs": {"image": np.ones((84, 84, 3), np.uint8), "vec": np.arange(3, dtype=np.float32)},
         "pair": (np.int64(3), [np.float32(1.5), (1, "x")]),
-        "none": None, "bytes": b"\x00\x01", "text": "héllo", 5: np.bool_(True), "big": 2**63 - 1,
-        "strs": np.array(["ab", "c"]), "list": [np.zeros((2, 2), np.int16)],
+        "none": None,
+        "bytes": b"\x00\x01",
+        "text": "héllo",
+        5: np.bool_(True),
+        "big": 2**63 - 1,
+        "strs": np.array(["ab", "c"]),
+        "list": [np.zeros((2, 2), np.int16)],
     }
     assert_same(msg, roundtrip(msg))
 
@@ -133,7 +155,20 @@ def test_msgpack_numpy_object_payload_is_never_unpickled(tmp_path):
         ([msgpack.packb({"k": "teleport"})], "unknown request kind"),
         ([msgpack.packb([1, 2, 3])], "map"),
         ([msgpack.packb({"k": "step", "b": msgpack.ExtType(9, b"")})], "unknown msgpack extension"),
-        ([msgpack.packb({"k": "step", "b": msgpack.ExtType(EXT_ARRAY_FRAME, b"\x03<f4\x01" + (2).to_bytes(8, "little") + (0).to_bytes(4, "little"))})], "frame 0 but the message has 0"),
+        (
+            [
+                msgpack.packb(
+                    {
+                        "k": "step",
+                        "b": msgpack.ExtType(
+                            EXT_ARRAY_FRAME,
+                            b"\x03<f4\x01" + (2).to_bytes(8, "little") + (0).to_bytes(4, "little"),
+                        ),
+                    }
+                )
+            ],
+            "frame 0 but the message has 0",
+        ),
         ([msgpack.packb({"k": "step"}), b"extra"], "1 array frames but its header names 0"),
         ([msgpack.packb({"k": "step", "s": 5})], "session"),
     ],

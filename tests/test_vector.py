@@ -57,7 +57,9 @@ def run_both(remote, local, steps: int, seed: int, sample) -> None:
 def test_matches_sync_vector_env_cartpole(serve, mode):
     server = serve("CartPole-v1")
     n = 6
-    remote = RemoteVectorEnv(n, server.local_host, server.local_port, autoreset_mode=mode, max_episode_steps=40)
+    remote = RemoteVectorEnv(
+        n, server.local_host, server.local_port, autoreset_mode=mode, max_episode_steps=40
+    )
     local = local_vector("CartPole-v1", n, mode, max_episode_steps=40)
     assert remote.single_observation_space == local.single_observation_space
     assert remote.action_space == local.action_space
@@ -71,7 +73,9 @@ def test_matches_sync_vector_env_cartpole(serve, mode):
 def test_matches_sync_vector_env_dict_obs_with_strings_in_info(serve, mode):
     server = serve("tests/DictObs-v0")
     n = 3
-    remote = RemoteVectorEnv(n, server.local_host, server.local_port, autoreset_mode=mode, task_kwargs={"episode_length": 7})
+    remote = RemoteVectorEnv(
+        n, server.local_host, server.local_port, autoreset_mode=mode, task_kwargs={"episode_length": 7}
+    )
     local = local_vector("tests/DictObs-v0", n, mode, episode_length=7)
     rng = np.random.default_rng(1)
     run_both(remote, local, 40, seed=5, sample=lambda t: rng.uniform(-0.5, 0.5, (n, 3)).astype(np.float32))
@@ -91,7 +95,9 @@ def test_disabled_mode_with_reset_mask(serve):
         assert_tree_equal(r, lo, f"step {t}")
         done = r[2] | r[3]
         if done.any():
-            assert_tree_equal(remote.reset(options={"reset_mask": done}), local.reset(options={"reset_mask": done}))
+            assert_tree_equal(
+                remote.reset(options={"reset_mask": done}), local.reset(options={"reset_mask": done})
+            )
     remote.close()
 
 
@@ -100,7 +106,9 @@ def test_fan_out_over_two_servers_equals_one_server(serve):
     n = 7
     hosts = [f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"]
     fan = RemoteVectorEnv(n, hosts=hosts, autoreset_mode="same_step", max_episode_steps=30)
-    one = RemoteVectorEnv(n, single.local_host, single.local_port, autoreset_mode="same_step", max_episode_steps=30)
+    one = RemoteVectorEnv(
+        n, single.local_host, single.local_port, autoreset_mode="same_step", max_episode_steps=30
+    )
     assert [s.count for s in fan._shards] == [4, 3]
     rng = np.random.default_rng(3)
     run_both(fan, one, 150, seed=0, sample=lambda t: rng.integers(0, 2, n))
@@ -119,7 +127,9 @@ def test_fan_out_reset_mask_touching_one_server(serve):
     for _ in range(3):
         assert_tree_equal(fan.step(np.ones(4, int)), local.step(np.ones(4, int)))
     mask = np.array([False, False, True, False])
-    assert_tree_equal(fan.reset(options={"reset_mask": mask})[0][2], local.reset(options={"reset_mask": mask})[0][2])
+    assert_tree_equal(
+        fan.reset(options={"reset_mask": mask})[0][2], local.reset(options={"reset_mask": mask})[0][2]
+    )
     fan.close()
 
 
@@ -183,7 +193,7 @@ def test_sb3_vec_env_learns_and_checks(serve):
     # terminal observations and truncation flags in SB3's format
     venv.reset()
     for _ in range(100):
-        obs, rew, dones, infos = venv.step(np.ones(4, int))
+        obs, _rew, dones, infos = venv.step(np.ones(4, int))
         if dones.any():
             i = int(np.flatnonzero(dones)[0])
             assert infos[i]["terminal_observation"].shape == (4,)

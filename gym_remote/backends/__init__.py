@@ -19,7 +19,9 @@ from gym_remote.server import SessionFactory
 BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
 
 
-def make_factory(backend: str, task: str | None, task_kwargs: dict[str, Any] | None = None, **options: Any) -> SessionFactory:
+def make_factory(
+    backend: str, task: str | None, task_kwargs: dict[str, Any] | None = None, **options: Any
+) -> SessionFactory:
     """The session factory of ``backend`` serving ``task`` by default."""
     kwargs = dict(task_kwargs or {})
     if backend == "gymnasium":

@@ -22,12 +22,16 @@ class TaskNotAllowedError(RemoteEnvError, ValueError):
 def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.vector.VectorEnv:
     assert opts.num_envs is not None
     fns = [make_one] * opts.num_envs
-    kwargs: dict[str, Any] = {}
+    # copy=False: the reply is serialised (or sent zero-copy and fully delivered) before the
+    # client can ask for the next step, so the vector env's own output copy is wasted work.
+    kwargs: dict[str, Any] = {"copy": False}
     mode = getattr(gym.vector, "AutoresetMode", None)
     if mode is not None:
         kwargs["autoreset_mode"] = mode[opts.autoreset_mode.upper()]
     elif opts.autoreset_mode != "next_step":
-        raise TaskNotAllowedError(f"this server's Gymnasium {gym.__version__} only supports next_step autoreset")
+        raise TaskNotAllowedError(
+            f"this server's Gymnasium {gym.__version__} only supports next_step autoreset"
+        )
     if vectorization == "async":
         return gym.vector.AsyncVectorEnv(fns, **kwargs)
     return gym.vector.SyncVectorEnv(fns, **kwargs)
@@ -66,7 +70,9 @@ def gymnasium_factory(
     return factory
 
 
-def python_factory(entry: str, default_kwargs: dict[str, Any], *, vectorization: str = "sync", **_: Any) -> Any:
+def python_factory(
+    entry: str, default_kwargs: dict[str, Any], *, vectorization: str = "sync", **_: Any
+) -> Any:
     """Serve ``factory(**kwargs)`` from a ``pkg.module:factory`` entry point fixed by the server."""
     from gym_remote.backends import load_entry_point
 
@@ -117,7 +123,9 @@ class LegacyEnv(gym.Env):
         if hasattr(env, "state_schema"):
             self.state_schema = env.state_schema
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         kwargs: dict[str, Any] = {}
         if "seed" in self._reset_params:
