@@ -88,7 +88,7 @@ class Limits:
     max_frames: int = 1024
     max_header_bytes: int = 16 * 2**20
     max_array_bytes: int = 2**31
-    max_depth: int = 32
+    max_depth: int = 64
     max_ndim: int = 32
 
     def __post_init__(self) -> None:
@@ -274,7 +274,8 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
     obj = _unpack(header_buf, ext_hook, limits)
     if len(used) != len(buffers):
         raise ProtocolError(f"message has {len(buffers)} array frames but its header names {len(used)}")
-    _check_depth(obj, limits.max_depth)
+    if header_buf.nbytes > limits.max_depth:  # each level costs a byte: short headers cannot be too deep
+        _check_depth(obj, limits.max_depth)
     return obj
 
 
