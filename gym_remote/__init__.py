@@ -35,7 +35,7 @@ def _register() -> None:
         "gym_remote/StackCube-v0": dict(
             entry_point="gym_remote.tasks.stack_cube:StackCubeEnv", max_episode_steps=250
         ),
-        "gym_remote/Payload-v0": dict(entry_point="gym_remote.tasks.payload:PayloadEnv"),
+        "gym_remote/Payload-v0": dict(entry_point="gym_remote.tasks.payload:PayloadEnv", disable_env_checker=True),
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:

@@ -1,10 +1,9 @@
 """How much each way of reaching a launched server costs: direct vs OpenSSH tunnel vs Fabric tunnel.
 
-The server serves :class:`PayloadEnv` (registered as ``gym_remote/TunnelBench-v0`` when this module
-is imported, which the launched server does with ``--import``), whose observation has a chosen size:
-16 bytes measures the per-step latency a tunnel adds, 1 MiB its throughput (a camera frame). All
-modes run in the same call against the same host, so the figures compare with each other even on a
-noisy machine; absolute numbers only mean something for that host.
+The server serves ``gym_remote/Payload-v0`` (:mod:`gym_remote.tasks.payload`), whose observation
+has a chosen size: 16 bytes measures the per-step latency a tunnel adds, 1 MiB its throughput (a
+camera frame). All modes run in the same call against the same host, so the figures compare with
+each other even on a noisy machine; absolute numbers only mean something for that host.
 """
 
 from __future__ import annotations
@@ -17,36 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from gym_remote.launch import HostConfig, launch_server, resolve_config
 
 log = logging.getLogger(__name__)
 
-BENCH_TASK = "gym_remote/TunnelBench-v0"
-
-
-class PayloadEnv(gym.Env):
-    """An env whose only cost is moving ``obs_bytes`` of observation per step."""
-
-    metadata: dict[str, Any] = {"render_modes": []}
-
-    def __init__(self, obs_bytes: int = 16) -> None:
-        self.observation_space = gym.spaces.Box(0, 255, (int(obs_bytes),), np.uint8)
-        self.action_space = gym.spaces.Discrete(2)
-        self._obs = np.random.default_rng(0).integers(0, 256, int(obs_bytes), dtype=np.uint8)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        super().reset(seed=seed)
-        return self._obs.copy(), {}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        return self._obs, 0.0, False, False, {}
-
-
-if BENCH_TASK not in gym.registry:
-    gym.register(BENCH_TASK, entry_point=PayloadEnv, disable_env_checker=True)
+BENCH_TASK = "gym_remote/Payload-v0"
+_NEVER = 2**62  # episode length: the timed steps never truncate
 
 
 @dataclass
@@ -67,13 +44,14 @@ class TunnelResult:
 def _time_steps(conn: Any, session: str, n: int) -> np.ndarray:
     from gym_remote.protocol import Kind
 
+    action = {"action": np.zeros(4, np.float32)}
     conn.request(Kind.RESET, {}, session=session)
     for _ in range(max(3, n // 10)):  # warm-up: first-step checks, TCP windows
-        conn.request(Kind.STEP, {"action": 0}, session=session)
+        conn.request(Kind.STEP, action, session=session)
     samples = np.empty(n)
     for i in range(n):
         t0 = time.perf_counter()
-        conn.request(Kind.STEP, {"action": 0}, session=session)
+        conn.request(Kind.STEP, action, session=session)
         samples[i] = time.perf_counter() - t0
     return samples * 1e3
 
@@ -94,7 +72,7 @@ def _bench_one(cfg: HostConfig, mode: str, steps: int, big_steps: int, obs_bytes
                 "client": "bench_tunnel",
                 "hello_id": f"{name}-{time.time_ns()}",
                 "task": BENCH_TASK,
-                "task_kwargs": {"obs_bytes": size},
+                "task_kwargs": {"shape": [size], "episode_length": _NEVER},
             }
             sessions[name] = conn.request(Kind.HELLO, hello)["session"]
         small = _time_steps(conn, sessions["small"], steps)
@@ -125,19 +103,13 @@ def tunnel_benchmark(
     obs_bytes: int = 2**20,
     **overrides: Any,
 ) -> list[TunnelResult]:
-    """Launch a :class:`PayloadEnv` server on ``host`` once per mode and time step round trips.
+    """Launch a ``gym_remote/Payload-v0`` server on ``host`` once per mode; time step round trips.
 
     ``direct`` is skipped for a non-loopback host unless ``serve_args`` carry ``--curve-secret`` or
     ``--insecure`` (the server refuses to expose itself otherwise). For ``gym-remote bench --launch``.
     """
     cfg = resolve_config(host, config, **overrides)
-    cfg = dataclasses.replace(
-        cfg,
-        backend="gymnasium",
-        task=BENCH_TASK,
-        task_kwargs={"obs_bytes": 16},
-        serve_args=[*cfg.serve_args, "--import", __name__],
-    )
+    cfg = dataclasses.replace(cfg, backend="gymnasium", task=BENCH_TASK, task_kwargs={"shape": [16]})
     results = []
     for mode in modes:
         if (

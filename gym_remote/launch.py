@@ -78,7 +78,7 @@ class HostConfig:
 
     host: str = ""  # "host", "user@host" or "user@host:port"
     user: str | None = None
-    port: int = 22  # SSH port
+    port: int | None = None  # SSH port; None: ~/.ssh/config's Port, else 22
     key_filename: str | None = None  # private key; disables agent and key search when given
     # jump host: "user@host:port" or {host, user, port, key_filename}
     gateway: str | dict[str, Any] | None = None
@@ -113,7 +113,7 @@ class HostConfig:
         if self.host:
             target = _parse_target(self.host, self.user, self.port)
             self.host, self.user, self.port = target.host, target.user, target.port
-        self.port = int(self.port)
+        self.port = int(self.port) if self.port else None
         self.env = {str(k): str(v) for k, v in (self.env or {}).items()}
         bad = [k for k in self.env if not _ENV_NAME.match(k)]
         if bad:
@@ -165,11 +165,11 @@ def resolve_config(
 class _Target:
     host: str
     user: str | None
-    port: int
+    port: int | None
     key_filename: str | None = None
 
 
-def _parse_target(text: str, user: str | None, port: int) -> _Target:
+def _parse_target(text: str, user: str | None, port: int | None) -> _Target:
     """Split ``user@host:port``; the parts present in the text win over the defaults."""
     if "@" in text:
         user, text = text.rsplit("@", 1)
@@ -177,11 +177,11 @@ def _parse_target(text: str, user: str | None, port: int) -> _Target:
         addr, _, rest = text[1:].partition("]")
         if rest.startswith(":"):
             port = int(rest[1:])
-        return _Target(addr, user, int(port))
+        return _Target(addr, user, port)
     if text.count(":") == 1:
         text, port_text = text.split(":")
         port = int(port_text)
-    return _Target(text, user, int(port))
+    return _Target(text, user, int(port) if port else None)
 
 
 def _gateway_target(cfg: HostConfig) -> _Target | None:
@@ -189,7 +189,7 @@ def _gateway_target(cfg: HostConfig) -> _Target | None:
     if not gw:
         return None
     if isinstance(gw, str):
-        target = _parse_target(gw, cfg.user, 22)
+        target = _parse_target(gw, cfg.user, None)
         target.key_filename = cfg.key_filename
         return target
     if isinstance(gw, Mapping):
@@ -198,7 +198,7 @@ def _gateway_target(cfg: HostConfig) -> _Target | None:
             raise ValueError(
                 f"gateway mapping needs 'host' and may have user, port, key_filename; got {sorted(gw)}"
             )
-        target = _parse_target(str(gw["host"]), gw.get("user", cfg.user), int(gw.get("port", 22)))
+        target = _parse_target(str(gw["host"]), gw.get("user", cfg.user), gw.get("port"))
         target.key_filename = gw.get("key_filename", cfg.key_filename)
         return target
     raise ValueError(f"gateway must be 'user@host:port' or a mapping, got {type(gw).__name__}")
@@ -499,7 +499,7 @@ class RemoteLauncher:
     @property
     def where(self) -> str:
         user = f"{self.cfg.user}@" if self.cfg.user else ""
-        return f"{user}{self.cfg.host}:{self.cfg.port}"
+        return f"{user}{self.cfg.host}:{self.cfg.port or 22}"
 
     @property
     def log_path(self) -> str:
@@ -532,7 +532,9 @@ class RemoteLauncher:
                 self._conn.open()
             except Exception as exc:
                 where = (
-                    self.where if gw_target is None else f"{self.where} via {gw_target.host}:{gw_target.port}"
+                    self.where
+                    if gw_target is None
+                    else f"{self.where} via {gw_target.host}:{gw_target.port or 22}"
                 )
                 self.disconnect()
                 raise LaunchError(
@@ -985,9 +987,9 @@ def _ssh_argv(cfg: HostConfig, target: _Target) -> list[str]:
         f"UserKnownHostsFile={known} ~/.ssh/known_hosts",
         "-o",
         f"ConnectTimeout={max(1, round(cfg.connect_timeout))}",
-        "-p",
-        str(target.port),
     ]
+    if target.port:
+        argv += ["-p", str(target.port)]
     if target.key_filename:
         argv += ["-i", os.path.expanduser(target.key_filename), "-o", "IdentitiesOnly=yes"]
     if target.user:

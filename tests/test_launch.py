@@ -108,10 +108,40 @@ def test_launch_step_close(ssh_host: dict[str, Any], tunnel: str) -> None:
             pass
 
 
+def test_remote_env_launch(ssh_host: dict[str, Any], sshd: SshServer) -> None:
+    """The user's path: gym.make(..., launch=...) starts the server over SSH and close() stops it."""
+    import gymnasium as gym
+
+    import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+
+    # `port` and `connect_timeout` are RemoteEnv's own (server port, HELLO timeout): SSH ones go
+    # in the launch mapping.
+    options = {
+        k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")
+    }
+    env = gym.make(
+        "Remote-IsaacSim-v0",
+        host="127.0.0.1",
+        task="CartPole-v1",
+        launch={"port": sshd.port, "connect_timeout": 5},
+        **options,
+    )
+    try:
+        pid = env.unwrapped._server.pid
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (4,)
+        assert env.step(env.action_space.sample())[1] == 1.0
+    finally:
+        env.close()
+    assert _wait_gone(pid)
+
+
 @pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
 def test_gateway(ssh_host: dict[str, Any], sshd: SshServer, tunnel: str) -> None:
     """A jump host: here the same sshd, which forwards to itself."""
-    gateway = {"host": "127.0.0.1", "user": sshd.user, "port": sshd.port}
+    gateway: Any = {"host": "127.0.0.1", "user": sshd.user, "port": sshd.port}
+    if tunnel == "openssh":  # the string form, as in a YAML file
+        gateway = f"{sshd.user}@127.0.0.1:{sshd.port}"
     with launch_server(**ssh_host, tunnel=tunnel, gateway=gateway) as handle:
         pid = handle.pid
         assert pid is not None
