@@ -186,9 +186,139 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+# ------------------------------------------------------------------------------------- launch
+
+
+def _host_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("host", metavar="HOST", help="SSH target (user@host[:port]) or a name in configs/hosts/")
+    p.add_argument("--config", help="a host config YAML (fields of configs/hosts/example.yaml)")
+    p.add_argument("--ssh-port", type=int, dest="port", help="SSH port")
+    p.add_argument("--key", dest="key_filename", help="SSH private key")
+    p.add_argument("--gateway", help="jump host user@host:port")
+    p.add_argument("--connect-timeout", type=float, help="SSH connect timeout (s)")
+    p.add_argument("--runtime-dir", help="remote folder of PID and log files (default ~/.gym-remote)")
+
+
+def _host_config(args: argparse.Namespace, **extra: Any) -> Any:
+    from gym_remote.launch import resolve_config
+
+    keys = ("port", "key_filename", "gateway", "connect_timeout", "runtime_dir")
+    return resolve_config(args.host, args.config, **{k: getattr(args, k) for k in keys}, **extra)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from gym_remote.launch import launch_server
+
+    cfg = _host_config(
+        args, python=args.python, setup=args.setup, workdir=args.workdir, backend=args.backend, task=args.task,
+        task_kwargs=args.kwargs, remote_port=args.remote_port, tunnel=args.tunnel, local_port=args.local_port,
+        ready_timeout=args.ready_timeout,
+    )
+    handle = launch_server(config=cfg)
+    if args.detach:
+        print(f"server pid {handle.pid} on {cfg.host}, remote port {handle.remote_port} (left running)")
+        handle.detach()
+        return 0
+    print(f"GYM_REMOTE ENDPOINT {handle.local_host}:{handle.local_port}")
+    print(f"  gym.make('Remote-IsaacSim-v0', host='{handle.local_host}', port={handle.local_port})")
+    print("Ctrl-C stops the tunnel and the server.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gym_remote.launch import list_servers
+
+    records = list_servers(_host_config(args))
+    if not records:
+        print("no servers recorded")
+    for r in records:
+        uptime = "-" if r.uptime is None else f"{r.uptime:.0f} s"
+        print(f"port {r.port:<6} pid {r.pid!s:<8} {'alive' if r.alive else 'stale':<6} uptime {uptime}  log {r.log_path}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from gym_remote.launch import stop_server
+
+    stopped = stop_server(_host_config(args), args.server_port)
+    print(f"server on port {args.server_port} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import threading
+
+    from gym_remote.launch import follow_log, read_log
+
+    cfg = _host_config(args)
+    if not args.follow:
+        sys.stdout.write(read_log(cfg, args.server_port, lines=args.lines))
+        return 0
+    stop = threading.Event()
+    try:
+        follow_log(cfg, args.server_port, lambda line: print(line, flush=True), stop, lines=args.lines)
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
+
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="start a server over SSH and tunnel to it",
+        description="Start 'gym-remote serve' on HOST over SSH (stale servers on the same port are stopped by "
+        "PID), wait for READY, tunnel a local port to it and print the endpoint. Runs until Ctrl-C, then stops "
+        "the tunnel and the server.",
+    )
+    _host_options(p)
+    p.add_argument("--python", help="remote interpreter, e.g. '~/isaaclab/isaaclab.sh -p'")
+    p.add_argument("--setup", help="shell line run first, e.g. 'source ~/venv/bin/activate'")
+    p.add_argument("--workdir", help="remote working directory")
+    p.add_argument("--backend", choices=["gymnasium", "python", "isaaclab", "roboverse"])
+    p.add_argument("--task", help="task the server serves")
+    p.add_argument("--kwargs", type=_json_map, help="task keyword arguments (JSON)")
+    p.add_argument("--remote-port", type=int, help="server port on HOST (default: a free one)")
+    p.add_argument("--tunnel", choices=["auto", "openssh", "fabric", "none"], help="how to reach it (default auto)")
+    p.add_argument("--local-port", type=int, help="local end of the tunnel (default: a free one)")
+    p.add_argument("--ready-timeout", type=float, help="seconds to wait for READY")
+    p.add_argument("--detach", action="store_true", help="leave the server running and exit (no tunnel)")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("status", help="servers recorded on a host", description="List the servers whose PID "
+                       "files are in the remote runtime folder: port, PID, alive or stale, uptime.")
+    _host_options(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("stop", help="stop a server on a host", description="Stop the server recorded for a "
+                       "port, by PID (after checking that the PID is that server), and remove its PID file.")
+    _host_options(p)
+    p.add_argument("--port", dest="server_port", type=int, required=True, help="the server's remote port")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("logs", help="show a server's log", description="Print the end of a remote server's "
+                       "log, or follow it.")
+    _host_options(p)
+    p.add_argument("--port", dest="server_port", type=int, required=True, help="the server's remote port")
+    p.add_argument("-n", "--lines", type=int, default=100)
+    p.add_argument("-f", "--follow", action="store_true")
+    p.set_defaults(func=cmd_logs)
+
+
 # ---------------------------------------------------------------------------------------- main
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_ping, _add_bench]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_ping, _add_bench, _add_launch]
 
 
 def build_parser() -> argparse.ArgumentParser:

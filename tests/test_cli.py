@@ -1,0 +1,70 @@
+"""The gym-remote command, run as a user runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    from tests.sshd import sshd  # noqa: F401  (fixture)
+except ImportError:  # pragma: no cover - when tests/ is not a package on sys.path
+    from sshd import sshd  # type: ignore  # noqa: F401
+
+from gym_remote.cli import build_parser
+
+
+def gym_remote(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gym_remote", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_every_command_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the registered sub-commands
+    assert {"serve", "ping", "bench", "launch", "status", "stop", "logs"} <= set(commands)
+    for name in [None, *commands]:
+        out = gym_remote(*([name] if name else []), "--help")
+        assert out.returncode == 0 and "usage: gym-remote" in out.stdout, (name, out.stderr)
+
+
+def test_ping_a_local_server(serve):
+    server = serve("CartPole-v1")
+    out = gym_remote("ping", f"127.0.0.1:{server.local_port}", "-n", "2")
+    assert out.returncode == 0 and out.stdout.count("ms") == 2 and "0 sessions" in out.stdout
+
+
+def test_ping_nobody_is_a_clear_error():
+    out = gym_remote("ping", "127.0.0.1:9", "--timeout", "0.5")
+    assert out.returncode == 1 and "error" in out.stderr and "127.0.0.1:9" in out.stderr
+
+
+def test_bench_prints_the_floor_ratio(serve):
+    server = serve("CartPole-v1")
+    out = gym_remote("bench", f"127.0.0.1:{server.local_port}", "--steps", "200")
+    assert out.returncode == 0, out.stderr
+    assert "raw zmq REQ/REP" in out.stdout and "step p50 / raw zmq floor p50:" in out.stdout
+
+
+def test_launch_status_logs_stop_over_ssh(sshd, tmp_path: Path):  # noqa: F811
+    config = tmp_path / "box.yaml"
+    config.write_text(yaml.safe_dump(sshd.host_config()))
+    out = gym_remote("launch", sshd.host, "--config", str(config), "--detach")
+    assert out.returncode == 0, out.stderr
+    port = int(out.stdout.split("remote port ")[1].split()[0])
+    status = gym_remote("status", sshd.host, "--config", str(config))
+    assert f"port {port}" in status.stdout and "alive" in status.stdout
+    logs = gym_remote("logs", sshd.host, "--config", str(config), "--port", str(port))
+    assert "GYM_REMOTE READY" in logs.stdout
+    stop = gym_remote("stop", sshd.host, "--config", str(config), "--port", str(port))
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    status = gym_remote("status", sshd.host, "--config", str(config))
+    assert "alive" not in status.stdout
+
+
+@pytest.mark.parametrize("bad", [["serve", "--kwargs", "{nope"], ["ping", "host:notaport"]])
+def test_bad_arguments_are_usage_errors(bad):
+    out = gym_remote(*bad)
+    assert out.returncode == 2 and "error" in out.stderr
