@@ -240,6 +240,11 @@ def bench_payload(host: str, port: int, steps: int, shape: tuple[int, ...] = (10
 
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``gym-remote bench``; prints a table and the ratios."""
+    if args.tunnel:
+        from gym_remote.bench_tunnel import format_results, tunnel_benchmark
+
+        print(format_results(tunnel_benchmark(args.tunnel, args.config, steps=max(100, args.steps // 10))))
+        return 0
     if args.vector:
         out = bench_vector(args.num_envs, args.seconds)
         print_vector(out)
