@@ -13,8 +13,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gym_remote.cli import main  # noqa: E402
-from tests.sshd import start_sshd  # noqa: E402
+from gym_remote.cli import main
+from tests.sshd import start_sshd
 
 
 def run() -> int:

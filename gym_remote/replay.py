@@ -169,7 +169,7 @@ class Replayer:
         width: int = 640,
         height: int = 480,
     ) -> None:
-        mj = _mujoco()
+        self._mj = mj = _mujoco()
         self.model = resolve_model(model)
         self.data = mj.MjData(self.model)
         self.binding = MujocoBinding(self.model, schema, _load_name_map(name_map))
@@ -180,7 +180,7 @@ class Replayer:
         mj.mj_forward(self.model, self.data)  # bodies the states never mention keep their default pose
 
     def _check_camera(self, camera: str | int | None) -> str | int:
-        mj = _mujoco()
+        mj = self._mj
         names = [self.model.camera(i).name for i in range(self.model.ncam)]
         if camera is None:
             return 0 if self.model.ncam else -1
@@ -194,7 +194,7 @@ class Replayer:
 
     def set_state(self, state: np.ndarray) -> None:
         """Pose the model from one flat state. Kinematics only: replay needs no contacts or forces."""
-        mj = _mujoco()
+        mj = self._mj
         self.binding.write(self.data, state)
         mj.mj_kinematics(self.model, self.data)
         mj.mj_comPos(self.model, self.data)
@@ -207,7 +207,7 @@ class Replayer:
         if self._renderer is None:  # created on first use: recording alone needs no GL context
             vis = self.model.vis.global_
             vis.offwidth, vis.offheight = max(vis.offwidth, self.width), max(vis.offheight, self.height)
-            self._renderer = _mujoco().Renderer(self.model, self.height, self.width)
+            self._renderer = self._mj.Renderer(self.model, self.height, self.width)
         self._renderer.update_scene(self.data, camera=self.camera)
         return self._renderer.render()
 
@@ -386,16 +386,20 @@ def replay(
 _COLUMNS = ("states", "actions", "rewards", "terminated", "truncated", "episode")
 
 
-def _stack_actions(actions: list[Any]) -> np.ndarray:
-    """Actions as floats, NaN on reset rows; an empty column when they are not numeric arrays."""
+def _as_floats(action: Any) -> np.ndarray:
     try:
-        taken = [np.asarray(a, dtype=np.float64) for a in actions if a is not None]
-        shape = taken[0].shape if taken else (0,)
-        return np.stack(
-            [np.full(shape, np.nan) if a is None else np.asarray(a, dtype=np.float64) for a in actions]
-        )
-    except (TypeError, ValueError):  # Dict/Tuple or ragged actions: the states are what replay needs
+        return np.array(action, dtype=np.float64)
+    except (TypeError, ValueError):  # Dict/Tuple actions: not recorded, the states are what replay needs
+        return np.empty(0)
+
+
+def _stack_actions(actions: list[np.ndarray | None]) -> np.ndarray:
+    """Actions (T, ...) with NaN on reset rows; an empty column when they do not stack."""
+    taken = [a for a in actions if a is not None]
+    shape = taken[0].shape if taken else (0,)
+    if any(a.shape != shape for a in taken):
         return np.zeros((len(actions), 0))
+    return np.stack([np.full(shape, np.nan) if a is None else a for a in actions])
 
 
 class _ReplayCore:
@@ -426,12 +430,12 @@ class _ReplayCore:
                 "there is nothing to replay; the server's env needs a MuJoCo model, or get_state() and "
                 "a state_schema"
             )
-        remote.with_state = True  # states ride on every reset/step reply: no extra round trip
-        self._remote = remote
         self.task: str | None = getattr(remote, "task", None)
         self.replayer = Replayer(
             resolve_model(model, self.task), schema, name_map, camera=camera, width=width, height=height
         )
+        remote.with_state = True  # states ride on every reset/step reply: no extra round trip
+        self._remote = remote
         self.record, self.env_index = record, env_index
         self.fps = float(fps or self.env.metadata.get("render_fps") or 30)
         self.metadata = {**self.env.metadata, "render_modes": ["rgb_array"], "render_fps": self.fps}
@@ -450,8 +454,15 @@ class _ReplayCore:
             raise StateError("the remote reply carried no state although with_state is on")
         state = check_state(self.replayer.schema, state).copy()  # wire arrays are read-only views
         self._latest = state
-        if self.record:
-            row = (state, action, reward, terminated, truncated, self._episode)
+        if self.record:  # copies: callers may reuse their action buffer, the env its reward array
+            row = (
+                state,
+                None if action is None else _as_floats(action),
+                np.array(reward, dtype=np.float64),
+                np.array(terminated, dtype=bool),
+                np.array(truncated, dtype=bool),
+                self._episode,
+            )
             for column, value in zip(_COLUMNS, row, strict=True):
                 self._columns[column].append(value)
 
@@ -479,15 +490,10 @@ class _ReplayCore:
             schema=self.replayer.schema,
             states=states,
             actions=_stack_actions(cols["actions"]),
-            rewards=np.array(
-                [np.broadcast_to(np.asarray(r, dtype=np.float64), batch) for r in cols["rewards"]]
-            ),
-            terminated=np.array(
-                [np.broadcast_to(np.asarray(f, dtype=bool), batch) for f in cols["terminated"]]
-            ),
-            truncated=np.array(
-                [np.broadcast_to(np.asarray(f, dtype=bool), batch) for f in cols["truncated"]]
-            ),
+            # Reset rows hold scalars: broadcast them to the batch shape of the step rows.
+            rewards=np.stack([np.broadcast_to(r, batch) for r in cols["rewards"]]),
+            terminated=np.stack([np.broadcast_to(f, batch) for f in cols["terminated"]]),
+            truncated=np.stack([np.broadcast_to(f, batch) for f in cols["truncated"]]),
             episode=np.array(cols["episode"], dtype=np.int64),
             fps=self.fps,
             task=self.task,
