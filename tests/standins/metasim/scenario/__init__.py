@@ -1,0 +1,1 @@
+"""STAND-IN for ``metasim.scenario`` (see ``metasim/__init__.py``)."""

@@ -1,0 +1,1 @@
+"""STAND-IN for ``metasim.sim`` (see ``metasim/__init__.py``)."""

@@ -1,0 +1,1 @@
+"""STAND-IN for ``metasim.task`` (see ``metasim/__init__.py``)."""

@@ -1,0 +1,60 @@
+"""STAND-IN for RoboVerse's ``stack_cube`` task (real: roboverse_pack/tasks/maniskill/stack_cube.py):
+Franka, a red ``cube`` and a blue ``base``; success when the cube rests on the base; 250 steps.
+Resets randomise both cubes on the table (torch RNG, so ``handler.set_seed`` makes them repeatable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from metasim.scenario.scenario import PrimitiveCubeCfg, ScenarioCfg
+from metasim.task.base import BaseTaskEnv
+from metasim.task.registry import register_task
+from metasim.task.rl_task import RLTaskEnv
+
+
+@register_task("maniskill.stack_cube", "stack_cube")
+class StackCubeTask(BaseTaskEnv):
+    scenario = ScenarioCfg(objects=[PrimitiveCubeCfg("cube"), PrimitiveCubeCfg("base")], robots=["franka"])
+    max_episode_steps = 250
+
+    def reset(self, states: Any = None, env_ids: list[int] | None = None):
+        if states is None:
+            n = self.num_envs
+            ids = list(range(n)) if env_ids is None else list(env_ids)
+            robot = self.handler.robots[0]
+            dof = dict(robot.default_joint_positions)
+            xy = torch.tensor([0.5, 0.0]) + (torch.rand(n, 2, 2) - 0.5) * 0.1
+            xy[:, 0, 1] += 0.1
+            xy[:, 1, 1] -= 0.1
+            states = [None] * n
+            for i in ids:
+                states[i] = {
+                    "robots": {
+                        robot.name: {
+                            "pos": torch.zeros(3),
+                            "rot": torch.tensor([1.0, 0, 0, 0]),
+                            "dof_pos": dof,
+                        }
+                    },
+                    "objects": {
+                        name: {
+                            "pos": torch.tensor([*xy[i, k].tolist(), 0.02]),
+                            "rot": torch.tensor([1.0, 0, 0, 0]),
+                        }
+                        for k, name in enumerate(("cube", "base"))
+                    },
+                }
+        return super().reset(states, env_ids)
+
+    def _terminated(self, env_states: Any) -> torch.Tensor:
+        cube = env_states.objects["cube"].root_state[:, :3]
+        base = env_states.objects["base"].root_state[:, :3]
+        on_top = torch.linalg.norm(cube[:, :2] - base[:, :2], dim=-1) < 0.02
+        return on_top & ((cube[:, 2] - base[:, 2] - 0.04).abs() < 0.01)
+
+
+@register_task("stack_cube_rl")
+class StackCubeRLTask(RLTaskEnv, StackCubeTask):
+    max_episode_steps = 250
