@@ -49,9 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
-    options: dict[str, Any] = {"vectorization": args.vectorization}
-    if args.backend == "gymnasium":
-        options["allow_any_task"] = not args.fixed_task
+    options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not args.fixed_task}
     factory = make_factory(args.backend, args.task, args.kwargs, **options)
     secret = public = None
     if args.curve_secret:
@@ -318,9 +316,30 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_logs)
 
 
+# ------------------------------------------------------------------------------------- doctor
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gym_remote.doctor import doctor, format_report
+
+    report = doctor()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check a server machine", description="Report which backends can be "
+                       "imported here and why not, the GPU if any, and the versions that matter.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
+
+
 # ---------------------------------------------------------------------------------------- main
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_ping, _add_bench, _add_launch]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_ping, _add_bench, _add_launch, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,7 +72,10 @@ def concat_batches(parts: Sequence[Any], counts: Sequence[int]) -> Any:
         return out
     if isinstance(first, tuple):
         return tuple(concat_batches([p[i] for p in parts], counts) for i in range(len(first)))
-    return np.concatenate([np.asarray(p) for p in parts], axis=0)
+    arrays = [np.asarray(p) for p in parts]
+    if any(a.ndim == 0 for a in arrays):  # a per-batch figure (e.g. Isaac Lab's info["log"]): not per sub-env
+        return arrays[0]
+    return np.concatenate(arrays, axis=0)
 
 
 def _empty_like(example: Any, n: int) -> Any:
