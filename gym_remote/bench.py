@@ -419,7 +419,7 @@ def bench_vector(num_envs: int = 64, seconds: float = 3.0, rtt: float = 0.05, li
             one = RemoteEnv("127.0.0.1", relay.port)
             envs.append(one)
             one.reset(seed=0)
-            out["link_single_env_steps_per_s"] = _rate(lambda: one.step(1) if not one.step(1)[2] else one.reset(), 2, seconds)
+            out["link_single_env_steps_per_s"] = _rate(_stepper(one, [1]), 1, seconds)
             out["link_rtt_ms"] = rtt * 1e3
         finally:
             for env in envs[len(envs) - 2 :]:
@@ -442,5 +442,8 @@ def print_vector(out: dict[str, Any]) -> None:
     print(f"  remote batched / local SyncVectorEnv: {out['remote_over_sync']:.2f}x")
     print(f"  remote batched / AsyncVectorEnv of RemoteEnv sessions: {out['remote_over_per_session']:.1f}x")
     print(f"64 x 84x84x3 uint8 observations per step: {out['image_batch_GBps']:.2f} GB/s of observation payload")
-    print(f"emulated {out['link_rtt_ms']:.0f} ms round-trip link: N=256 batched {out['link_batched_env_steps_per_s']:,.0f} "
-          f"env-steps/s; one env per round trip {out['link_single_env_steps_per_s']:,.1f} steps/s")
+    print(
+        f"emulated {out['link_rtt_ms']:.0f} ms round-trip link: N=256 batched "
+        f"{out['link_batched_env_steps_per_s']:,.0f} env-steps/s; one env per round trip "
+        f"{out['link_single_env_steps_per_s']:,.1f} steps/s"
+    )

@@ -177,8 +177,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy"
     )
     p.add_argument("--with-state", action="store_true", help="also time steps with the state attached")
-    p.add_argument("--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)")
-    p.add_argument("--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST")
+    p.add_argument(
+        "--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)"
+    )
+    p.add_argument(
+        "--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST"
+    )
     p.add_argument("--config", help="host config YAML for --tunnel")
     p.add_argument("--num-envs", type=int, default=64, help="sub-envs for --vector (default 64)")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per --vector figure (default 3)")
@@ -213,8 +217,16 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from gym_remote.launch import launch_server
 
     cfg = _host_config(
-        args, python=args.python, setup=args.setup, workdir=args.workdir, backend=args.backend, task=args.task,
-        task_kwargs=args.kwargs, remote_port=args.remote_port, tunnel=args.tunnel, local_port=args.local_port,
+        args,
+        python=args.python,
+        setup=args.setup,
+        workdir=args.workdir,
+        backend=args.backend,
+        task=args.task,
+        task_kwargs=args.kwargs,
+        remote_port=args.remote_port,
+        tunnel=args.tunnel,
+        local_port=args.local_port,
         ready_timeout=args.ready_timeout,
     )
     handle = launch_server(config=cfg)
@@ -245,7 +257,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no servers recorded")
     for r in records:
         uptime = "-" if r.uptime is None else f"{r.uptime:.0f} s"
-        print(f"port {r.port:<6} pid {r.pid!s:<8} {'alive' if r.alive else 'stale':<6} uptime {uptime}  log {r.log_path}")
+        print(
+            f"port {r.port:<6} pid {r.pid!s:<8} {'alive' if r.alive else 'stale':<6} uptime {uptime}  log {r.log_path}"
+        )
     return 0
 
 
@@ -290,30 +304,121 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="task the server serves")
     p.add_argument("--kwargs", type=_json_map, help="task keyword arguments (JSON)")
     p.add_argument("--remote-port", type=int, help="server port on HOST (default: a free one)")
-    p.add_argument("--tunnel", choices=["auto", "openssh", "fabric", "none"], help="how to reach it (default auto)")
+    p.add_argument(
+        "--tunnel", choices=["auto", "openssh", "fabric", "none"], help="how to reach it (default auto)"
+    )
     p.add_argument("--local-port", type=int, help="local end of the tunnel (default: a free one)")
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for READY")
     p.add_argument("--detach", action="store_true", help="leave the server running and exit (no tunnel)")
     p.set_defaults(func=cmd_launch)
 
-    p = sub.add_parser("status", help="servers recorded on a host", description="List the servers whose PID "
-                       "files are in the remote runtime folder: port, PID, alive or stale, uptime.")
+    p = sub.add_parser(
+        "status",
+        help="servers recorded on a host",
+        description="List the servers whose PID "
+        "files are in the remote runtime folder: port, PID, alive or stale, uptime.",
+    )
     _host_options(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("stop", help="stop a server on a host", description="Stop the server recorded for a "
-                       "port, by PID (after checking that the PID is that server), and remove its PID file.")
+    p = sub.add_parser(
+        "stop",
+        help="stop a server on a host",
+        description="Stop the server recorded for a "
+        "port, by PID (after checking that the PID is that server), and remove its PID file.",
+    )
     _host_options(p)
     p.add_argument("--port", dest="server_port", type=int, required=True, help="the server's remote port")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("logs", help="show a server's log", description="Print the end of a remote server's "
-                       "log, or follow it.")
+    p = sub.add_parser(
+        "logs",
+        help="show a server's log",
+        description="Print the end of a remote server's log, or follow it.",
+    )
     _host_options(p)
     p.add_argument("--port", dest="server_port", type=int, required=True, help="the server's remote port")
     p.add_argument("-n", "--lines", type=int, default=100)
     p.add_argument("-f", "--follow", action="store_true")
     p.set_defaults(func=cmd_logs)
+
+
+# ------------------------------------------------------------------------------ demo, replay
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gym_remote.replay import run_demo
+
+    where = "a local server" if args.target is None else f"{args.target[0]}:{args.target[1]}"
+    print(f"gym-remote demo: stack-cube on {where}, {args.episodes} episodes, states replayed locally")
+    host, port = args.target if args.target else (None, None)
+    r = run_demo(args.output, args.episodes, args.seed, host, port, args.width, args.height, args.camera)
+    print(f"success rate      {r['success_rate']:.0%} ({r['successes']}/{r['episodes']} episodes stacked)")
+    print(f"per-step latency  {r['mean_step_latency_ms']:.2f} ms (round trip with the state attached)")
+    print(f"frames rendered   {r['frames']} ({r['steps']} steps)")
+    print(f"video             {r['video']}")
+    print(f"trajectory        {r['trajectory']}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the whole remote-replay loop",
+        description="Start (or connect to) a stack-cube server, run the scripted expert, record the states it "
+        "sends, replay them in a local MuJoCo model and write stack_cube.mp4 and stack_cube.npz.",
+    )
+    p.add_argument(
+        "target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one)"
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
+    )
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--camera", help="camera name in the model (default: the model's first)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gym_remote.replay import replay
+
+    frames = replay(
+        args.trajectory,
+        args.output,
+        model=args.model,
+        name_map=args.map,
+        camera=args.camera,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        episode=args.episode,
+        env_index=args.env_index,
+    )
+    print(f"wrote {args.output}: {frames} frames")
+    return 0
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="render a saved trajectory to video",
+        description="Replay the states of a trajectory file (from MujocoReplayWrapper.save_trajectory or "
+        "gym-remote demo) in a local MuJoCo model and write an MP4.",
+    )
+    p.add_argument("trajectory", type=Path, metavar="TRAJ.npz")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write")
+    p.add_argument("--model", help="MJCF file (default: the built-in model for the built-in task)")
+    p.add_argument("--map", help="name map: a YAML path or a name in configs/maps/")
+    p.add_argument("--camera")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--fps", type=float, help="default: the recorded fps")
+    p.add_argument("--episode", type=int, help="only this episode")
+    p.add_argument("--env-index", type=int, default=0, help="sub-env of a batched trajectory")
+    p.set_defaults(func=cmd_replay)
 
 
 # ------------------------------------------------------------------------------------- doctor
@@ -331,15 +436,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check a server machine", description="Report which backends can be "
-                       "imported here and why not, the GPU if any, and the versions that matter.")
+    p = sub.add_parser(
+        "doctor",
+        help="check a server machine",
+        description="Report which backends can be "
+        "imported here and why not, the GPU if any, and the versions that matter.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_doctor)
 
 
 # ---------------------------------------------------------------------------------------- main
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_serve, _add_ping, _add_bench, _add_launch, _add_doctor]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_serve,
+    _add_ping,
+    _add_bench,
+    _add_demo,
+    _add_replay,
+    _add_launch,
+    _add_doctor,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -327,8 +327,9 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
-        if self.with_state and all(r.get("state") is not None for r in replies):
-            self.last_state = concat_batches([r["state"] for r in replies], counts)
+        if self.with_state:  # None rather than a stale state when a shard sent none
+            states = [r.get("state") for r in replies]
+            self.last_state = None if any(s is None for s in states) else concat_batches(states, counts)
         return tuple(concat_batches([r[k] for r in replies], counts) for k in keys)
 
     def get_state(self) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 try:
-    from tests.sshd import sshd  # noqa: F401  (fixture)
+    from tests.sshd import sshd
 except ImportError:  # pragma: no cover - when tests/ is not a package on sys.path
     from sshd import sshd  # type: ignore  # noqa: F401
 
@@ -48,7 +48,7 @@ def test_bench_prints_the_floor_ratio(serve):
     assert "raw zmq REQ/REP" in out.stdout and "step p50 / raw zmq floor p50:" in out.stdout
 
 
-def test_launch_status_logs_stop_over_ssh(sshd, tmp_path: Path):  # noqa: F811
+def test_launch_status_logs_stop_over_ssh(sshd, tmp_path: Path):
     config = tmp_path / "box.yaml"
     config.write_text(yaml.safe_dump(sshd.host_config()))
     out = gym_remote("launch", sshd.host, "--config", str(config), "--detach")
