@@ -166,6 +166,7 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
     floor = EchoPeer(req_size, rep_size)
     funcs: dict[str, Callable[[], Any]] = {
         f"raw zmq REQ/REP ({req_size}B/{rep_size}B)": floor.round_trip,
+        "env.ping (framework only)": env.ping,
         "env.step": _stepper(env, actions),
     }
     stateful = None
@@ -197,6 +198,7 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
             t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()
         },
         "step_over_floor": step_t.pct(50) / floor_t.pct(50),
+        "ping_over_floor": timings["env.ping (framework only)"].pct(50) / floor_t.pct(50),
         "_timings": timings,
     }
     if stateful is not None:
@@ -273,6 +275,7 @@ def run_bench(args: argparse.Namespace) -> int:
             print(t.row())
     env_r = results["env"]
     print(f"step p50 / raw zmq floor p50: {env_r['step_over_floor']:.2f}x")
+    print(f"ping p50 / raw zmq floor p50: {env_r['ping_over_floor']:.2f}x (the framework alone, no env work)")
     if "state_over_plain" in env_r:
         print(f"step with state / step without state (p50): {env_r['state_over_plain']:.3f}x")
     if "payload" in results:

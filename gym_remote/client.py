@@ -33,6 +33,8 @@ from gym_remote.protocol import (
     Limits,
     Request,
     pack_request,
+    recv_frames,
+    send_frames,
     unpack_reply,
 )
 
@@ -144,7 +146,7 @@ class Connection:
         self._set_timeouts(sock, budget, budget)
         self._sent_at = time.monotonic()
         try:
-            sock.send_multipart(frames, copy=False)
+            send_frames(sock, frames)
         except zmq.Again:
             self._reset_socket()
             raise self._error(
@@ -168,7 +170,7 @@ class Connection:
                     raise zmq.Again
                 if stale or timeout is not None:  # else RCVTIMEO already holds the budget
                     self._set_timeouts(sock, budget, remaining)
-                frames = sock.recv_multipart(copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 self._pending = None
                 self._reset_socket()

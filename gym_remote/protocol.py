@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import zmq
 
 from gym_remote.errors import ProtocolError
 
@@ -390,6 +391,32 @@ def unpack_reply(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Repl
         seq,
         error=ErrorInfo(code, str(e.get("type", "")), str(e.get("message", "")), str(e.get("traceback", ""))),
     )
+
+
+_SNDMORE = int(zmq.SNDMORE)
+
+
+def send_frames(sock: zmq.Socket, frames: Sequence[Any], prefix: Sequence[bytes] = ()) -> None:
+    """Send ``prefix`` (routing envelope) and the message frames as one multipart message.
+
+    Small leading frames are copied (cheaper than pyzmq's zero-copy bookkeeping); array frames go
+    without a copy. Plain int flags avoid pyzmq's enum arithmetic on the per-step path.
+    """
+    parts = [*prefix, *frames]
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        sock.send(part, 0 if i == last else _SNDMORE, copy=i < len(prefix) + 1)
+
+
+def recv_frames(sock: zmq.Socket) -> list[Any]:
+    """Receive a message: the msgpack header as bytes, then the array frames without a copy.
+
+    Raises ``zmq.Again`` when the socket's RCVTIMEO expires before the first frame.
+    """
+    frames: list[Any] = [sock.recv(0)]
+    while sock.rcvmore:
+        frames.append(sock.recv(0, copy=False))
+    return frames
 
 
 def message_nbytes(frames: Sequence[Any]) -> int:

@@ -41,6 +41,8 @@ from gym_remote.protocol import (
     Reply,
     Request,
     pack_reply,
+    recv_frames,
+    send_frames,
     unpack_request,
 )
 from gym_remote.session import Session, SessionOptions
@@ -170,19 +172,24 @@ class EnvServer:
     # ------------------------------------------------------------------------------ requests
 
     def _serve_one(self) -> None:
+        sock = self._sock
         try:
-            frames = self._sock.recv_multipart(copy=False)
+            identity = sock.recv(0)
         except zmq.Again:
             return
         except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
             log.warning("receive failed: %s", exc)
             return
-        # REQ clients send [identity, b"", payload...]; anything else is still answered if routable.
-        identity = frames[0].bytes
-        if len(frames) >= 2 and len(frames[1]) == 0:
-            envelope, payload = [identity, b""], frames[2:]
-        else:
-            envelope, payload = [identity], frames[1:]
+        # REQ clients send [identity, b"", header, arrays...]; anything else is still answered.
+        payload: list[Any] = []
+        envelope = [identity]
+        if sock.rcvmore:
+            second = sock.recv(0)
+            if second == b"":
+                envelope.append(b"")
+            else:
+                payload.append(second)
+            payload.extend(recv_frames(sock) if sock.rcvmore else [])
         reply = self._handle(payload)
         try:
             out = pack_reply(reply, self.limits)
@@ -190,7 +197,7 @@ class EnvServer:
             out = pack_reply(self._error_reply(reply.seq, ErrorCode.PROTOCOL, exc), self.limits)
         self.requests_served += 1
         try:
-            self._sock.send_multipart(envelope + out, copy=False)
+            send_frames(sock, out, prefix=envelope)
         except zmq.ZMQError as exc:
             log.warning("reply to %r failed: %s", identity, exc)
 
