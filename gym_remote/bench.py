@@ -404,6 +404,9 @@ def bench_vector(num_envs: int = 64, seconds: float = 3.0, rtt: float = 0.05, li
         out["rates"] = rates
         out["remote_over_sync"] = rates["remote batched"] / rates["local SyncVectorEnv"]
         out["remote_over_per_session"] = rates["remote batched"] / rates[f"AsyncVectorEnv of {num_envs} RemoteEnv"]
+        for env in envs:  # the 64 idle worker processes must not share the cores with what follows
+            env.close()
+        envs.clear()
 
         images = RemoteVectorEnv(64, img_server.local_host, img_server.local_port, task_kwargs={"shape": [84, 84, 3]})
         envs.append(images)

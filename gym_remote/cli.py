@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         backend=args.backend,
         task=args.task,
+        watch_pid=args.watch_pid,
     )
     server.serve_forever()
     return 0
@@ -112,6 +113,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link"
     )
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
+    p.add_argument("--watch-pid", type=int, metavar="PID", help="exit when process PID is gone (set by local clients)")
     p.set_defaults(func=cmd_serve)
 
 

@@ -49,7 +49,9 @@ class LocalServer:
         startup_timeout: float = 60.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        cmd = [python, "-m", "gym_remote", "serve", "--backend", backend, "--address", address]
+        # --watch-pid: a client killed without running its exit handlers must not leave a server behind.
+        cmd = [python, "-m", "gym_remote", "serve", "--backend", backend, "--address", address,
+               "--watch-pid", str(os.getpid())]
         if task:
             cmd += ["--task", task]
         if task_kwargs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -89,6 +90,7 @@ class EnvServer:
         curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
             of the server.
         insecure: allow binding a non-loopback address without CURVE.
+        watch_pid: stop when this process is gone (a local server outliving a killed client).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class EnvServer:
         insecure: bool = False,
         backend: str = "custom",
         task: str | None = None,
+        watch_pid: int | None = None,
     ) -> None:
         if not is_loopback_address(address) and curve_secret_key is None and not insecure:
             raise ValueError(
@@ -119,6 +122,7 @@ class EnvServer:
         self.limits = limits
         self.backend = backend
         self.task = task
+        self.watch_pid = watch_pid
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -154,6 +158,7 @@ class EnvServer:
                 self._serve_one()
                 if time.monotonic() >= next_sweep:
                     self._expire_idle()
+                    self._check_watched()
                     next_sweep = time.monotonic() + 1.0
         finally:
             self.close()
@@ -352,6 +357,17 @@ class EnvServer:
         except Exception:  # a failing close must not take the server down
             log.exception("closing session %s failed", sid)
         log.info("session %s closed", sid)
+
+    def _check_watched(self) -> None:
+        if self.watch_pid is None:
+            return
+        try:
+            os.kill(self.watch_pid, 0)
+        except ProcessLookupError:
+            log.info("process %d that started this server is gone: stopping", self.watch_pid)
+            self._stop.set()
+        except PermissionError:  # alive, owned by someone else
+            pass
 
     def _expire_idle(self) -> None:
         if self.idle_timeout is None:

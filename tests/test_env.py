@@ -399,3 +399,35 @@ def test_idle_sessions_expire(serve):
     env.step(0)
     env.close()
     assert ProtocolError  # imported for the hierarchy
+
+
+def test_local_server_exits_when_its_client_is_killed(tmp_path):
+    """A client SIGKILLed (no exit handlers) must not leave its local server running."""
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import sys, time\n"
+        "from gym_remote.local import LocalServer\n"
+        "s = LocalServer('gymnasium', 'CartPole-v1')\n"
+        "print(s.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    server_pid = int(client.stdout.readline())
+    os.kill(client.pid, signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        try:
+            with open(f"/proc/{server_pid}/stat") as f:  # a zombie waiting for init counts as gone
+                if f.read().split(") ")[1].startswith("Z"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("the local server outlived its killed client")
