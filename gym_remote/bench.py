@@ -93,9 +93,7 @@ class EchoPeer:
             import msgpack
             import msgpack_numpy
 
-            msgpack.unpackb(
-                frame.buffer, object_hook=msgpack_numpy.decode
-            )  # our own data, never the network's
+            msgpack.unpackb(frame.buffer, object_hook=msgpack_numpy.decode)  # our own data, never the network's
 
     def close(self) -> None:
         self.sock.send(b"stop")
@@ -147,9 +145,7 @@ def _sizes(env: Any, action: Any) -> tuple[int, int]:
     request = pack_request(Request(Kind.STEP, {"action": action, "with_state": False}, env.session, 1))
     obs, reward, terminated, truncated, info = env.step(action)
     reply = pack_reply(
-        Reply(
-            1, {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
-        )
+        Reply(1, {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info})
     )
     env.reset()
     return message_nbytes(request), message_nbytes(reply)
@@ -182,9 +178,7 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
         resets = interleave({"env.reset": env.reset}, max(20, steps // 30), block=50, desc="reset")
         timings.update(resets)
         if env.state_schema is not None:
-            timings.update(
-                interleave({"env.get_state": env.get_state}, max(20, steps // 10), desc="get_state")
-            )
+            timings.update(interleave({"env.get_state": env.get_state}, max(20, steps // 10), desc="get_state"))
     finally:
         floor.close()
         env.close()
@@ -194,9 +188,7 @@ def bench_env(host: str, port: int, task: str | None, steps: int, with_state: bo
     floor_t, step_t = timings[names[0]], timings["env.step"]
     result = {
         "task": env.task,
-        "timings": {
-            t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()
-        },
+        "timings": {t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()},
         "step_over_floor": step_t.pct(50) / floor_t.pct(50),
         "ping_over_floor": timings["env.ping (framework only)"].pct(50) / floor_t.pct(50),
         "_timings": timings,
@@ -231,9 +223,7 @@ def bench_payload(host: str, port: int, steps: int, shape: tuple[int, ...] = (10
         raw.close()
         env.close()
     return {
-        "timings": {
-            t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()
-        },
+        "timings": {t.name: {"p50_us": t.pct(50), "p90_us": t.pct(90), "p99_us": t.pct(99)} for t in timings.values()},
         "step_over_msgpack_numpy": timings["env.step (1 MiB obs)"].pct(50)
         / timings["msgpack-numpy single frame"].pct(50),
         "_timings": timings,
@@ -395,8 +385,11 @@ def bench_vector(num_envs: int = 64, seconds: float = 3.0, rtt: float = 0.05, li
             [lambda: RemoteEnv(host, port)] * num_envs, shared_memory=False, context="fork"
         )
         envs += [remote, sync, per_session]
-        funcs = {"remote batched": stepper(remote), "local SyncVectorEnv": stepper(sync),
-                 f"AsyncVectorEnv of {num_envs} RemoteEnv": stepper(per_session)}
+        funcs = {
+            "remote batched": stepper(remote),
+            "local SyncVectorEnv": stepper(sync),
+            f"AsyncVectorEnv of {num_envs} RemoteEnv": stepper(per_session),
+        }
         rates = {name: 0.0 for name in funcs}
         for _ in tqdm(range(3), desc="vector", leave=False):  # interleave rounds against drift
             for name, fn in funcs.items():

@@ -89,17 +89,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="env id (gymnasium, isaaclab, roboverse) or pkg.module:factory (python)",
     )
     p.add_argument("--kwargs", type=_json_map, default={}, help="task keyword arguments as a JSON object")
-    p.add_argument(
-        "--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one"
-    )
+    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent client sessions (default 16)")
-    p.add_argument(
-        "--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)"
-    )
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
     p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
-    p.add_argument(
-        "--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped"
-    )
+    p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
     p.add_argument("--fixed-task", action="store_true", help="refuse clients that ask for another task")
     p.add_argument(
         "--import",
@@ -109,9 +103,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="MODULE",
         help="import MODULE first (to register env ids)",
     )
-    p.add_argument(
-        "--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link"
-    )
+    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
     p.add_argument("--watch-pid", type=int, metavar="PID", help="exit when process PID is gone (set by local clients)")
     p.set_defaults(func=cmd_serve)
@@ -171,20 +163,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one locally)"
     )
-    p.add_argument(
-        "--task", default=None, help="task to ask for (default: CartPole-v1 locally, else the server's)"
-    )
+    p.add_argument("--task", default=None, help="task to ask for (default: CartPole-v1 locally, else the server's)")
     p.add_argument("--steps", type=int, default=3000, help="timed steps (default 3000)")
-    p.add_argument(
-        "--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy"
-    )
+    p.add_argument("--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy")
     p.add_argument("--with-state", action="store_true", help="also time steps with the state attached")
-    p.add_argument(
-        "--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)"
-    )
-    p.add_argument(
-        "--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST"
-    )
+    p.add_argument("--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)")
+    p.add_argument("--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST")
     p.add_argument("--config", help="host config YAML for --tunnel")
     p.add_argument("--num-envs", type=int, default=64, help="sub-envs for --vector (default 64)")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per --vector figure (default 3)")
@@ -306,9 +290,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="task the server serves")
     p.add_argument("--kwargs", type=_json_map, help="task keyword arguments (JSON)")
     p.add_argument("--remote-port", type=int, help="server port on HOST (default: a free one)")
-    p.add_argument(
-        "--tunnel", choices=["auto", "openssh", "fabric", "none"], help="how to reach it (default auto)"
-    )
+    p.add_argument("--tunnel", choices=["auto", "openssh", "fabric", "none"], help="how to reach it (default auto)")
     p.add_argument("--local-port", type=int, help="local end of the tunnel (default: a free one)")
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for READY")
     p.add_argument("--detach", action="store_true", help="leave the server running and exit (no tunnel)")
@@ -370,12 +352,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         description="Start (or connect to) a stack-cube server, run the scripted expert, record the states it "
         "sends, replay them in a local MuJoCo model and write stack_cube.mp4 and stack_cube.npz.",
     )
-    p.add_argument(
-        "target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one)"
-    )
-    p.add_argument(
-        "-o", "--output", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
-    )
+    p.add_argument("target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one)")
+    p.add_argument("-o", "--output", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=640)
@@ -482,9 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     if args.command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -50,8 +50,18 @@ class LocalServer:
         env: dict[str, str] | None = None,
     ) -> None:
         # --watch-pid: a client killed without running its exit handlers must not leave a server behind.
-        cmd = [python, "-m", "gym_remote", "serve", "--backend", backend, "--address", address,
-               "--watch-pid", str(os.getpid())]
+        cmd = [
+            python,
+            "-m",
+            "gym_remote",
+            "serve",
+            "--backend",
+            backend,
+            "--address",
+            address,
+            "--watch-pid",
+            str(os.getpid()),
+        ]
         if task:
             cmd += ["--task", task]
         if task_kwargs:
@@ -92,8 +102,7 @@ class LocalServer:
                 tail = self.log_tail()
                 self.close()
                 raise LaunchError(
-                    f"local server exited with code {self.proc.returncode} before it was ready: "
-                    + " ".join(cmd),
+                    f"local server exited with code {self.proc.returncode} before it was ready: " + " ".join(cmd),
                     host="127.0.0.1",
                     log_tail=tail,
                 )

@@ -63,22 +63,14 @@ class RemoteVecEnv(VecEnv):
         elif kwargs:
             raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
         if venv.autoreset_mode != "same_step":
-            raise ValueError(
-                f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}"
-            )
+            raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
         self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
     def reset(self) -> Any:
-        seeds = (
-            [s if s is None else int(s) for s in self._seeds]
-            if any(s is not None for s in self._seeds)
-            else None
-        )
-        options = (
-            self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
-        )
+        seeds = [s if s is None else int(s) for s in self._seeds] if any(s is not None for s in self._seeds) else None
+        options = self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
         obs, info = self.venv.reset(seed=seeds, options=options or None)
         self.reset_infos = split_infos(info, self.num_envs)
         self._reset_seeds()
@@ -119,16 +111,12 @@ class RemoteVecEnv(VecEnv):
         if attr_name == "render_mode":
             return [self.venv.render_mode for _ in idx]
         if attr_name not in self.REMOTE_ATTRS:
-            raise AttributeError(
-                f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}"
-            )
+            raise AttributeError(f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
         values = self.venv.call(attr_name)
         return [values[i] for i in idx]
 
     def set_attr(self, attr_name: str, value: Any, indices: int | Iterable[int] | None = None) -> None:
-        raise AttributeError(
-            f"setting {attr_name!r} on remote envs is not allowed (no arbitrary remote writes)"
-        )
+        raise AttributeError(f"setting {attr_name!r} on remote envs is not allowed (no arbitrary remote writes)")
 
     def env_method(
         self, method_name: str, *args: Any, indices: int | Iterable[int] | None = None, **kwargs: Any

@@ -248,9 +248,7 @@ class EnvServer:
         if req.kind is Kind.RESET:
             seed = body.get("seed")
             if seed is not None and not isinstance(seed, (int, list)):
-                raise BadRequestError(
-                    f"seed must be an int, a list of ints or None, got {type(seed).__name__}"
-                )
+                raise BadRequestError(f"seed must be an int, a list of ints or None, got {type(seed).__name__}")
             options = body.get("options")
             if options is not None and not isinstance(options, dict):
                 raise BadRequestError("options must be a dict or None")
@@ -309,8 +307,7 @@ class EnvServer:
                 return self._describe(sid, slot)
         if len(self._sessions) >= self.max_sessions:
             raise ServerBusyError(
-                f"server busy: it already hosts {len(self._sessions)} sessions "
-                f"(max_sessions={self.max_sessions})"
+                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions})"
             )
         try:
             options = SessionOptions.from_hello(body)
@@ -342,8 +339,7 @@ class EnvServer:
         slot = self._sessions.get(sid) if sid is not None else None
         if slot is None:
             raise SessionLostError(
-                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); "
-                "reset() opens a new one"
+                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); reset() opens a new one"
             )
         slot.last_used = time.monotonic()
         return slot

@@ -137,15 +137,9 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        mode = (
-            autoreset_mode.name.lower()
-            if _AUTORESET and isinstance(autoreset_mode, _AUTORESET)
-            else autoreset_mode
-        )
+        mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
         if mode not in ("next_step", "same_step", "disabled"):
-            raise ValueError(
-                f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}"
-            )
+            raise ValueError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
         self.num_envs = num_envs
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
@@ -213,9 +207,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             if reply["observation_space"].get("type") != first["observation_space"].get("type") or reply.get(
                 "task"
             ) != first.get("task"):
-                raise RemoteEnvError(
-                    f"server {shard.name} serves {reply.get('task')}, not {first.get('task')}"
-                )
+                raise RemoteEnvError(f"server {shard.name} serves {reply.get('task')}, not {first.get('task')}")
         self.task = first.get("task") or self.task
         self.single_observation_space = space_from_dict(first["observation_space"])
         self.single_action_space = space_from_dict(first["action_space"])
@@ -345,9 +337,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Allow-listed attributes or methods of every sub-env (see the server's allow-list)."""
-        replies = self._all(
-            Kind.CALL, [{"name": name, "args": list(args), "kwargs": kwargs}] * len(self._shards)
-        )
+        replies = self._all(Kind.CALL, [{"name": name, "args": list(args), "kwargs": kwargs}] * len(self._shards))
         return tuple(v for r in replies for v in r["value"])
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
