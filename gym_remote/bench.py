@@ -232,6 +232,12 @@ def bench_payload(host: str, port: int, steps: int, shape: tuple[int, ...] = (10
 
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``gym-remote bench``; prints a table and the ratios."""
+    if args.render:
+        from gym_remote.replay import render_benchmark
+
+        for width, height in ((320, 240), (640, 480)):
+            print(f"local replay rendering {width}x{height}: {render_benchmark(width, height, 100):.1f} frames/s")
+        return 0
     if args.tunnel:
         from gym_remote.bench_tunnel import format_results, tunnel_benchmark
 

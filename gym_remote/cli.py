@@ -168,6 +168,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy")
     p.add_argument("--with-state", action="store_true", help="also time steps with the state attached")
     p.add_argument("--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)")
+    p.add_argument("--render", action="store_true", help="local MuJoCo replay rendering frames/s instead")
     p.add_argument("--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST")
     p.add_argument("--config", help="host config YAML for --tunnel")
     p.add_argument("--num-envs", type=int, default=64, help="sub-envs for --vector (default 64)")
