@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gym_remote.errors import StateError
+from gym_remote.errors import BadRequestError, StateError
 from gym_remote.protocol import ObjectList
 from gym_remote.spaces import space_to_dict, validate_action
 from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
@@ -63,6 +63,21 @@ class SessionOptions:
         return cls(task, dict(kwargs), num_envs, mode, render_mode, steps)
 
 
+def choose_task(
+    opts: SessionOptions, default: str | None, allow_any_task: bool, server_keys: frozenset[str] = frozenset()
+) -> str:
+    """The task a HELLO asks for, checked against what this server serves and lets clients set."""
+    name = opts.task or default
+    if not name:
+        raise BadRequestError("no task: the client named none and the server has no default")
+    if name != default and not allow_any_task:
+        raise BadRequestError(f"this server only serves {default!r}, not {name!r}")
+    refused = server_keys & set(opts.task_kwargs)
+    if refused:
+        raise BadRequestError(f"task keywords {sorted(refused)} are server settings; clients may not set them")
+    return name
+
+
 class Session(abc.ABC):
     """One client's env(s) on the server. Spaces are the *single* env's spaces."""
 
@@ -86,9 +101,7 @@ class Session(abc.ABC):
         return validate_action(self.batched_action_space, action)
 
     @abc.abstractmethod
-    def reset(
-        self, *, seed: int | list[int] | None, options: dict[str, Any] | None
-    ) -> tuple[Any, dict[str, Any]]: ...
+    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]: ...
 
     @abc.abstractmethod
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
@@ -110,9 +123,7 @@ class Session(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """The session's half of the HELLO reply."""
-        meta = {
-            k: v for k, v in self.metadata.items() if isinstance(v, (int, float, str, bool, list, type(None)))
-        }
+        meta = {k: v for k, v in self.metadata.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
         return {
             "task": self.task,
             "observation_space": space_to_dict(self.observation_space),
@@ -206,9 +217,7 @@ class GymSession(Session):
         first = self._access[0] if self._access else None
         self.state_schema = first.schema if first is not None else None
 
-    def reset(
-        self, *, seed: int | list[int] | None, options: dict[str, Any] | None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         if self.num_envs is None:
             if isinstance(seed, list):
                 raise ValueError("a single env takes an int seed, not a list")

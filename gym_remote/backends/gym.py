@@ -9,14 +9,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from gym_remote.errors import RemoteEnvError
-from gym_remote.session import GymSession, Session, SessionOptions
+from gym_remote.errors import BadRequestError
+from gym_remote.session import GymSession, Session, SessionOptions, choose_task
 
 log = logging.getLogger(__name__)
-
-
-class TaskNotAllowedError(RemoteEnvError, ValueError):
-    """The client named a task this server does not serve."""
 
 
 def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.vector.VectorEnv:
@@ -29,9 +25,7 @@ def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.v
     if mode is not None:
         kwargs["autoreset_mode"] = mode[opts.autoreset_mode.upper()]
     elif opts.autoreset_mode != "next_step":
-        raise TaskNotAllowedError(
-            f"this server's Gymnasium {gym.__version__} only supports next_step autoreset"
-        )
+        raise BadRequestError(f"this server's Gymnasium {gym.__version__} only supports next_step autoreset")
     if vectorization == "async":
         return gym.vector.AsyncVectorEnv(fns, **kwargs)
     return gym.vector.SyncVectorEnv(fns, **kwargs)
@@ -49,18 +43,14 @@ def gymnasium_factory(
         gym.spec(default_task)  # a bad id fails at start-up, with its traceback, not at the first HELLO
 
     def factory(opts: SessionOptions) -> Session:
-        task = opts.task or default_task
-        if not task:
-            raise TaskNotAllowedError("no task: the client named none and the server has no default")
-        if task != default_task and not allow_any_task:
-            raise TaskNotAllowedError(f"this server only serves {default_task!r}, not {task!r}")
+        task = choose_task(opts, default_task, allow_any_task)
         kwargs = {**default_kwargs, **opts.task_kwargs}
         if opts.max_episode_steps is not None:
             kwargs["max_episode_steps"] = opts.max_episode_steps
         try:
             gym.spec(task)
         except gym.error.Error as exc:
-            raise TaskNotAllowedError(f"unknown Gymnasium id {task!r}: {exc}") from exc
+            raise BadRequestError(f"unknown Gymnasium id {task!r}: {exc}") from exc
         if opts.render_mode is not None:
             kwargs["render_mode"] = opts.render_mode
         make_one = partial(gym.make, task, **kwargs)
@@ -70,9 +60,7 @@ def gymnasium_factory(
     return factory
 
 
-def python_factory(
-    entry: str, default_kwargs: dict[str, Any], *, vectorization: str = "sync", **_: Any
-) -> Any:
+def python_factory(entry: str, default_kwargs: dict[str, Any], *, vectorization: str = "sync", **_: Any) -> Any:
     """Serve ``factory(**kwargs)`` from a ``pkg.module:factory`` entry point fixed by the server."""
     from gym_remote.backends import load_entry_point
 
@@ -90,8 +78,7 @@ def python_factory(
         return env
 
     def factory(opts: SessionOptions) -> Session:
-        if opts.task not in (None, entry):
-            raise TaskNotAllowedError(f"this server serves {entry!r}; the python backend takes no other task")
+        choose_task(opts, entry, allow_any_task=False)  # clients never name code to import
         if opts.num_envs is None:
             return GymSession(make_one(opts), entry)
         return GymSession(_vectorize(partial(make_one, opts), opts, vectorization), entry)
@@ -123,9 +110,7 @@ class LegacyEnv(gym.Env):
         if hasattr(env, "state_schema"):
             self.state_schema = env.state_schema
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         kwargs: dict[str, Any] = {}
         if "seed" in self._reset_params:

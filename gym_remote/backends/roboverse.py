@@ -31,21 +31,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gym_remote.backends.isaaclab import (
+from gym_remote.backends.batched import (
     BatchedSimSession,
     SessionSlot,
-    _split_kwargs,
     batch_size,
     check_autoreset,
     copy_tree,
     first_dim,
     info_to_host,
     put_rows,
+    space_from_batch,
+    split_kwargs,
     to_host,
     tree_to_host,
 )
 from gym_remote.errors import BadRequestError, StateError
-from gym_remote.session import Session, SessionOptions
+from gym_remote.session import Session, SessionOptions, choose_task
 from gym_remote.state import ROOT_POSE, ROOT_VEL, Entity, StateSchema
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def tensor_state_schema(
             if group == "robots" or width:
                 joints = tuple(str(j) for j in joint_names(name))
                 if len(joints) != width:
-                    raise StateError(
-                        f"{group[:-1]} {name!r} has {width} joint columns but {len(joints)} joint names"
-                    )
+                    raise StateError(f"{group[:-1]} {name!r} has {width} joint columns but {len(joints)} joint names")
                 entities.append(Entity(str(name), "articulation", joints))
             else:
                 entities.append(Entity(str(name), "rigid"))
@@ -93,9 +92,7 @@ def tensor_state_to_flat(states: Any, schema: StateSchema, layout: Sequence[tupl
             for field_name in ("joint_pos", "joint_vel"):
                 value = getattr(entry, field_name, None)
                 parts.append(
-                    np.zeros((n, len(entity.joints)))
-                    if value is None
-                    else np.asarray(to_host(value), np.float64)
+                    np.zeros((n, len(entity.joints))) if value is None else np.asarray(to_host(value), np.float64)
                 )
     return np.concatenate(parts, axis=-1)
 
@@ -132,17 +129,13 @@ class MetaSimSession(BatchedSimSession):
         n = int(env.num_envs)
         self._n = n
         states = self._states()
-        schema, self._layout = tensor_state_schema(
-            states, lambda name: self._handler.get_joint_names(name, sort=True)
-        )
+        schema, self._layout = tensor_state_schema(states, lambda name: self._handler.get_joint_names(name, sort=True))
         self.state_schema = schema
         obs, _ = env.reset()  # one probe to learn what the observations look like
         self._state_obs = _is_tensor_state(obs)
         self._last_obs = self._obs_to_host(obs)
         if first_dim(self._last_obs) != n:
-            raise ValueError(
-                f"{task}: reset returned {first_dim(self._last_obs)} observations for {n} sub-envs"
-            )
+            raise ValueError(f"{task}: reset returned {first_dim(self._last_obs)} observations for {n} sub-envs")
         obs_space = self._observation_space(env)
         metadata = {
             "render_modes": ["rgb_array"] if callable(getattr(env, "render", None)) else [],
@@ -171,7 +164,7 @@ class MetaSimSession(BatchedSimSession):
     def _observation_space(self, env: Any) -> gym.Space:
         if self._state_obs:
             return gym.spaces.Box(-np.inf, np.inf, (self.state_schema.size,), np.float32)  # type: ignore[union-attr]
-        derived = _space_from_batch(self._last_obs)
+        derived = space_from_batch(self._last_obs)
         declared = getattr(env, "observation_space", None)
         if (
             isinstance(declared, gym.spaces.Box)
@@ -267,9 +260,7 @@ class MetaSimSession(BatchedSimSession):
             put_rows(merged, ids, host)
             self._last_obs = merged
         else:
-            raise ValueError(
-                f"reset returned {rows} observations for {self._n} sub-envs (reset ids {env_ids})"
-            )
+            raise ValueError(f"reset returned {rows} observations for {self._n} sub-envs (reset ids {env_ids})")
         return self._last_obs, self._info(info)
 
     def _read_state(self) -> np.ndarray:
@@ -293,9 +284,7 @@ class MetaSimSession(BatchedSimSession):
                 changes["joint_pos"] = seg[:, ROOT_STATE : ROOT_STATE + j]
                 changes["joint_vel"] = seg[:, ROOT_STATE + j :]
             groups[group][name] = dataclasses.replace(entry, **changes)
-        self._handler.set_states(
-            dataclasses.replace(current, robots=groups["robots"], objects=groups["objects"])
-        )
+        self._handler.set_states(dataclasses.replace(current, robots=groups["robots"], objects=groups["objects"]))
 
     def render(self) -> Any:
         if self.render_mode is None:
@@ -308,21 +297,12 @@ class MetaSimSession(BatchedSimSession):
         self._env.close()
 
 
-def _space_from_batch(batch: Any) -> gym.Space:
-    if isinstance(batch, dict):
-        return gym.spaces.Dict({k: _space_from_batch(v) for k, v in batch.items()})
-    arr = np.asarray(batch)
-    return gym.spaces.Box(-np.inf, np.inf, arr.shape[1:], arr.dtype)
-
-
 def resets_in_step_by_class(task_cls: type) -> bool:
     """MetaSim's ``RLTaskEnv`` resets finished sub-envs inside ``step()``; ``BaseTaskEnv`` does not."""
     return any(cls.__name__ == "RLTaskEnv" for cls in getattr(task_cls, "__mro__", ()))
 
 
-def roboverse_factory(
-    task: str | None, kwargs: dict[str, Any], **options: Any
-) -> Callable[[SessionOptions], Session]:
+def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -> Callable[[SessionOptions], Session]:
     """Serve MetaSim task ``task`` (a registry name such as ``"stack_cube"``).
 
     Backend settings (from ``kwargs`` or keyword ``options``): ``simulator`` (default
@@ -330,14 +310,12 @@ def roboverse_factory(
     (the most sub-envs one session may ask for), ``resets_in_step`` (override the detection by task
     class). Every other key goes to ``scenario.update(...)``, then the client's own ``task_kwargs``.
     """
-    settings, scenario_overrides = _split_kwargs(kwargs, ROBOVERSE_SERVER_KEYS)
+    settings, scenario_overrides = split_kwargs(kwargs, ROBOVERSE_SERVER_KEYS)
     allow_any_task = bool(options.pop("allow_any_task", True))
     options.pop("vectorization", None)  # MetaSim batches natively
     unknown = set(options) - ROBOVERSE_SERVER_KEYS
     if unknown:
-        raise TypeError(
-            f"unknown roboverse backend options {sorted(unknown)}; known: {sorted(ROBOVERSE_SERVER_KEYS)}"
-        )
+        raise TypeError(f"unknown roboverse backend options {sorted(unknown)}; known: {sorted(ROBOVERSE_SERVER_KEYS)}")
     settings.update(options)
     simulator = str(settings.get("simulator", "isaacsim"))
     device = settings.get("device", "cuda")
@@ -350,20 +328,11 @@ def roboverse_factory(
     slot = SessionSlot("roboverse")
 
     def factory(opts: SessionOptions) -> Session:
-        name = opts.task or task
-        if not name:
-            raise BadRequestError("no task: the client named none and the server has no default")
-        if name != task and not allow_any_task:
-            raise BadRequestError(f"this server only serves {task!r}, not {name!r}")
+        name = choose_task(opts, task, allow_any_task, ROBOVERSE_SERVER_KEYS - {"num_envs"})
         try:
             task_cls = registry.get_task_class(name)
         except KeyError as exc:
             raise BadRequestError(str(exc.args[0] if exc.args else exc)) from exc
-        refused = ROBOVERSE_SERVER_KEYS & set(opts.task_kwargs) - {"num_envs"}
-        if refused:
-            raise BadRequestError(
-                f"task keywords {sorted(refused)} are server settings; clients may not set them"
-            )
         in_step = settings.get("resets_in_step")
         in_step = resets_in_step_by_class(task_cls) if in_step is None else bool(in_step)
         check_autoreset("roboverse", opts.autoreset_mode, in_step, opts.num_envs is None)
