@@ -65,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=Limits(max_array_bytes=args.max_message_bytes),
         curve_secret_key=secret,
         curve_public_key=public,
+        curve_clients=str(args.curve_clients) if args.curve_clients else None,
         insecure=args.insecure,
         backend=args.backend,
         task=args.task,
@@ -104,6 +105,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="import MODULE first (to register env ids)",
     )
     p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
+    p.add_argument(
+        "--curve-clients", type=Path, metavar="DIR", help="folder of client public keys allowed in (with --curve-secret)"
+    )
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
     p.add_argument("--watch-pid", type=int, metavar="PID", help="exit when process PID is gone (set by local clients)")
     p.set_defaults(func=cmd_serve)

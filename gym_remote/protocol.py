@@ -229,6 +229,7 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
     if len(buffers) > limits.max_frames:
         raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
     used: set[int] = set()
+    ext_depth = 0  # nested tuple/object-list extensions each recurse into msgpack: bound them
 
     def make_array(dtype: np.dtype, dims: tuple[int, ...], data: memoryview) -> np.ndarray:
         expected = math.prod(dims) * dtype.itemsize
@@ -261,7 +262,14 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
                 return array[()]
             return array
         if code in (EXT_TUPLE, EXT_OBJECT_LIST):
-            inner = _unpack(data, ext_hook, limits)
+            nonlocal ext_depth
+            if ext_depth >= limits.max_depth:
+                raise ProtocolError(f"message nests deeper than max_depth={limits.max_depth}")
+            ext_depth += 1
+            try:
+                inner = _unpack(data, ext_hook, limits)
+            finally:
+                ext_depth -= 1
             if not isinstance(inner, list):
                 raise ProtocolError("tuple and object-list extensions must hold a list")
             if code == EXT_TUPLE:

@@ -89,6 +89,8 @@ class EnvServer:
         max_message_bytes: larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE).
         curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
             of the server.
+        curve_clients: a folder of the client public-key certificates allowed to connect
+            (``zmq.auth`` format). Without it, CURVE encrypts but lets any client key in.
         insecure: allow binding a non-loopback address without CURVE.
         watch_pid: stop when this process is gone (a local server outliving a killed client).
     """
@@ -104,6 +106,7 @@ class EnvServer:
         limits: Limits = DEFAULT_LIMITS,
         curve_secret_key: bytes | None = None,
         curve_public_key: bytes | None = None,
+        curve_clients: str | None = None,
         insecure: bool = False,
         backend: str = "custom",
         task: str | None = None,
@@ -124,6 +127,18 @@ class EnvServer:
         self.task = task
         self.watch_pid = watch_pid
         self._ctx = zmq.Context.instance()
+        self._auth = None
+        if curve_secret_key is not None:
+            from zmq.auth import CURVE_ALLOW_ANY
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._auth = ThreadAuthenticator(self._ctx)  # must run before the socket binds
+            self._auth.start()
+            if curve_clients:
+                self._auth.configure_curve(domain="*", location=str(curve_clients))
+            else:
+                log.warning("CURVE without --curve-clients: the link is encrypted, but any client key is accepted")
+                self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
@@ -172,6 +187,9 @@ class EnvServer:
             self._close_session(sid)
         if not self._sock.closed:
             self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         log.info("server on %s closed after %d requests", self.endpoint, self.requests_served)
 
     # ------------------------------------------------------------------------------ requests

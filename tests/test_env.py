@@ -388,6 +388,43 @@ def test_curve_encrypts_and_authenticates_the_server(serve, tmp_path):
         RemoteEnv(server.local_host, server.local_port, connect_timeout=1.0, retries=0)  # plaintext client
 
 
+def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
+    import zmq.auth
+
+    (tmp_path / "server").mkdir()
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "others").mkdir()
+    public_file, secret_file = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
+    client_public_file, client_secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), "alice")
+    _, stranger_secret_file = zmq.auth.create_certificates(str(tmp_path / "others"), "mallory")
+    server_public, _ = zmq.auth.load_certificate(public_file)
+    server = serve("CartPole-v1", "gymnasium", "--curve-secret", secret_file, "--curve-clients", str(tmp_path / "clients"))
+    alice_public, alice_secret = zmq.auth.load_certificate(client_secret_file)
+    with RemoteEnv(
+        server.local_host, server.local_port, curve_server_key=server_public,
+        curve_public_key=alice_public, curve_secret_key=alice_secret,
+    ) as env:
+        env.reset(seed=0)
+    mallory_public, mallory_secret = zmq.auth.load_certificate(stranger_secret_file)
+    with pytest.raises(RemoteTimeoutError):
+        RemoteEnv(
+            server.local_host, server.local_port, curve_server_key=server_public, curve_public_key=mallory_public,
+            curve_secret_key=mallory_secret, connect_timeout=1.0, retries=0,
+        )
+
+
+def test_a_client_cannot_make_the_server_start_servers(serve, tmp_path):
+    """Remote-IsaacSim-v0 inside a server could launch a python-backend server: code from the network."""
+    server = serve("CartPole-v1")
+    marker = tmp_path / "executed"
+    with pytest.raises(BadRequestError, match="does not serve clients"):
+        RemoteEnv(
+            server.local_host, server.local_port, task="Remote-IsaacSim-v0",
+            task_kwargs={"backend": "python", "task": "os:system", "task_kwargs": {"command": f"touch {marker}"}},
+        )
+    assert not marker.exists()
+
+
 def test_idle_sessions_expire(serve):
     server = serve("CartPole-v1", "gymnasium", "--idle-timeout", "0.5")
     env = connect(server)

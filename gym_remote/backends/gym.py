@@ -31,6 +31,9 @@ def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.v
     return gym.vector.SyncVectorEnv(fns, **kwargs)
 
 
+_CLIENT_MODULES = ("gym_remote.env:", "gym_remote.vector:")
+
+
 def gymnasium_factory(
     default_task: str | None,
     default_kwargs: dict[str, Any],
@@ -48,9 +51,14 @@ def gymnasium_factory(
         if opts.max_episode_steps is not None:
             kwargs["max_episode_steps"] = opts.max_episode_steps
         try:
-            gym.spec(task)
+            spec = gym.spec(task)
         except gym.error.Error as exc:
             raise BadRequestError(f"unknown Gymnasium id {task!r}: {exc}") from exc
+        entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+        if entry.startswith(_CLIENT_MODULES):
+            # A remote env inside the server would let a client start servers with any backend,
+            # the python one included: code execution chosen by the network.
+            raise BadRequestError(f"{task!r} is a gym-remote client env; a server does not serve clients")
         if opts.render_mode is not None:
             kwargs["render_mode"] = opts.render_mode
         make_one = partial(gym.make, task, **kwargs)
