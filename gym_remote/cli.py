@@ -106,7 +106,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
     p.add_argument(
-        "--curve-clients", type=Path, metavar="DIR", help="folder of client public keys allowed in (with --curve-secret)"
+        "--curve-clients", type=Path, metavar="DIR", help="client public keys allowed in (with --curve-secret)"
     )
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
     p.add_argument("--watch-pid", type=int, metavar="PID", help="exit when process PID is gone (set by local clients)")

@@ -46,11 +46,11 @@ from typing import Any
 
 from gym_remote.config import find_config, load
 from gym_remote.errors import LaunchError
+from gym_remote.protocol import READY_PREFIX
 
 log = logging.getLogger(__name__)
 remote_log = logging.getLogger("gym_remote.remote")
 
-READY_PREFIX = "GYM_REMOTE READY"
 TUNNELS = ("auto", "openssh", "fabric", None)
 DEFAULT_KNOWN_HOSTS = "~/.gym-remote/known_hosts"
 

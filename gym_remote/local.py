@@ -7,12 +7,10 @@ close and at interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -24,10 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gym_remote.errors import LaunchError
+from gym_remote.protocol import READY_PREFIX
 
 log = logging.getLogger(__name__)
 
-READY_PREFIX = "GYM_REMOTE READY"
 
 
 class LocalServer:
@@ -69,18 +67,19 @@ class LocalServer:
         cmd += list(extra_args)
         self._log = tempfile.NamedTemporaryFile(prefix="gym-remote-server-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = self._log.name
+        # stdout goes to the log as well: a pipe that nobody reads after READY would block a server
+        # whose env prints (once the pipe's 64 KiB fill up). READY is read back from the file.
         self.proc = subprocess.Popen(
             cmd,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # Ctrl-C in the user's terminal must not kill it before we close it
         )
         self._log.close()  # the child holds its own descriptor
         self.pid = self.proc.pid
-        self._finalizer = weakref.finalize(self, _stop_process, self.proc, self.log_path)
-        atexit.register(self._finalizer)
+        self._finalizer = weakref.finalize(self, _stop_process, self.proc, self.log_path)  # also runs at exit
         self.endpoint = self._wait_ready(startup_timeout, cmd)
         parts = urlsplit(self.endpoint)
         self.local_host = parts.hostname or "127.0.0.1"
@@ -88,24 +87,25 @@ class LocalServer:
         log.info("local server pid %d ready at %s", self.pid, self.endpoint)
 
     def _wait_ready(self, timeout: float, cmd: list[str]) -> str:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
-        buf = b""
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.05)[0]:
-                buf += os.read(fd, 4096)
+        with open(self.log_path, "rb") as f:
+            buf = b""
+            while time.monotonic() < deadline:
+                buf += f.read()
                 for line in buf.decode(errors="replace").splitlines():
                     if line.startswith(READY_PREFIX):
                         return line[len(READY_PREFIX) :].strip()
-            if self.proc.poll() is not None:
-                tail = self.log_tail()
-                self.close()
-                raise LaunchError(
-                    f"local server exited with code {self.proc.returncode} before it was ready: " + " ".join(cmd),
-                    host="127.0.0.1",
-                    log_tail=tail,
-                )
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+        if self.proc.poll() is not None:
+            tail = self.log_tail()
+            self.close()
+            raise LaunchError(
+                f"local server exited with code {self.proc.returncode} before it was ready: " + " ".join(cmd),
+                host="127.0.0.1",
+                log_tail=tail,
+            )
         tail = self.log_tail()
         self.close()
         raise LaunchError(f"local server not ready after {timeout:.0f} s", host="127.0.0.1", log_tail=tail)
@@ -141,7 +141,5 @@ def _stop_process(proc: subprocess.Popen[bytes], log_path: str, grace: float = 5
             log.warning("server pid %d ignored SIGTERM; killing it", proc.pid)
             proc.kill()
             proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
     with contextlib.suppress(OSError):
         os.unlink(log_path)

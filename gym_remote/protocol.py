@@ -28,6 +28,9 @@ from gym_remote.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 
+#: The one line ``gym-remote serve`` prints on stdout when it is ready, followed by its endpoint.
+READY_PREFIX = "GYM_REMOTE READY"
+
 # msgpack extension type codes. Anything else on the wire is refused. Array and scalar payloads
 # are a compact binary prefix, "<u8 len><dtype str><u8 ndim><u64 dims...>", followed by either a
 # u32 frame index (EXT_ARRAY_FRAME) or the raw bytes (EXT_ARRAY_INLINE, EXT_SCALAR with ndim 0).

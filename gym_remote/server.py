@@ -35,6 +35,7 @@ from gym_remote.errors import (
 from gym_remote.protocol import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
+    READY_PREFIX,
     ErrorCode,
     ErrorInfo,
     Kind,
@@ -50,7 +51,6 @@ from gym_remote.session import Session, SessionOptions
 
 log = logging.getLogger(__name__)
 
-READY_PREFIX = "GYM_REMOTE READY"
 
 #: Builds the env(s) of one session from what the client asked for at HELLO.
 SessionFactory = Callable[[SessionOptions], Session]

@@ -109,6 +109,14 @@ class OldStyleEnv:
         self._x, self._t = float(state["x"]), int(state["t"])
 
 
+class ChattyEnv(RaisingEnv):
+    """Prints 1 KiB to stdout every step, as some simulators do."""
+
+    def step(self, action):
+        print("x" * 1024, flush=True)
+        return super().step(action)
+
+
 def make_old_style(limit: int = 5) -> OldStyleEnv:
     return OldStyleEnv(limit)
 
@@ -116,6 +124,7 @@ def make_old_style(limit: int = 5) -> OldStyleEnv:
 for _id, _entry in (
     ("tests/DictObs-v0", "tests.envs:DictObsEnv"),
     ("tests/Raising-v0", "tests.envs:RaisingEnv"),
+    ("tests/Chatty-v0", "tests.envs:ChattyEnv"),
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_entry)

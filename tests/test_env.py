@@ -468,3 +468,12 @@ def test_local_server_exits_when_its_client_is_killed(tmp_path):
     else:
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("the local server outlived its killed client")
+
+
+def test_an_env_that_prints_a_lot_does_not_stall_its_local_server(serve):
+    """stdout of a local server is not a pipe nobody reads: 200 KiB of prints must not block it."""
+    server = serve("tests/Chatty-v0")
+    with connect(server, timeout=5.0) as env:
+        env.reset(seed=0)
+        for _ in range(200):
+            env.step(0)
