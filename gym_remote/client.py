@@ -162,34 +162,27 @@ class Connection:
         sock = self._socket()
         budget = self.timeout if timeout is None else timeout
         deadline = self._sent_at + budget
-        stale = False
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise zmq.Again
-                if stale or timeout is not None:  # else RCVTIMEO already holds the budget
-                    self._set_timeouts(sock, budget, remaining)
-                frames = recv_frames(sock)
-            except zmq.Again:
-                self._pending = None
-                self._reset_socket()
-                elapsed = time.monotonic() - self._sent_at
-                raise self._error(
-                    RemoteTimeoutError,
-                    f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)",
-                    request.kind,
-                ) from None
-            try:
-                reply = unpack_reply(frames, self.limits)
-            except ProtocolError as exc:
-                self._pending = None
-                raise self._error(ProtocolError, f"malformed reply: {exc.message}", request.kind) from exc
-            if reply.seq == request.seq:
-                break
-            log.debug("discarding stale reply %d (waiting for %d)", reply.seq, request.seq)
-            stale = True
+        # A REQ socket delivers exactly one reply, the one to its last request: no stale replies
+        # can arrive (a timed-out socket is replaced), so there is nothing to skip. The sequence
+        # number only cross-checks; a server that could not decode the request answers with 0.
         self._pending = None
+        try:
+            if timeout is not None:  # else RCVTIMEO already holds the budget
+                self._set_timeouts(sock, budget, max(deadline - time.monotonic(), 0.001))
+            frames = recv_frames(sock)
+        except zmq.Again:
+            self._reset_socket()
+            elapsed = time.monotonic() - self._sent_at
+            raise self._error(
+                RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind
+            ) from None
+        try:
+            reply = unpack_reply(frames, self.limits)
+        except ProtocolError as exc:
+            raise self._error(ProtocolError, f"malformed reply: {exc.message}", request.kind) from exc
+        if reply.ok and reply.seq != request.seq:
+            self._reset_socket()
+            raise self._error(ProtocolError, f"reply {reply.seq} to request {request.seq}", request.kind)
         if reply.error is not None:
             e = reply.error
             raise self._error(

@@ -477,3 +477,18 @@ def test_an_env_that_prints_a_lot_does_not_stall_its_local_server(serve):
         env.reset(seed=0)
         for _ in range(200):
             env.step(0)
+
+
+def test_a_request_the_server_cannot_decode_leaves_the_client_usable(serve):
+    server = serve("CartPole-v1")
+    with connect(server) as env:
+        env.reset(seed=0)
+        deep: dict = {}
+        cur = deep
+        for _ in range(80):  # past the server's max_depth=64
+            cur["x"] = {}
+            cur = cur["x"]
+        with pytest.raises(ProtocolError, match="max_depth"):
+            env.reset(options=deep)
+        env.reset(seed=0)
+        env.step(1)
