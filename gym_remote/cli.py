@@ -13,14 +13,13 @@ from typing import Any
 log = logging.getLogger("gym_remote.cli")
 
 
-def _host_port(text: str, default_port: int = 5555) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
+def _host_port(text: str) -> tuple[str, int]:
+    from gym_remote.client import parse_host_port
+
     try:
-        return host.strip("[]"), int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT") from None
+        return parse_host_port(text, 5555)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _json_map(text: str) -> dict[str, Any]:

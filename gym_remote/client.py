@@ -50,6 +50,17 @@ _ERRORS: dict[ErrorCode, type[RemoteEnvError]] = {
 }
 
 
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``"host:port"``, ``"[::1]:port"`` or a bare host; a ValueError names a bad port."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (text.startswith("[") and not host.endswith("]")):
+        return text.strip("[]"), default_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"{text!r} is not HOST:PORT") from None
+
+
 class Connection:
     """Requests to the server at ``host:port``; every failure is a :class:`RemoteEnvError`.
 

@@ -59,6 +59,10 @@ class Kind(str, enum.Enum):
 
 _KINDS = {k.value: k for k in Kind}
 
+#: What a CALL request may reach on the remote envs: read-only facts and well-known hooks, never
+#: arbitrary attribute access over the network.
+CALLABLE_ALLOWLIST = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
+
 
 class ObjectList(list):
     """Elements of a 1-D object array, each encoded like any other value (never pickled).

@@ -15,6 +15,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from gym_remote.errors import RemoteEnvError
+from gym_remote.protocol import CALLABLE_ALLOWLIST
 from gym_remote.vector import RemoteVectorEnv
 
 
@@ -53,8 +54,8 @@ class RemoteVecEnv(VecEnv):
     keyword arguments to create one (``num_envs``, ``host``, ``port``, ``task``, ``hosts``...).
     """
 
-    #: Names that ``get_attr``/``env_method`` may reach on the remote envs (mirrors the server).
-    REMOTE_ATTRS = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
+    #: Names that ``get_attr``/``env_method`` may reach on the remote envs (the server's allow-list).
+    REMOTE_ATTRS = CALLABLE_ALLOWLIST
 
     def __init__(self, venv: RemoteVectorEnv | None = None, **kwargs: Any) -> None:
         if venv is None:
@@ -91,7 +92,8 @@ class RemoteVecEnv(VecEnv):
         final_info = info.get("final_info")
         for i in np.flatnonzero(dones):
             episode_info = split_infos(final_info, self.num_envs)[i] if final_info is not None else {}
-            episode_info["terminal_observation"] = _index(final_obs, i) if final_obs is not None else None
+            if final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
+                episode_info["terminal_observation"] = _index(final_obs, i)
             episode_info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
             infos[i] = episode_info
         return _writable(obs), reward.astype(np.float32), dones, infos

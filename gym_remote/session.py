@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from gym_remote.errors import BadRequestError, StateError
-from gym_remote.protocol import ObjectList
+from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
 from gym_remote.spaces import space_to_dict, validate_action
 from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
 
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 
 AUTORESET_MODES = ("next_step", "same_step", "disabled")
 
-#: Attributes and methods a client may reach through CALL: read-only facts and well-known hooks.
-#: Never arbitrary attribute access over the network.
-CALLABLE_ALLOWLIST = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 
 from gym_remote import __version__
-from gym_remote.client import Connection
+from gym_remote.client import Connection, parse_host_port
 from gym_remote.env import DEFAULT_PORT, start_server_for
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
@@ -36,11 +36,6 @@ _AUTORESET = getattr(gym.vector, "AutoresetMode", None)
 def _split(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (i < extra) for i in range(parts)]
-
-
-def _parse_host(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    return (host.strip("[]"), int(port)) if sep else (text, DEFAULT_PORT)
 
 
 def _slice_tree(tree: Any, start: int, stop: int) -> Any:
@@ -96,6 +91,7 @@ class _Shard:
         self.conn, self.start, self.count, self.server = conn, start, count, server
         self.session: str | None = None
         self.info: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}  # the latest obs (and state) of this shard's sub-envs
 
     @property
     def name(self) -> str:
@@ -126,17 +122,22 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         hosts: Sequence[str] | None = None,
         autoreset_mode: str | Any = "next_step",
         max_episode_steps: int | None = None,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
         connect_timeout: float = 120.0,
+        retries: int = 2,
         render_mode: str | None = None,
         with_state: bool = False,
         curve_server_key: bytes | str | None = None,
+        curve_public_key: bytes | str | None = None,
+        curve_secret_key: bytes | str | None = None,
         launch: bool | dict[str, Any] = False,
         backend: str = "gymnasium",
         **launch_options: Any,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if launch_options and not launch:
+            raise TypeError(f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)")
         mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
         if mode not in ("next_step", "same_step", "disabled"):
             raise ValueError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
@@ -148,7 +149,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.last_state: np.ndarray | None = None
         self._closed = False
         self._shards: list[_Shard] = []
-        endpoints = [_parse_host(h) for h in hosts] if hosts else [(host, port)]
+        endpoints = [parse_host_port(h, DEFAULT_PORT) for h in hosts] if hosts else [(host, port)]
         if len(endpoints) > num_envs:
             raise ValueError(f"{len(endpoints)} hosts for {num_envs} sub-envs: some would serve none")
         try:
@@ -168,8 +169,10 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                     str(h),
                     int(p),
                     timeout=timeout,
-                    retries=2,
+                    retries=retries,
                     curve_server_key=curve_server_key,
+                    curve_public_key=curve_public_key,
+                    curve_secret_key=curve_secret_key,
                     diagnostics=getattr(server, "log_tail", None),
                 )
                 self._shards.append(_Shard(conn, start, count, server))
@@ -246,6 +249,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        if isinstance(seed, (int, np.integer)):
+            super().reset(seed=int(seed))  # seeds self.np_random, as Gymnasium's vector envs do
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -292,11 +297,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             raise ValueError("reset_mask has no True entry")
         it = iter(replies)
         full = [next(it) if a else None for a in active]
-        example = replies[0]
-        filled = [
-            r if r is not None else {"obs": _empty_like(example["obs"], s.count), "info": {}}
-            for r, s in zip(full, shards, strict=True)
-        ]
+        # Sub-envs not reset keep their current observation, as in Gymnasium's own vector envs.
+        filled = [r if r is not None else {**s.last, "info": {}} for r, s in zip(full, shards, strict=True)]
         return self._merge(filled, ("obs", "info"))
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -319,6 +321,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
+        for shard, reply in zip(self._shards, replies, strict=True):
+            shard.last = {"obs": reply["obs"], "state": reply.get("state")}
         if self.with_state:  # None rather than a stale state when a shard sent none
             states = [r.get("state") for r in replies]
             self.last_state = None if any(s is None for s in states) else concat_batches(states, counts)
@@ -347,7 +351,12 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         if self.render_mode is None:
             return None
         replies = self._all(Kind.RENDER, [None] * len(self._shards))
-        return tuple(f for r in replies for f in (r["frame"] or ()))
+        frames: list[Any] = []
+        for reply in replies:  # a tuple per sub-env (Gymnasium vector envs) or one frame (a simulator's)
+            frame = reply["frame"]
+            if frame is not None:
+                frames.extend(frame if isinstance(frame, (tuple, list)) else (frame,))
+        return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
         if self._closed:

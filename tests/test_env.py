@@ -395,7 +395,7 @@ def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
     (tmp_path / "clients").mkdir()
     (tmp_path / "others").mkdir()
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
-    client_public_file, client_secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), "alice")
+    _, client_secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), "alice")
     _, stranger_secret_file = zmq.auth.create_certificates(str(tmp_path / "others"), "mallory")
     server_public, _ = zmq.auth.load_certificate(public_file)
     server = serve("CartPole-v1", "gymnasium", "--curve-secret", secret_file, "--curve-clients", str(tmp_path / "clients"))

@@ -486,10 +486,7 @@ def _model_and_map(config: str):
     cfg = load(TaskConfig, config, kind="tasks")
     model_path = CONFIG_ROOT.parent / cfg.model
     assert model_path.resolve() == ASSET_PATH.resolve()
-    try:
-        name_map = NameMap.load(find_config(cfg.name_map, "maps"))
-    except FileNotFoundError:
-        pytest.skip(f"name map {cfg.name_map!r} is not in configs/maps yet")
+    name_map = NameMap.load(find_config(cfg.name_map, "maps"))
     return mujoco, mujoco.MjModel.from_xml_path(str(model_path)), name_map
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 
 import msgpack
 import numpy as np
@@ -141,7 +140,7 @@ def test_msgpack_numpy_object_payload_is_never_unpickled(tmp_path):
             return (open, (str(target), "w"))
 
     payload = msgpack.packb({"b": np.array([Evil()], dtype=object)}, default=msgpack_numpy.encode)
-    assert b"pwned" in payload and pickle.dumps is not None
+    assert b"pwned" in payload  # the pickle, with its target path, is really in there
     out = decode(payload)  # a dict with bytes in it, nothing more
     assert isinstance(out["b"][b"data"] if b"data" in out["b"] else out["b"]["data"], bytes)
     assert not target.exists()

@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 from gym_remote.errors import BadRequestError, ServerBusyError, StateError
-from gym_remote.protocol import ObjectList
-from gym_remote.session import CALLABLE_ALLOWLIST, Session, SessionOptions
+from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
+from gym_remote.session import Session, SessionOptions
 from gym_remote.state import StateSchema, check_state
 
 log = logging.getLogger(__name__)

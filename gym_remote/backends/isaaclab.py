@@ -318,6 +318,8 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> None:
     for path, value in overrides.items():
         target = cfg
         parts = str(path).split(".")
+        if any(not part or part.startswith("_") for part in parts):
+            raise BadRequestError(f"task keyword {path!r}: private or empty attribute names are not settable")
         for part in parts[:-1]:
             if not hasattr(target, part):
                 raise BadRequestError(f"task keyword {path!r}: the env config has no {part!r}")
