@@ -505,10 +505,6 @@ class RemoteLauncher:
     def log_path(self) -> str:
         return f"{self.cfg.runtime_dir.rstrip('/')}/server-{self.remote_port}.log"
 
-    @property
-    def pid_path(self) -> str:
-        return f"{self.cfg.runtime_dir.rstrip('/')}/server-{self.remote_port}.pid"
-
     # ------------------------------------------------------------------------------ connection
 
     @property
