@@ -136,6 +136,31 @@ def test_remote_env_launch(ssh_host: dict[str, Any], sshd: SshServer) -> None:
     assert _wait_gone(pid)
 
 
+def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd: SshServer) -> None:
+    """Fan-out with the launcher: each host of ``hosts=[...]`` gets its own server over SSH."""
+    from gym_remote.vector import RemoteVectorEnv
+
+    options = {
+        k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")
+    }
+    venv = RemoteVectorEnv(
+        3,
+        hosts=["127.0.0.1", "127.0.0.1"],
+        task="CartPole-v1",
+        launch={"port": sshd.port, "connect_timeout": 5},
+        **options,
+    )
+    try:
+        pids = [shard.server.pid for shard in venv._shards]
+        assert len(set(pids)) == 2
+        obs, _ = venv.reset(seed=0)
+        assert obs.shape == (3, 4)
+        venv.step([0, 1, 0])
+    finally:
+        venv.close()
+    assert all(_wait_gone(pid) for pid in pids)
+
+
 @pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
 def test_gateway(ssh_host: dict[str, Any], sshd: SshServer, tunnel: str) -> None:
     """A jump host: here the same sshd, which forwards to itself."""
