@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import Any
+
 import gymnasium as gym
 
 from gym_remote.errors import (
@@ -26,7 +28,7 @@ from gym_remote.errors import (
 
 
 def _register() -> None:
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         "Remote-IsaacSim-v0": dict(
             entry_point="gym_remote.env:RemoteEnv",
             vector_entry_point="gym_remote.vector:RemoteVectorEnv",

@@ -81,7 +81,7 @@ class EchoPeer:
         self.proc.start()
         endpoint = parent.recv()
         self.reply_kind = reply_kind
-        self.sock = zmq.Context.instance().socket(zmq.REQ)
+        self.sock: zmq.Socket = zmq.Context.instance().socket(zmq.REQ)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.request = b"\0" * request_size

@@ -18,7 +18,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import numpy as np
@@ -168,7 +168,7 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
         # Subclasses of the plain types (OrderedDict, user str subclasses).
         for plain in (bool, int, float, str, bytes, dict, list):
             if isinstance(o, plain):
-                return plain(o)
+                return cast(Any, plain)(o)
         raise ProtocolError(f"cannot encode a {type(o).__module__}.{type(o).__qualname__} on the wire")
 
     def _pack_nested(o: Any) -> bytes:

@@ -90,7 +90,7 @@ class RemoteVecEnv(VecEnv):
         infos = split_infos(info, self.num_envs)
         final_obs = info.get("final_obs")
         final_info = info.get("final_info")
-        for i in np.flatnonzero(dones):
+        for i in map(int, np.flatnonzero(dones)):
             episode_info = split_infos(final_info, self.num_envs)[i] if final_info is not None else {}
             if final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
                 episode_info["terminal_observation"] = _index(final_obs, i)

@@ -126,7 +126,7 @@ class EnvServer:
         self.backend = backend
         self.task = task
         self.watch_pid = watch_pid
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context = zmq.Context.instance()
         self._auth = None
         if curve_secret_key is not None:
             from zmq.auth import CURVE_ALLOW_ANY

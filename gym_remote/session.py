@@ -144,18 +144,19 @@ class _StateAccess:
     """How to read and write one Gymnasium env's state: its own hooks, else its MuJoCo model."""
 
     def __init__(self, env: gym.Env) -> None:
-        self.env = env.unwrapped
+        inner: Any = env.unwrapped  # duck-typed: get_state/set_state hooks or a MuJoCo model
+        self.env = inner
         self.schema: StateSchema | None = None
         self.binding: MujocoBinding | None = None
         self.opaque = False
-        custom = getattr(self.env, "get_state", None)
+        custom = getattr(inner, "get_state", None)
         if callable(custom):
-            self.opaque = not isinstance(getattr(self.env, "state_schema", None), StateSchema)
-            self.schema = None if self.opaque else self.env.state_schema
-        elif _is_mujoco(self.env):
+            self.opaque = not isinstance(getattr(inner, "state_schema", None), StateSchema)
+            self.schema = None if self.opaque else inner.state_schema
+        elif _is_mujoco(inner):
             try:
-                self.schema = mujoco_schema(self.env.model)
-                self.binding = MujocoBinding(self.env.model, self.schema)
+                self.schema = mujoco_schema(inner.model)
+                self.binding = MujocoBinding(inner.model, self.schema)
             except StateError as exc:
                 log.info("no state schema for %s: %s", type(self.env).__name__, exc)
 
@@ -219,7 +220,7 @@ class GymSession(Session):
             if isinstance(seed, list):
                 raise ValueError("a single env takes an int seed, not a list")
             return self.env.reset(seed=seed, options=options)
-        obs, info = self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]  # lists are fine
         return obs, wrap_object_arrays(info)
 
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:

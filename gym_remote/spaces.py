@@ -97,9 +97,10 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
     fast_box = type(space) is spaces.Box and type(action) is np.ndarray
     if fast_box and action.shape == space.shape and action.dtype == space.dtype:
         return action
-    fast_discrete = type(space) is spaces.Discrete and type(action) in (int, np.int64)
-    if fast_discrete and space.start <= action < space.start + space.n:
-        return np.int64(action)
+    if type(space) is spaces.Discrete and type(action) in (int, np.int64):
+        start, n = int(space.start), int(space.n)
+        if start <= action < start + n:
+            return np.int64(action)
     if isinstance(space, spaces.Box):
         arr = _numeric(action, "action", space.shape)
         if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
@@ -148,7 +149,7 @@ def _dtype_kw(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     import inspect
 
     dtype = np.dtype(data.get("dtype", "<i8"))
-    if "dtype" in inspect.signature(cls.__init__).parameters:
+    if "dtype" in inspect.signature(cls).parameters:
         return {"dtype": dtype}
     if dtype != np.int64:
         raise SpaceError(f"this Gymnasium cannot make a Discrete space of dtype {dtype}")

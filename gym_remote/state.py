@@ -283,7 +283,10 @@ class MujocoBinding:
         self.model, self.schema = model, schema
         self.name_map = nm = NameMap.load(name_map)
         ignored = set(nm.ignore)
-        qpos_src, qpos_dst, qvel_src, qvel_dst = [], [], [], []
+        qpos_src: list[int] = []
+        qpos_dst: list[int] = []
+        qvel_src: list[int] = []
+        qvel_dst: list[int] = []
         self._fixed_roots: list[tuple[int, int]] = []  # (flat offset, body id) of bases without free joint
         self._quat_slices: list[int] = []
         unmatched: list[str] = []

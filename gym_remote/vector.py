@@ -264,11 +264,11 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != (self.num_envs,):
                 raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
-        bodies = []
+        bodies: list[dict[str, Any]] = []
         for shard in self._shards:
             sl = slice(shard.start, shard.start + shard.count)
-            shard_options = None if options is None else {**options}
-            if mask is not None:
+            shard_options: dict[str, Any] | None = None if options is None else {**options}
+            if mask is not None and shard_options is not None:
                 shard_options["reset_mask"] = mask[sl]
             shard_seeds = seeds[sl]
             bodies.append(
