@@ -409,6 +409,7 @@ def unpack_reply(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Repl
 
 
 _SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)  # plain ints: pyzmq's attribute and enum helpers cost microseconds a call
 
 
 def send_frames(sock: zmq.Socket, frames: Sequence[Any], prefix: Sequence[bytes] = ()) -> None:
@@ -429,7 +430,7 @@ def recv_frames(sock: zmq.Socket) -> list[Any]:
     Raises ``zmq.Again`` when the socket's RCVTIMEO expires before the first frame.
     """
     frames: list[Any] = [sock.recv(0)]
-    while sock.rcvmore:
+    while sock.get(_RCVMORE):
         frames.append(sock.recv(0, copy=False))
     return frames
 

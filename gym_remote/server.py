@@ -51,6 +51,8 @@ from gym_remote.session import Session, SessionOptions
 
 log = logging.getLogger(__name__)
 
+_RCVMORE = int(zmq.RCVMORE)
+
 
 #: Builds the env(s) of one session from what the client asked for at HELLO.
 SessionFactory = Callable[[SessionOptions], Session]
@@ -206,13 +208,13 @@ class EnvServer:
         # REQ clients send [identity, b"", header, arrays...]; anything else is still answered.
         payload: list[Any] = []
         envelope = [identity]
-        if sock.rcvmore:
+        if sock.get(_RCVMORE):
             second = sock.recv(0)
             if second == b"":
                 envelope.append(b"")
             else:
                 payload.append(second)
-            payload.extend(recv_frames(sock) if sock.rcvmore else [])
+            payload.extend(recv_frames(sock) if sock.get(_RCVMORE) else [])
         reply = self._handle(payload)
         try:
             out = pack_reply(reply, self.limits)
