@@ -68,3 +68,21 @@ def test_launch_status_logs_stop_over_ssh(sshd, tmp_path: Path):
 def test_bad_arguments_are_usage_errors(bad):
     out = gym_remote(*bad)
     assert out.returncode == 2 and "error" in out.stderr
+
+
+def test_demo_then_replay_the_newcomers_first_commands(tmp_path: Path):
+    """README's first command, end to end: local server, expert, recorded states, local video."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    out = gym_remote("demo", "--episodes", "1", "-o", str(tmp_path), "--width", "320", "--height", "240", timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "success rate      100% (1/1 episodes stacked)" in out.stdout
+    video, traj = tmp_path / "stack_cube.mp4", tmp_path / "stack_cube.npz"
+    frames = iio.imread(video)
+    assert frames.shape[1:] == (240, 320, 3) and len(frames) > 20
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the scene changed
+    again = tmp_path / "again.mp4"
+    out = gym_remote("replay", str(traj), "-o", str(again), "--width", "160", "--height", "120")
+    assert out.returncode == 0, out.stderr
+    assert iio.imread(again).shape == (len(frames), 120, 160, 3)
