@@ -202,3 +202,13 @@ def test_sb3_vec_env_learns_and_checks(serve):
     with pytest.raises(AttributeError, match="not readable"):
         venv.get_attr("np_random")
     venv.close()
+
+
+def test_server_side_async_vectorization_matches_sync(serve):
+    """`serve --vectorization async` steps sub-envs in worker processes; results must not change."""
+    server = serve("CartPole-v1", "gymnasium", "--vectorization", "async")
+    remote = RemoteVectorEnv(4, server.local_host, server.local_port, autoreset_mode="same_step")
+    local = local_vector("CartPole-v1", 4, "same_step")
+    rng = np.random.default_rng(4)
+    run_both(remote, local, 60, seed=2, sample=lambda t: rng.integers(0, 2, 4))
+    remote.close()
