@@ -184,7 +184,7 @@ class IsaacLabSession(BatchedSimSession):
 
         self._torch = torch
         self._env = env
-        self._u = env.unwrapped
+        self._u: Any = env.unwrapped  # a ManagerBasedRLEnv: duck-typed, its classes need the GPU app
         self._device = self._u.device
         self._obs_group = obs_group
         self._dropped: set[str] = set()

@@ -120,8 +120,9 @@ class StackCubeExpert:
         """Forget the previous episode (phase, set-points, counters)."""
         self.phase = Phase.APPROACH
         self._steps_in_phase = 0
-        self._sp_pos: np.ndarray | None = None
-        self._sp_quat: np.ndarray | None = None
+        # Set by reset() from the first observation; Any keeps the per-step code free of None checks.
+        self._sp_pos: Any = None
+        self._sp_quat: Any = None
         self._yaw = 0.0
 
     # ------------------------------------------------------------------ control
