@@ -190,6 +190,8 @@ def test_unknown_task_is_refused_at_hello(serve):
     server = serve("CartPole-v1")
     with pytest.raises(BadRequestError, match="NoSuchEnv"):
         RemoteEnv(server.local_host, server.local_port, task="NoSuchEnv-v9")
+    with pytest.raises(BadRequestError, match="module-qualified"):  # would import `os` on the server
+        RemoteEnv(server.local_host, server.local_port, task="os:CartPole-v1")
 
 
 def test_server_killed_mid_episode_then_back(serve):

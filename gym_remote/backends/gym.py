@@ -47,6 +47,11 @@ def gymnasium_factory(
 
     def factory(opts: SessionOptions) -> Session:
         task = choose_task(opts, default_task, allow_any_task)
+        if ":" in task and task != default_task:
+            # gym.make("module:Env-v0") imports `module`: the network must not choose what gets imported.
+            raise BadRequestError(
+                f"module-qualified id {task!r} refused: the server registers its envs (serve --import MODULE)"
+            )
         kwargs = {**default_kwargs, **opts.task_kwargs}
         if opts.max_episode_steps is not None:
             kwargs["max_episode_steps"] = opts.max_episode_steps
