@@ -290,7 +290,7 @@ def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LI
     obj = _unpack(header_buf, ext_hook, limits)
     if len(used) != len(buffers):
         raise ProtocolError(f"message has {len(buffers)} array frames but its header names {len(used)}")
-    if header_buf.nbytes > limits.max_depth:  # each level costs a byte: short headers cannot be too deep
+    if _container_markers(header) > limits.max_depth:  # else it cannot nest that deep: skip the walk
         _check_depth(obj, limits.max_depth)
     return obj
 
@@ -328,6 +328,17 @@ def _parse_dtype(name: bytes) -> np.dtype:
     if len(_DTYPES) < 256:
         _DTYPES[name] = dtype
     return dtype
+
+
+# Bytes that can open a msgpack container: fixmap, fixarray, array16/32, map16/32, and the ext
+# families (tuples and object lists are extensions). Nesting N deep needs at least N of them.
+_CONTAINER_MARKERS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF, 0xC7, 0xC8, 0xC9, *range(0xD4, 0xD9)])
+
+
+def _container_markers(header: Any) -> int:
+    """An upper bound on the nesting depth of a header, counted at C speed."""
+    data = header if isinstance(header, bytes) else bytes(_as_buffer(header))
+    return len(data) - len(data.translate(None, _CONTAINER_MARKERS))
 
 
 def _check_depth(obj: Any, max_depth: int) -> None:
