@@ -220,3 +220,21 @@ def test_every_combination_of_small_shapes_is_exact():
     for shape in itertools.product([1, 2], repeat=3):
         a = np.random.default_rng(0).random(shape)
         np.testing.assert_array_equal(roundtrip(a), a)
+
+
+def test_container_marker_count_bounds_the_nesting_depth():
+    """The cheap pre-check that lets decode skip its depth walk must never under-count."""
+    from gym_remote.protocol import _container_markers
+
+    rng = np.random.default_rng(0)
+
+    def nested(depth: int):
+        if depth == 0:
+            return rng.normal(size=int(rng.integers(0, 4)))
+        kind = int(rng.integers(0, 3))
+        inner = nested(depth - 1)
+        return {"k": inner, "x": 1.5} if kind == 0 else [inner, 2] if kind == 1 else (inner, "t")
+
+    for depth in range(0, 30):
+        header, _ = encode(nested(depth), Limits(inline_threshold=1 << 20))
+        assert _container_markers(header) >= depth
