@@ -349,6 +349,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frame_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=640, help="video width (default 640)")
+    p.add_argument("--height", type=int, default=480, help="video height (default 480)")
+    p.add_argument("--camera", help="camera name in the model (default: the model's first)")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -360,9 +366,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--camera", help="camera name in the model (default: the model's first)")
+    _frame_options(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -396,9 +400,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write")
     p.add_argument("--model", help="MJCF file (default: the built-in model for the built-in task)")
     p.add_argument("--map", help="name map: a YAML path or a name in configs/maps/")
-    p.add_argument("--camera")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    _frame_options(p)
     p.add_argument("--fps", type=float, help="default: the recorded fps")
     p.add_argument("--episode", type=int, help="only this episode")
     p.add_argument("--env-index", type=int, default=0, help="sub-env of a batched trajectory")
