@@ -178,8 +178,11 @@ class Connection:
         # number only cross-checks; a server that could not decode the request answers with 0.
         self._pending = None
         try:
-            if timeout is not None:  # else RCVTIMEO already holds the budget
-                self._set_timeouts(sock, budget, max(deadline - time.monotonic(), 0.001))
+            remaining = deadline - time.monotonic()
+            # RCVTIMEO holds the whole budget; shorten it when time has passed since the send (a
+            # vector env collecting replies one by one), so no call waits past its own deadline.
+            if timeout is not None or remaining < budget - 0.05:
+                self._set_timeouts(sock, budget, max(remaining, 0.001))
             frames = recv_frames(sock)
         except zmq.Again:
             self._reset_socket()
