@@ -381,8 +381,15 @@ class SessionSlot:
                 "or start another server"
             )
 
-    def hold(self, session: Session) -> None:
+    def open(self, env: Any, build: Callable[..., Session]) -> Session:
+        """``build(on_close=...)`` the session around a freshly made ``env``; close ``env`` if that fails."""
+        try:
+            session = build(on_close=self.release)
+        except BaseException:
+            env.close()
+            raise
         self.session, self.opened_at = session, time.monotonic()
+        return session
 
     def release(self) -> None:
         self.session = None

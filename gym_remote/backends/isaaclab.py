@@ -32,6 +32,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -418,8 +419,10 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
         if opts.render_mode is not None:
             make_kwargs["render_mode"] = opts.render_mode
         env = gym.make(name, **make_kwargs)
-        try:
-            session = IsaacLabSession(
+        return slot.open(
+            env,
+            partial(
+                IsaacLabSession,
                 env,
                 task=name,
                 requested_envs=opts.num_envs,
@@ -428,12 +431,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
                 obs_group=obs_group,
                 version=version,
                 render_mode=opts.render_mode,
-                on_close=slot.release,
-            )
-        except BaseException:
-            env.close()
-            raise
-        slot.hold(session)
-        return session
+            ),
+        )
 
     return factory

@@ -26,6 +26,7 @@ import dataclasses
 import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -342,10 +343,12 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
             simulator=simulator, num_envs=n, headless=headless, **{**scenario_overrides, **opts.task_kwargs}
         )
         env = task_cls(scenario, device=device)
-        try:
-            if opts.max_episode_steps is not None:
-                env.max_episode_steps = int(opts.max_episode_steps)
-            session = MetaSimSession(
+        if opts.max_episode_steps is not None:
+            env.max_episode_steps = int(opts.max_episode_steps)
+        return slot.open(
+            env,
+            partial(
+                MetaSimSession,
                 env,
                 task=name,
                 requested_envs=opts.num_envs,
@@ -353,12 +356,7 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
                 resets_in_step=in_step,
                 simulator=simulator,
                 render_mode=opts.render_mode,
-                on_close=slot.release,
-            )
-        except BaseException:
-            env.close()
-            raise
-        slot.hold(session)
-        return session
+            ),
+        )
 
     return factory
