@@ -326,18 +326,13 @@ def test_local_server_that_cannot_start_reports_its_stderr():
     assert "NoSuchEnv" in str(info.value)
 
 
+def serve_command(address: str) -> list[str]:
+    return [sys.executable, "-m", "gym_remote", "serve", "--task", "CartPole-v1", "--address", address]
+
+
 def test_serve_prints_one_ready_line_and_exits_zero_on_sigterm():
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gym_remote",
-            "serve",
-            "--task",
-            "CartPole-v1",
-            "--address",
-            "tcp://127.0.0.1:*",
-        ],
+        serve_command("tcp://127.0.0.1:*"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -351,16 +346,7 @@ def test_serve_prints_one_ready_line_and_exits_zero_on_sigterm():
 
 def test_non_loopback_bind_needs_curve_or_insecure():
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gym_remote",
-            "serve",
-            "--task",
-            "CartPole-v1",
-            "--address",
-            "tcp://0.0.0.0:*",
-        ],
+        serve_command("tcp://0.0.0.0:*"),
         capture_output=True,
         text=True,
         timeout=60,
