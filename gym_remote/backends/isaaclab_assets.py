@@ -1,0 +1,163 @@
+"""Offline Isaac Lab assets: a local folder that mirrors the part of NVIDIA's asset server a task loads.
+
+Isaac Lab resolves every asset under one root, ``ISAACSIM_ASSET_ROOT`` (read once, when
+``isaaclab.utils.assets`` is imported), e.g. ``{root}/Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd``.
+A GPU box behind a firewall, like these CPU machines, cannot reach the server; pointing the root at
+a local mirror makes the tasks build with no code change (the ``isaaclab`` backend's ``asset_root``
+setting does exactly that). Copy NVIDIA's real files into such a folder when you have them; this
+module writes small stand-ins for the files the tested tasks need, from what the installed
+``isaaclab`` wheel itself ships:
+
+- the Cartpole robot, cut out of the golden test stage ``isaaclab_tasks/test/golden_stages/cartpole``
+  (NVIDIA's own prims: bodies ``slider``/``cart``/``pole``, joints ``slider_to_cart`` and
+  ``cart_to_pole``, masses and limits as shipped);
+- the default ground plane: a 100 m x 100 m collision ``Plane`` under ``Environment`` plus the
+  ``Looks/theGrid/Shader`` prim that ``GroundPlaneCfg(color=...)`` writes to. It is flat grey, not
+  NVIDIA's checker texture.
+
+Run it inside the Isaac Lab venv (it needs ``pxr``)::
+
+    python -m gym_remote.backends.isaaclab_assets /path/to/assets   # then serve with asset_root
+
+Files are USD ASCII layers; Isaac Lab loads an ASCII layer under a ``.usd`` name. Existing files are
+left alone unless ``--force`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Paths under the asset root, as Isaac Lab 3.0's configs name them (``ISAACLAB_NUCLEUS_DIR`` is
+#: ``{root}/Isaac/IsaacLab``; see ``isaaclab_assets/robots/cartpole.py`` and ``GroundPlaneCfg``).
+CARTPOLE_USD = "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd"
+GROUND_PLANE_USD = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
+
+_GOLDEN_CARTPOLE = "test/golden_stages/cartpole/newton-isaacsim_rtx_renderer-rgb.usda"
+_GOLDEN_ROBOT = "/World/envs/env_0/Robot"
+
+
+def _golden_stage(name: str) -> Path:
+    """A golden test stage shipped in the installed ``isaaclab`` wheel (its source tree rides along)."""
+    import isaaclab
+
+    base = Path(isaaclab.__file__).resolve().parent
+    for candidate in (base / "source" / "isaaclab_tasks" / name, base.parent / "isaaclab_tasks" / name):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"the installed isaaclab has no golden stage {name!r} (looked under {base}): build the offline "
+        "assets with the isaaclab 3.0.0 wheel, or copy NVIDIA's cartpole.usd into the asset root"
+    )
+
+
+def write_cartpole(path: Path) -> None:
+    """Write the Cartpole robot (default prim ``/Robot``) cut from Isaac Lab's golden stage.
+
+    The robot prim and the instanced prototypes it references are copied with ``Sdf.CopySpec``,
+    which rewrites the relationship targets (joint bodies) from the stage's env-0 path to ``/Robot``.
+    """
+    from pxr import Sdf
+
+    src = Sdf.Layer.FindOrOpen(str(_golden_stage(_GOLDEN_CARTPOLE)))
+    dst = Sdf.Layer.CreateAnonymous(".usda")
+    dst.ImportFromString("#usda 1.0\n")
+    for spec in src.rootPrims:  # the instancing prototypes the robot's visuals/collisions reference
+        if spec.name.startswith("Flattened_Prototype"):
+            Sdf.CopySpec(src, spec.path, dst, spec.path)
+    Sdf.CopySpec(src, Sdf.Path(_GOLDEN_ROBOT), dst, Sdf.Path("/Robot"))
+    robot = dst.GetPrimAtPath("/Robot")
+    robot.specifier = Sdf.SpecifierDef
+    # the env-0 placement (z = 2 m) belongs to the task's init_state, not to the asset
+    for name in ("xformOp:translate", "xformOp:orient", "xformOp:scale", "xformOpOrder"):
+        if name in robot.attributes:
+            robot.RemoveProperty(robot.attributes[name])
+    dst.defaultPrim = "Robot"
+    for key in ("metersPerUnit", "kilogramsPerUnit", "upAxis"):
+        if key in src.pseudoRoot.ListInfoKeys():
+            dst.pseudoRoot.SetInfo(key, src.pseudoRoot.GetInfo(key))
+    _export(dst, path)
+
+
+def write_ground_plane(path: Path) -> None:
+    """Write a flat ground plane with the prim layout Isaac Lab's ``spawn_ground_plane`` expects."""
+    from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics, UsdShade
+
+    stage = Usd.Stage.CreateInMemory()
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    root = UsdGeom.Xform.Define(stage, "/GroundPlane")
+    stage.SetDefaultPrim(root.GetPrim())
+    env = UsdGeom.Xform.Define(stage, "/GroundPlane/Environment")
+    env.AddScaleOp().Set(Gf.Vec3f(1.0, 1.0, 1.0))  # spawn_ground_plane rescales this op to cfg.size
+    mesh = UsdGeom.Mesh.Define(stage, "/GroundPlane/Environment/Geometry")
+    half = 50.0  # metres: the 100 m x 100 m default, before Isaac Lab's scale op
+    mesh.CreatePointsAttr([(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)])
+    mesh.CreateFaceVertexCountsAttr([4])
+    mesh.CreateFaceVertexIndicesAttr([0, 1, 2, 3])
+    mesh.CreateExtentAttr([(-half, -half, 0), (half, half, 0)])
+    UsdGeom.PrimvarsAPI(mesh).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex).Set(
+        [(0, 0), (1, 0), (1, 1), (0, 1)]
+    )
+    plane = UsdGeom.Plane.Define(stage, "/GroundPlane/CollisionPlane")
+    plane.CreateAxisAttr(UsdGeom.Tokens.z)
+    plane.CreateVisibilityAttr(UsdGeom.Tokens.invisible)
+    UsdPhysics.CollisionAPI.Apply(plane.GetPrim())
+    material = UsdShade.Material.Define(stage, "/GroundPlane/Looks/theGrid")
+    shader = UsdShade.Shader.Define(stage, "/GroundPlane/Looks/theGrid/Shader")
+    shader.CreateIdAttr("UsdPreviewSurface")
+    shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).Set(Gf.Vec3f(0.5, 0.5, 0.5))
+    shader.CreateInput("diffuse_tint", Sdf.ValueTypeNames.Color3f).Set(Gf.Vec3f(1.0, 1.0, 1.0))
+    material.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
+    UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
+    _export(stage.GetRootLayer(), path)
+
+
+def _export(layer: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = layer.ExportToString()  # type: ignore[attr-defined]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # atomic: a half-written layer never sits under the real name
+
+
+#: Stand-in builders by relative path under the asset root.
+BUILDERS = {CARTPOLE_USD: write_cartpole, GROUND_PLANE_USD: write_ground_plane}
+
+
+def build_asset_root(root: str | Path, force: bool = False) -> Path:
+    """Write every stand-in asset missing under ``root`` (all of them with ``force``); return ``root``.
+
+    Raises:
+        FileNotFoundError: the installed isaaclab wheel lacks the golden stage the Cartpole is cut from.
+        ImportError: ``pxr`` is not importable (run this in the Isaac Lab venv).
+    """
+    root = Path(root).expanduser().resolve()
+    for rel, build in BUILDERS.items():
+        target = root / rel
+        if target.exists() and not force:
+            continue
+        log.info("writing %s", target)
+        build(target)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gym_remote.backends.isaaclab_assets",
+        description="Write offline stand-ins of the Isaac Lab assets the Cartpole tasks load (run in the Isaac Lab "
+        "venv); then serve with --kwargs '{\"asset_root\": ROOT}'.",
+    )
+    parser.add_argument("root", help="folder to fill; mirrors the asset server's tree (Isaac/IsaacLab/...)")
+    parser.add_argument("--force", action="store_true", help="rewrite files that already exist")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build_asset_root(args.root, force=args.force))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
