@@ -14,6 +14,7 @@ import gymnasium as gym
 
 from gym_remote.errors import (
     BadRequestError,
+    ConnectError,
     LaunchError,
     ProtocolError,
     RemoteEnvError,
@@ -50,6 +51,7 @@ from gym_remote.env import RemoteEnv  # noqa: E402
 
 __all__ = [
     "BadRequestError",
+    "ConnectError",
     "LaunchError",
     "ProtocolError",
     "RemoteEnv",

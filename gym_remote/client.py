@@ -1,7 +1,14 @@
 """A reliable REQ connection to one env server (the "Lazy Pirate" pattern).
 
 A REQ socket whose reply timed out is stuck, so on a timeout the socket is closed (LINGER=0) and a
-fresh one opened. Only idempotent requests (HELLO, PING, GET_STATE) are sent again; a STEP never is,
+fresh one opened.
+
+Before a HELLO, :meth:`Connection.probe` opens (and closes) a plain TCP connection to the server
+with a short timeout (``probe_timeout``, 2 s): a refused port, an unreachable host or an unknown
+host name is a :class:`~gym_remote.errors.ConnectError` at once. Only a server that accepted the
+connection gets the long HELLO timeout, which is meant for one that is still building its simulator.
+
+Only idempotent requests (HELLO, PING, GET_STATE) are sent again after a timeout; a STEP never is,
 because the server may already have stepped. Sending and receiving are separate calls so that a
 vector env can send to many servers before waiting for any.
 """
@@ -9,6 +16,7 @@ vector env can send to many servers before waiting for any.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +25,7 @@ import zmq
 
 from gym_remote.errors import (
     BadRequestError,
+    ConnectError,
     ProtocolError,
     RemoteEnvError,
     RemoteTimeoutError,
@@ -39,6 +48,9 @@ from gym_remote.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds a TCP connection to a server may take to open before the endpoint counts as unreachable.
+PROBE_TIMEOUT = 2.0
 
 _ERRORS: dict[ErrorCode, type[RemoteEnvError]] = {
     ErrorCode.PROTOCOL: ProtocolError,
@@ -70,6 +82,8 @@ class Connection:
         curve_server_key: the server's Z85 public key; enables CURVE (client keys are generated
             when not given).
         diagnostics: called when an error is raised; its text (e.g. a remote log tail) is attached.
+        probe_timeout: seconds a plain TCP connection may take to open before a HELLO (see
+            :meth:`probe`).
     """
 
     def __init__(
@@ -85,8 +99,10 @@ class Connection:
         limits: Limits = DEFAULT_LIMITS,
         diagnostics: Callable[[], str | None] | None = None,
         context: zmq.Context | None = None,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         self.host, self.port = host, int(port)
+        self.probe_timeout = probe_timeout
         self.endpoint = f"tcp://{host}:{self.port}" if ":" not in host else f"tcp://[{host}]:{self.port}"
         self.timeout = timeout
         self.retries = retries
@@ -141,14 +157,60 @@ class Connection:
         self._reset_socket()
         self.closed = True
 
+    def probe(self, timeout: float | None = None) -> None:
+        """Open and close a TCP connection to the server, or say at once why none opens.
+
+        Args:
+            timeout: seconds to wait for the connection (default :attr:`probe_timeout`).
+
+        Raises:
+            ConnectError: the connection was refused (nothing listens on the port), did not open
+                within ``timeout`` (host down, a firewall dropping packets), or the host name does
+                not resolve. The message names the host, the port and what to check.
+        """
+        budget = self.probe_timeout if timeout is None else timeout
+        try:
+            with socket.create_connection((self.host, self.port), timeout=budget):
+                return
+        except socket.gaierror as exc:
+            reason = f"the host name {self.host!r} does not resolve ({exc.strerror})"
+            advice = "check the spelling of the host, or give its IP address"
+        except ConnectionRefusedError:
+            reason = f"connection refused: nothing listens on port {self.port} of {self.host}"
+            advice = (
+                "check that `gym-remote serve` runs there and printed GYM_REMOTE READY with this port, "
+                "and, through SSH, that the tunnel is up (launch=True starts both)"
+            )
+        except TimeoutError:
+            reason = f"no TCP connection to {self.host}:{self.port} within {budget:.1f} s"
+            advice = (
+                "the host is down or unreachable, or a firewall drops the connection: check the host "
+                "and the network, or reach the server through an SSH tunnel (launch=True)"
+            )
+        except OSError as exc:
+            reason = f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
+            advice = "check the host, the port and the network"
+        raise ConnectError(f"{reason}; {advice}", host=self.host, port=self.port, request=Kind.HELLO.value)
+
     # ------------------------------------------------------------------------------ requests
 
     def send(
         self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
     ) -> None:
-        """Send one request; :meth:`recv` collects its reply."""
+        """Send one request; :meth:`recv` collects its reply.
+
+        A HELLO is preceded by :meth:`probe`, so an endpoint nobody listens on fails within
+        ``probe_timeout`` rather than after ``timeout``.
+
+        Raises:
+            ConnectError: before a HELLO, when no TCP connection opens (see :meth:`probe`).
+            RemoteTimeoutError: the message could not be handed to a live peer within ``timeout``.
+            ProtocolError: ``body`` cannot be encoded.
+        """
         if self._pending is not None:
             raise RemoteEnvError("a request is already waiting for its reply", host=self.host, port=self.port)
+        if kind is Kind.HELLO:
+            self.probe()
         self._seq += 1
         request = Request(kind, body, session, self._seq)
         frames = pack_request(request, self.limits)

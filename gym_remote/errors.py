@@ -54,6 +54,14 @@ class RemoteTimeoutError(RemoteEnvError, TimeoutError):
     """The server did not answer within the timeout; the socket has been reset."""
 
 
+class ConnectError(RemoteEnvError, ConnectionError):
+    """No TCP connection to the server could be opened (refused, unreachable, or an unknown host name).
+
+    Raised within about ``probe_timeout`` seconds (2 s by default), before any request is sent, so a
+    wrong port fails at once instead of after the long HELLO timeout. The message says what to check.
+    """
+
+
 class SessionLostError(RemoteEnvError):
     """The server no longer knows our session (it restarted or expired it); reset() opens a new one."""
 

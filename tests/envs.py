@@ -128,3 +128,17 @@ for _id, _entry in (
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_entry)
+
+
+class SlowBuildEnv(RaisingEnv):
+    """Takes ``build_seconds`` to construct, as a GPU simulator does: clients must wait, not fail."""
+
+    def __init__(self, build_seconds: float = 3.0) -> None:
+        import time
+
+        time.sleep(build_seconds)
+        super().__init__()
+
+
+if "tests/SlowBuild-v0" not in gym.registry:
+    gym.register("tests/SlowBuild-v0", entry_point="tests.envs:SlowBuildEnv")

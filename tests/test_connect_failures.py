@@ -1,0 +1,83 @@
+"""A wrong endpoint fails within seconds with a message that says what to check (issue 16, item 1).
+
+The HELLO timeout is long (a GPU server can take a minute to build its simulator), so it must only
+be waited for a server that accepted the TCP connection. Everything here is real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import gymnasium as gym
+import pytest
+
+import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+from gym_remote import ConnectError, RemoteEnv
+from gym_remote.vector import RemoteVectorEnv
+
+#: Generous: the probe gives up after 2 s; the 2-core test machine may be loaded.
+FAST = 8.0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port whose accept queue is full: the kernel drops new SYNs, as for an unreachable host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = [socket.create_connection(("127.0.0.1", port), timeout=1.0)]  # fills the queue
+    yield port
+    for s in (*held, listener):
+        s.close()
+
+
+def test_refused_port_fails_at_once_naming_host_port_and_what_to_check():
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(ConnectError) as info:
+        gym.make("Remote-IsaacSim-v0", host="127.0.0.1", port=port, connect_timeout=120.0, retries=2)
+    elapsed = time.monotonic() - t0
+    assert elapsed < FAST, f"took {elapsed:.1f} s"
+    err = info.value
+    assert isinstance(err, ConnectionError) and err.host == "127.0.0.1" and err.port == port
+    text = str(err)
+    assert f"127.0.0.1:{port}" in text and "refused" in text and "gym-remote serve" in text and "tunnel" in text
+
+
+def test_refused_port_fails_at_once_for_vector_envs_too():
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(ConnectError, match=str(port)):
+        RemoteVectorEnv(4, "127.0.0.1", port, connect_timeout=120.0)
+    assert time.monotonic() - t0 < FAST
+
+
+def test_unreachable_endpoint_fails_after_the_probe_not_the_hello_timeout(black_hole):
+    t0 = time.monotonic()
+    with pytest.raises(ConnectError) as info:
+        RemoteEnv("127.0.0.1", black_hole, connect_timeout=120.0, retries=2)
+    elapsed = time.monotonic() - t0
+    assert 1.5 < elapsed < FAST, f"took {elapsed:.1f} s"  # the 2 s probe, once
+    assert "within 2.0 s" in str(info.value) and "unreachable" in str(info.value)
+
+
+def test_a_server_still_building_its_simulator_keeps_the_long_timeout(serve):
+    server = serve("CartPole-v1")
+    t0 = time.monotonic()
+    # Building this env takes 4 s, twice the probe's budget: the client waits (connect_timeout).
+    with RemoteEnv(
+        server.local_host, server.local_port, task="tests/SlowBuild-v0", task_kwargs={"build_seconds": 4.0}
+    ) as env:
+        assert time.monotonic() - t0 >= 4.0
+        env.reset(seed=0)
+        assert env.step(1)[0].tolist() == [1.0, 1.0]
