@@ -17,7 +17,7 @@ module writes small stand-ins for the files the tested tasks need, from what the
 
 Run it inside the Isaac Lab venv (it needs ``pxr``)::
 
-    python -m gym_remote.backends.isaaclab_assets /path/to/assets   # then serve with asset_root
+    python -m gym_remote.backends.isaaclab.assets /path/to/assets   # then serve with asset_root
 
 Files are USD ASCII layers; Isaac Lab loads an ASCII layer under a ``.usd`` name. Existing files are
 left alone unless ``--force`` is given.
@@ -147,7 +147,7 @@ def build_asset_root(root: str | Path, force: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gym_remote.backends.isaaclab_assets",
+        prog="python -m gym_remote.backends.isaaclab.assets",
         description="Write offline stand-ins of the Isaac Lab assets the Cartpole tasks load (run in the Isaac Lab "
         "venv); then serve with --kwargs '{\"asset_root\": ROOT}'.",
     )
