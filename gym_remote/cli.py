@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,10 +47,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gym_remote.protocol import Limits
     from gym_remote.server import EnvServer
 
+    # stdout carries one line, READY, which launchers wait for; anything a simulator prints there (Isaac
+    # Lab's [INFO] lines, C libraries) goes to stderr instead, before and after READY.
+    sys.stdout.flush()
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
     options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not args.fixed_task}
-    factory = make_factory(args.backend, args.task, args.kwargs, **options)
+    kwargs = dict(args.kwargs)
+    if args.overrides:
+        if args.backend != "isaaclab":
+            raise SystemExit("--override is Isaac Lab's Hydra override syntax: use it with --backend isaaclab")
+        kwargs["overrides"] = [*kwargs.get("overrides", []), *args.overrides]
+    factory = make_factory(args.backend, args.task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
         public, secret = zmq.auth.load_certificate(args.curve_secret)
@@ -70,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         task=args.task,
         watch_pid=args.watch_pid,
     )
-    server.serve_forever()
+    server.serve_forever(ready=ready)
     return 0
 
 
@@ -89,6 +100,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="env id (gymnasium, isaaclab, roboverse) or pkg.module:factory (python)",
     )
     p.add_argument("--kwargs", type=_json_map, default={}, help="task keyword arguments as a JSON object")
+    p.add_argument(
+        "--override",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Isaac Lab Hydra override, repeatable (e.g. presets=newton_mjwarp, env.scene.replicate_physics=true)",
+    )
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
     p.add_argument("--max-sessions", type=int, default=16, help="concurrent client sessions (default 16)")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
