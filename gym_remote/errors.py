@@ -6,6 +6,9 @@ server raised, the remote traceback text, so a failure on a GPU box is debuggabl
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class RemoteEnvError(RuntimeError):
     """Base class of every gym-remote error."""
@@ -82,6 +85,13 @@ class VersionMismatchError(ServerError):
     """Client and server speak different protocol versions."""
 
 
+class ConfigError(RemoteEnvError, ValueError):
+    """What a server was told to serve cannot be served (unknown task id, wrong keyword, bad entry point).
+
+    Raised at start-up, before the server reports READY, by the backend's ``validate()`` step.
+    """
+
+
 class LaunchError(RemoteEnvError):
     """Starting, tunnelling to or stopping a server failed."""
 
@@ -92,3 +102,18 @@ class SpaceError(RemoteEnvError, ValueError):
 
 class StateError(RemoteEnvError, ValueError):
     """A state that does not match its schema, or names that match nothing."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """``" Did you mean 'a' or 'b'?"`` for the close matches of ``name`` (difflib), else ``""``."""
+    matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def clip(text: str, limit: int = 2000) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (for logs and error replies)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"

@@ -54,8 +54,25 @@ log = logging.getLogger(__name__)
 _RCVMORE = int(zmq.RCVMORE)
 
 
-#: Builds the env(s) of one session from what the client asked for at HELLO.
+#: Builds the env(s) of one session from what the client asked for at HELLO. A factory may also
+#: have a ``validate()`` method: see :func:`validate_factory`.
 SessionFactory = Callable[[SessionOptions], Session]
+
+
+def validate_factory(factory: SessionFactory) -> None:
+    """Run the factory's start-up check, ``factory.validate()``, when it has one.
+
+    This is the backend-facing hook that lets ``gym-remote serve`` refuse, before it prints READY,
+    a task it was told to serve but cannot (an unknown id, a misspelled keyword): each backend
+    checks what it can without a client (the ``gymnasium`` and ``python`` backends build one env).
+    A factory without ``validate`` is not checked, so plain callables keep working.
+
+    Raises:
+        ConfigError: (a ``ValueError``) raised by the backend, saying what is wrong and what to do.
+    """
+    check = getattr(factory, "validate", None)
+    if callable(check):
+        check()
 
 
 def is_loopback_address(address: str) -> bool:
@@ -95,6 +112,11 @@ class EnvServer:
             (``zmq.auth`` format). Without it, CURVE encrypts but lets any client key in.
         insecure: allow binding a non-loopback address without CURVE.
         watch_pid: stop when this process is gone (a local server outliving a killed client).
+        validate: run the factory's start-up check (:func:`validate_factory`) before binding.
+
+    Raises:
+        ConfigError: the factory's start-up check failed (nothing is bound then).
+        ValueError: a non-loopback ``address`` without CURVE or ``insecure``.
     """
 
     def __init__(
@@ -113,6 +135,7 @@ class EnvServer:
         backend: str = "custom",
         task: str | None = None,
         watch_pid: int | None = None,
+        validate: bool = True,
     ) -> None:
         if not is_loopback_address(address) and curve_secret_key is None and not insecure:
             raise ValueError(
@@ -120,6 +143,8 @@ class EnvServer:
                 "through an SSH tunnel (bind 127.0.0.1), give CURVE keys (--curve-secret), or pass "
                 "--insecure if the network is trusted"
             )
+        if validate:
+            validate_factory(factory)
         self.factory = factory
         self.address = address
         self.max_sessions = max_sessions

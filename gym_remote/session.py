@@ -84,6 +84,8 @@ class Session(abc.ABC):
     metadata: dict[str, Any]
     state_schema: StateSchema | None = None
     task: str | None = None
+    #: The time limit each (sub-)env enforces, reported to clients as ``spec.max_episode_steps``.
+    max_episode_steps: int | None = None
 
     @property
     def batched_action_space(self) -> gym.Space:
@@ -126,6 +128,7 @@ class Session(abc.ABC):
             "observation_space": space_to_dict(self.observation_space),
             "action_space": space_to_dict(self.action_space),
             "num_envs": self.num_envs,
+            "max_episode_steps": self.max_episode_steps,
             "metadata": meta,
             "state_schema": self.state_schema.to_dict() if self.state_schema else None,
         }
@@ -196,9 +199,20 @@ def _is_mujoco(env: Any) -> bool:
 
 
 class GymSession(Session):
-    """A Gymnasium env (``num_envs=None``) or a Gymnasium ``VectorEnv`` of sub-envs."""
+    """A Gymnasium env (``num_envs=None``) or a Gymnasium ``VectorEnv`` of sub-envs.
 
-    def __init__(self, env: gym.Env | gym.vector.VectorEnv, task: str | None = None) -> None:
+    A single env's values go back exactly as the env returned them (an ``np.float64`` reward stays
+    one, a Python ``int`` stays an ``int``), so a remote env is indistinguishable from a local one.
+
+    Args:
+        env: the env or vector env this session owns (closed with the session).
+        task: the id it was made from, reported to clients.
+        max_episode_steps: the time limit per (sub-)env; default: read from the env's spec.
+    """
+
+    def __init__(
+        self, env: gym.Env | gym.vector.VectorEnv, task: str | None = None, max_episode_steps: int | None = None
+    ) -> None:
         self.env = env
         self.task = task
         self.metadata = dict(env.metadata)
@@ -208,10 +222,15 @@ class GymSession(Session):
             self.action_space = env.single_action_space
             subs = list(getattr(env, "envs", []))
             self._access = [_StateAccess(e) for e in subs] if subs else []
+            first_spec = subs[0].spec if subs else None
         else:
             self.observation_space = env.observation_space
             self.action_space = env.action_space
             self._access = [_StateAccess(env)]
+            first_spec = env.spec
+        if max_episode_steps is None and first_spec is not None:
+            max_episode_steps = first_spec.max_episode_steps
+        self.max_episode_steps = max_episode_steps
         first = self._access[0] if self._access else None
         self.state_schema = first.schema if first is not None else None
 
@@ -225,8 +244,8 @@ class GymSession(Session):
 
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self.num_envs is None:
-            return obs, float(reward), bool(terminated), bool(truncated), info
+        if self.num_envs is None:  # exactly what the env returned: types included
+            return obs, reward, terminated, truncated, info
         return (
             obs,
             np.asarray(reward, dtype=np.float64),

@@ -6,6 +6,13 @@
 
 Each returns a :data:`gym_remote.server.SessionFactory`. Imports of simulator packages happen
 inside the factories so that ``gym-remote serve --help`` works everywhere.
+
+A factory may have a ``validate()`` method, which the server calls once before it reports READY
+(:func:`gym_remote.server.validate_factory`): it checks what the server was told to serve (the task
+id, its keywords) and raises :class:`~gym_remote.errors.ConfigError` with one clear paragraph (close
+matches by :func:`~gym_remote.errors.did_you_mean`). The ``gymnasium`` and ``python`` backends build
+one env there; a simulator that is slow to build can check the id and keywords against its registry
+and config instead. Factories without it are not checked.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from gym_remote.errors import ConfigError, did_you_mean
 from gym_remote.server import SessionFactory
 
 BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
@@ -32,7 +40,9 @@ def make_factory(
         from gym_remote.backends.gym import python_factory
 
         if not task:
-            raise ValueError("the python backend needs an entry point 'pkg.module:factory'")
+            raise ConfigError(
+                "the python backend needs an entry point: serve --backend python --task pkg.module:factory"
+            )
         return python_factory(task, kwargs, **options)
     if backend == "isaaclab":
         from gym_remote.backends.isaaclab import isaaclab_factory
@@ -42,7 +52,7 @@ def make_factory(
         from gym_remote.backends.roboverse import roboverse_factory
 
         return roboverse_factory(task, kwargs, **options)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Backends: {', '.join(BACKENDS)}")
 
 
 def load_entry_point(path: str) -> Callable[..., Any]:
