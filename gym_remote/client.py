@@ -83,7 +83,8 @@ class Connection:
             when not given).
         diagnostics: called when an error is raised; its text (e.g. a remote log tail) is attached.
         probe_timeout: seconds a plain TCP connection may take to open before a HELLO (see
-            :meth:`probe`).
+            :meth:`probe`); ``None``: no probe (a server this process started and saw ready, or
+            one behind a tunnel, whose local end accepts whatever the far end does).
     """
 
     def __init__(
@@ -99,7 +100,7 @@ class Connection:
         limits: Limits = DEFAULT_LIMITS,
         diagnostics: Callable[[], str | None] | None = None,
         context: zmq.Context | None = None,
-        probe_timeout: float = PROBE_TIMEOUT,
+        probe_timeout: float | None = PROBE_TIMEOUT,
     ) -> None:
         self.host, self.port = host, int(port)
         self.probe_timeout = probe_timeout
@@ -168,7 +169,7 @@ class Connection:
                 within ``timeout`` (host down, a firewall dropping packets), or the host name does
                 not resolve. The message names the host, the port and what to check.
         """
-        budget = self.probe_timeout if timeout is None else timeout
+        budget = (self.probe_timeout or PROBE_TIMEOUT) if timeout is None else timeout
         try:
             with socket.create_connection((self.host, self.port), timeout=budget):
                 return
@@ -209,7 +210,7 @@ class Connection:
         """
         if self._pending is not None:
             raise RemoteEnvError("a request is already waiting for its reply", host=self.host, port=self.port)
-        if kind is Kind.HELLO:
+        if kind is Kind.HELLO and self.probe_timeout is not None:
             self.probe()
         self._seq += 1
         request = Request(kind, body, session, self._seq)

@@ -4,11 +4,18 @@ Spaces and metadata come from the server's HELLO reply, so a laptop gets the rig
 ``observation_space`` without the simulator installed. Actions are validated here, before anything
 is sent. When the server forgets the session (it restarted), ``step`` raises
 :class:`~gym_remote.errors.SessionLostError` and the next ``reset`` opens a new session.
+
+Values come back exactly as the server's env returned them, types included (an ``np.float64``
+reward, a Python ``int`` observation, an ``np.bool_`` flag), so ``check_environments_match`` against
+the local env passes with no skip flags. ``spec.max_episode_steps`` is the server's time limit, and
+``metadata["render_modes"]`` lists the server's modes that work here (all but ``"human"``, which
+would open a window on the server).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import uuid
@@ -16,10 +23,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from gym_remote import __version__
-from gym_remote.client import Connection
-from gym_remote.errors import SessionLostError
+from gym_remote.client import PROBE_TIMEOUT, Connection
+from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
 from gym_remote.spaces import space_from_dict, validate_action
 from gym_remote.state import StateSchema
@@ -27,6 +35,25 @@ from gym_remote.state import StateSchema
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5555
+
+#: Render modes a client cannot have: "human" would open a window on the server, not here.
+SERVER_ONLY_RENDER_MODES = frozenset({"human"})
+
+
+def client_metadata(server_metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The server env's metadata with ``render_modes`` cut to those whose output travels here."""
+    meta = dict(server_metadata or {})
+    meta["render_modes"] = [m for m in meta.get("render_modes") or [] if m not in SERVER_ONLY_RENDER_MODES]
+    return meta
+
+
+def check_render_mode(render_mode: str | None) -> None:
+    """A ValueError for a render mode the client cannot have, naming what to use instead."""
+    if render_mode in SERVER_ONLY_RENDER_MODES:
+        raise ValueError(
+            f"render_mode={render_mode!r} would open a window on the server, not here: use "
+            "render_mode='rgb_array' and wrap the env in gymnasium.wrappers.HumanRendering to watch it locally"
+        )
 
 
 def default_local_task() -> str:
@@ -79,7 +106,31 @@ class RemoteEnv(gym.Env):
             :mod:`gym_remote.launch`).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    # ``metadata`` and ``spec`` are properties. ``gym.make`` checks a class's ``render_modes`` before
+    # the env exists, unless ``metadata`` is a property (as for wrappers); the modes that count are
+    # the server's, known after HELLO. ``spec`` takes ``max_episode_steps`` from the server when
+    # ``gym.make`` sets it (the registered spec cannot know the remote task's limit).
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, Any]:
+        """The server env's metadata; ``render_modes`` lists only modes that work on this side."""
+        return self.__dict__.get("_metadata", {"render_modes": []})
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self.__dict__["_metadata"] = dict(value)
+
+    @property  # type: ignore[override]
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make`` gave, with ``max_episode_steps`` set to the server's time limit."""
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        steps = self.__dict__.get("_server_max_steps")
+        if value is not None and value.max_episode_steps is None and steps is not None:
+            value = dataclasses.replace(value, max_episode_steps=steps)
+        self.__dict__["_spec"] = value
 
     def __init__(
         self,
@@ -105,6 +156,7 @@ class RemoteEnv(gym.Env):
             raise TypeError(
                 f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)"
             )
+        check_render_mode(render_mode)
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
@@ -131,6 +183,7 @@ class RemoteEnv(gym.Env):
             curve_public_key=curve_public_key,
             curve_secret_key=curve_secret_key,
             diagnostics=getattr(self._server, "log_tail", None),
+            probe_timeout=None if self._server is not None else PROBE_TIMEOUT,  # ours: seen READY
         )
         self.session: str | None = None
         self.last_state: np.ndarray | None = None
@@ -164,12 +217,28 @@ class RemoteEnv(gym.Env):
         self.task = reply.get("task") or self.task
         self.observation_space = space_from_dict(reply["observation_space"])
         self.action_space = space_from_dict(reply["action_space"])
-        self.metadata = {**type(self).metadata, **(reply.get("metadata") or {})}
+        self.metadata = client_metadata(reply.get("metadata"))
+        self._server_max_steps = reply.get("max_episode_steps")
+        if self.render_mode is not None and self.render_mode not in self.metadata["render_modes"]:
+            gym.logger.warn(  # what gym.make says locally for a mode the env does not list
+                f"The environment is being initialised with render_mode={self.render_mode!r} "
+                f"that is not in the possible render_modes ({self.metadata['render_modes']})."
+            )
         schema = reply.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
         log.info("connected to %s:%d session %s (task %s)", self.host, self.port, self.session, self.task)
 
+    def _check_open(self, request: str) -> None:
+        if self._closed:
+            raise RemoteEnvError(
+                f"{request}() on a closed env: close() ended its session; make a new env to go on",
+                host=self.host,
+                port=self.port,
+                request=request,
+            )
+
     def _request(self, kind: Kind, body: Any = None) -> Any:
+        self._check_open(kind.value)
         try:
             return self._conn.request(kind, body, session=self.session)
         except SessionLostError:
@@ -181,6 +250,7 @@ class RemoteEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        self._check_open("reset")
         super().reset(seed=seed)
         if self.session is None:  # the server forgot us: open a new session transparently
             self._hello()
@@ -188,7 +258,17 @@ class RemoteEnv(gym.Env):
         self.last_state = reply.get("state")
         return reply["obs"], reply["info"]
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """Step the remote env; every value is returned as the server's env returned it.
+
+        Raises:
+            ValueError: the action does not fit :attr:`action_space` (nothing is sent).
+            SessionLostError: the server no longer knows this session (the next ``reset`` opens one).
+            RemoteTimeoutError: no reply within ``timeout`` (a step is never re-sent).
+            ServerError: the remote env raised (``remote_traceback`` holds its traceback).
+            RemoteEnvError: the env was closed.
+        """
+        self._check_open("step")
         action = validate_action(self.action_space, action)
         if type(action) is np.int64:  # a Discrete action: a plain int packs in half the time
             action = int(action)
@@ -198,13 +278,7 @@ class RemoteEnv(gym.Env):
             )
         reply = self._request(Kind.STEP, {"action": action, "with_state": self.with_state})
         self.last_state = reply.get("state")
-        return (
-            reply["obs"],
-            float(reply["reward"]),
-            bool(reply["terminated"]),
-            bool(reply["truncated"]),
-            reply["info"],
-        )
+        return reply["obs"], reply["reward"], reply["terminated"], reply["truncated"], reply["info"]
 
     def render(self) -> Any:
         if self.render_mode is None:

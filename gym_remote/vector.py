@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 
 from gym_remote import __version__
-from gym_remote.client import Connection, parse_host_port
+from gym_remote.client import PROBE_TIMEOUT, Connection, parse_host_port
 from gym_remote.env import DEFAULT_PORT, start_server_for
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
@@ -174,6 +174,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                     curve_public_key=curve_public_key,
                     curve_secret_key=curve_secret_key,
                     diagnostics=getattr(server, "log_tail", None),
+                    probe_timeout=None if server is not None else PROBE_TIMEOUT,  # ours: seen READY
                 )
                 self._shards.append(_Shard(conn, start, count, server))
                 start += count
