@@ -238,7 +238,8 @@ class BatchedSimSession(Session):
     def _read_state(self) -> np.ndarray:
         raise StateError(f"this env ({self.task}) does not expose its state")
 
-    def _write_state(self, state: np.ndarray) -> None:
+    def _write_state(self, state: np.ndarray) -> dict[str, Any] | None:
+        """Write a ``[N, size]`` state; may return a report (e.g. ``{"not_restored": [...]}``)."""
         raise StateError(f"this env ({self.task}) cannot set its state")
 
     def _close_sim(self) -> None:
@@ -326,7 +327,7 @@ class BatchedSimSession(Session):
         state = self._read_state()
         return state[0] if self._single else state
 
-    def set_state(self, state: Any) -> None:
+    def set_state(self, state: Any) -> dict[str, Any] | None:
         if self.state_schema is None:
             super().set_state(state)
         arr = check_state(self.state_schema, state, batched=not self._single)
@@ -334,10 +335,11 @@ class BatchedSimSession(Session):
             arr = arr[None]
         elif arr.shape[0] != self._n:
             raise StateError(f"batched state has {arr.shape[0]} rows for {self._n} sub-envs")
-        self._write_state(arr)
+        report = self._write_state(arr)
         # The episode goes on from the state that was set: nothing is pending any more.
         self._autoreset[:] = False
         self._pending_obs = None
+        return report
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name not in CALLABLE_ALLOWLIST:

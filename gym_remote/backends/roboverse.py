@@ -1,31 +1,49 @@
-"""The ``roboverse`` backend: a RoboVerse MetaSim task (IsaacSim by default) served as one session.
+"""The ``roboverse`` backend: a RoboVerse MetaSim task (IsaacSim by default, MuJoCo on a CPU) as one session.
 
-The adapter keeps to the MetaSim surface it relies on:
+Checked against the real MetaSim (vendored commit dd8ff06, MuJoCo handler; ``tests/test_metasim_real.py``)
+and, for the IsaacSim handler, only against a stand-in (``tests/standins/metasim``). The adapter keeps
+to this MetaSim surface:
 
-- ``metasim.task.registry.get_task_class(name)``; ``task_cls.scenario.update(simulator=..., num_envs=...,
-  headless=..., **kwargs)``; ``task_cls(scenario, device=...)`` (the handler launches the simulator);
-- ``env.reset(env_ids=...) -> (obs, info)`` and ``env.step(actions) -> (obs, reward, terminated,
-  time_out, info)``, batched torch tensors;
-- ``env.handler.get_states(mode="tensor")`` -> ``TensorState`` (``robots``/``objects``: name ->
-  ``root_state`` [N, 13] = pos, quat w-first, lin vel, ang vel; ``joint_pos``/``joint_vel`` [N, J] with
-  columns sorted by joint name), ``env.handler.set_states(states)``,
-  ``env.handler.get_joint_names(name, sort=True)``, ``env.handler.set_seed(seed)``.
+- ``metasim.task.registry.get_task_class(name)``; a DEEP COPY of ``task_cls.scenario`` per session,
+  ``.update(simulator=..., num_envs=..., headless=..., **kwargs)`` (``update`` mutates in place, and
+  the class attribute is shared: without the copy one client's keywords leak into the next session);
+  ``task_cls(scenario, device=...)`` (the handler launches the simulator);
+- ``env.reset(states=..., env_ids=...) -> (obs, info)`` and ``env.step(actions) -> (obs, reward,
+  terminated, time_out, info)``, batched torch tensors;
+- ``env.handler.get_states(mode="tensor")`` (a ``TensorState``, cached until ``handler._state_cache_expire``
+  is set), ``env.handler.set_states(states)``, ``env.handler.get_joint_names(name, sort=True)``,
+  ``env.handler.set_dof_targets(...)`` (see :mod:`gym_remote.backends.metasim_actions`: tensor targets
+  are checked against joint names at session start, per-joint targets used where they land wrong).
 
-MetaSim's ``BaseTaskEnv`` does not reset inside ``step()``, so every autoreset mode is honoured
-here, with real ``final_obs`` in ``same_step``. Tasks derived from ``RLTaskEnv`` do reset in-step (no
-final obs); they are treated like Isaac Lab (``same_step`` only, ``info["reset_in_step"]``).
+Seeding: no MetaSim handler seeds anything. A task's start states are its initial-state trajectories
+(``get_traj(task.traj_filepath, ...)``, else ``task._initial_states``); every reset draws one per reset
+sub-env with the session's ``np_random``, which ``reset(seed=s)`` reseeds (Gymnasium's generator, so
+the same seed gives the same starts). A task with no start states to draw from logs that the seed
+changes nothing, and its reset info says ``seed_ignored``.
 
-A task whose observation is the ``TensorState`` itself (``BaseTaskEnv``'s default, e.g.
-``stack_cube``) is served as the flat scene state: a float32 Box laid out by ``state_schema``.
-``set_state`` writes poses and joint positions; MetaSim backends may drop velocities.
+``set_state`` writes through ``handler.set_states`` and reads the state back: what did not take
+(velocities on the MuJoCo handler, which zeroes them) is logged and returned as
+``{"not_restored": ["cube/root_vel", ...]}``.
+
+MetaSim's ``BaseTaskEnv`` does not reset inside ``step()``, so every autoreset mode is honoured here,
+with real ``final_obs`` in ``same_step``. Tasks derived from ``RLTaskEnv`` do reset in-step (no final
+obs); they are treated like Isaac Lab (``same_step`` only, ``info["reset_in_step"]``). A task whose
+observation is the ``TensorState`` itself (``BaseTaskEnv``'s default, e.g. ``stack_cube``) is served as
+the flat scene state: a float32 Box laid out by ``state_schema``.
+
+MetaSim finds its data (``roboverse_data/...``) relative to the working directory and imports every
+non-underscore ``.py`` file there when it resolves a robot name, so the server takes a ``data_dir``
+setting and runs in it (``python -m gym_remote.backends.metasim_data --out DIR`` writes one).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -46,64 +64,64 @@ from gym_remote.backends.batched import (
     to_host,
     tree_to_host,
 )
-from gym_remote.errors import BadRequestError, StateError
+from gym_remote.backends.metasim_actions import (
+    PER_JOINT,
+    choose_action_path,
+    per_joint_targets,
+    probe_tensor_order,
+)
+from gym_remote.backends.metasim_setup import (
+    check_scenario_keys,
+    default_device,
+    enter_data_dir,
+    quiet_loguru,
+    start_state_pool,
+)
+from gym_remote.backends.metasim_state import (
+    ROOT_STATE,
+    tensor_state_schema,
+    tensor_state_to_flat,
+    unrestored_fields,
+)
+from gym_remote.errors import BadRequestError
 from gym_remote.session import Session, SessionOptions, choose_task
-from gym_remote.state import ROOT_POSE, ROOT_VEL, Entity, StateSchema
+
+__all__ = [
+    "ROBOVERSE_SERVER_KEYS",
+    "MetaSimSession",
+    "roboverse_factory",
+    "tensor_state_schema",
+    "tensor_state_to_flat",
+]
 
 log = logging.getLogger(__name__)
 
 #: Server-side ``--kwargs`` keys that configure the backend rather than the scenario.
-ROBOVERSE_SERVER_KEYS = frozenset({"num_envs", "device", "simulator", "headless", "resets_in_step"})
-
-ROOT_STATE = ROOT_POSE + ROOT_VEL  # MetaSim's root_state is exactly our root pose + root velocity
-
-
-def tensor_state_schema(
-    states: Any, joint_names: Callable[[str], Sequence[str]]
-) -> tuple[StateSchema, list[tuple[str, str]]]:
-    """Schema of a MetaSim ``TensorState``: robots, then objects (articulated ones with joints).
-
-    Returns the schema and the ``(group, name)`` of each entity, in order.
-    """
-    entities: list[Entity] = []
-    layout: list[tuple[str, str]] = []
-    for group in ("robots", "objects"):
-        for name, entry in getattr(states, group).items():
-            jpos = getattr(entry, "joint_pos", None)
-            width = 0 if jpos is None else int(np.shape(jpos)[-1])
-            if group == "robots" or width:
-                joints = tuple(str(j) for j in joint_names(name))
-                if len(joints) != width:
-                    raise StateError(f"{group[:-1]} {name!r} has {width} joint columns but {len(joints)} joint names")
-                entities.append(Entity(str(name), "articulation", joints))
-            else:
-                entities.append(Entity(str(name), "rigid"))
-            layout.append((group, str(name)))
-    return StateSchema(tuple(entities)), layout
-
-
-def tensor_state_to_flat(states: Any, schema: StateSchema, layout: Sequence[tuple[str, str]]) -> np.ndarray:
-    """A ``TensorState`` (or the same structure with numpy arrays) as the flat ``[N, size]`` state."""
-    parts: list[np.ndarray] = []
-    for entity, (group, name) in zip(schema.entities, layout, strict=True):
-        entry = getattr(states, group)[name]
-        parts.append(np.asarray(to_host(entry.root_state), dtype=np.float64))
-        if entity.joints:
-            n = parts[-1].shape[0]
-            for field_name in ("joint_pos", "joint_vel"):
-                value = getattr(entry, field_name, None)
-                parts.append(
-                    np.zeros((n, len(entity.joints))) if value is None else np.asarray(to_host(value), np.float64)
-                )
-    return np.concatenate(parts, axis=-1)
+ROBOVERSE_SERVER_KEYS = frozenset(
+    {"num_envs", "device", "simulator", "headless", "resets_in_step", "data_dir", "metasim_log_level"}
+)
 
 
 def _is_tensor_state(obs: Any) -> bool:
     return hasattr(obs, "robots") and hasattr(obs, "objects") and not isinstance(obs, Mapping)
 
 
+def _is_rl_task(task_cls: type) -> bool:
+    return any(cls.__name__ == "RLTaskEnv" for cls in getattr(task_cls, "__mro__", ()))
+
+
 class MetaSimSession(BatchedSimSession):
-    """One batched MetaSim task env."""
+    """One batched MetaSim task env (``num_envs`` sub-envs; the MuJoCo handler holds one).
+
+    Built by :func:`roboverse_factory`; see the module docstring for seeding, actions and states.
+
+    Args:
+        env: a constructed MetaSim task env (its handler launched).
+        task: the registry name served; requested_envs: None for a single-env client, else N.
+        autoreset_mode: the vector client's mode; resets_in_step: the task resets inside ``step``.
+        simulator: MetaSim's simulator name (metadata only); render_mode: the client's render mode.
+        on_close: called once when the session closes (frees the server's slot).
+    """
 
     backend = "roboverse"
 
@@ -132,12 +150,20 @@ class MetaSimSession(BatchedSimSession):
         states = self._states()
         schema, self._layout = tensor_state_schema(states, lambda name: self._handler.get_joint_names(name, sort=True))
         self.state_schema = schema
-        obs, _ = env.reset()  # one probe to learn what the observations look like
+        self._robots = [(r.name, list(self._handler.get_joint_names(r.name, sort=True))) for r in self._handler.robots]
+        action_space = self._action_space(env)
+        tensor_ok = probe_tensor_order(
+            self._handler, self._robots, action_space.low, action_space.high, torch, self._device
+        )
+        self._action_path = choose_action_path(tensor_ok, not _is_rl_task(type(env)), type(self._handler).__name__)
+        log.info("actions reach %s as %s targets", type(self._handler).__name__, self._action_path)
+        self._pool = start_state_pool(env)
+        self.np_random, _ = gym.utils.seeding.np_random()  # unseeded until reset(seed=...)
+        obs, _ = self._reset_env(None)  # one probe to learn what the observations look like
         self._state_obs = _is_tensor_state(obs)
         self._last_obs = self._obs_to_host(obs)
         if first_dim(self._last_obs) != n:
             raise ValueError(f"{task}: reset returned {first_dim(self._last_obs)} observations for {n} sub-envs")
-        obs_space = self._observation_space(env)
         metadata = {
             "render_modes": ["rgb_array"] if callable(getattr(env, "render", None)) else [],
             "backend": "roboverse",
@@ -146,14 +172,16 @@ class MetaSimSession(BatchedSimSession):
             "observation": "state" if self._state_obs else "task",
             "final_obs": not resets_in_step,
             "reset_in_step": resets_in_step,
+            "action_path": self._action_path,
+            "start_states": 0 if self._pool is None else len(self._pool),
         }
         super().__init__(
             task=task,
             requested_envs=requested_envs,
             sim_envs=n,
             autoreset_mode=autoreset_mode,
-            observation_space=obs_space,
-            action_space=self._action_space(env),
+            observation_space=self._observation_space(env),
+            action_space=action_space,
             metadata=metadata,
             schema=schema,
             render_mode=render_mode,
@@ -175,17 +203,17 @@ class MetaSimSession(BatchedSimSession):
             return declared
         return derived
 
-    def _action_space(self, env: Any) -> gym.Space:
+    def _action_space(self, env: Any) -> gym.spaces.Box:
         declared = getattr(env, "action_space", None)
         if isinstance(declared, gym.spaces.Box) and int(np.prod(declared.shape)) > 0:
             return declared
         # BaseTaskEnv declares an empty Box: its actions are joint targets of every robot, each
-        # robot's joints sorted by name (the order set_dof_targets takes tensors in).
+        # robot's joints sorted by name.
         low: list[float] = []
         high: list[float] = []
-        for robot in self._handler.robots:
+        for robot, joints in zip(self._handler.robots, self._robots, strict=True):
             limits = getattr(robot, "joint_limits", None) or {}
-            for joint in self._handler.get_joint_names(robot.name, sort=True):
+            for joint in joints[1]:
                 lo, hi = limits.get(joint, (-np.inf, np.inf))
                 low.append(lo)
                 high.append(hi)
@@ -193,23 +221,23 @@ class MetaSimSession(BatchedSimSession):
 
     # -- conversions ------------------------------------------------------------------------
 
+    def _expire_cache(self) -> None:
+        if hasattr(self._handler, "_state_cache_expire"):
+            self._handler._state_cache_expire = True
+
     def _states(self) -> Any:
         states = self._handler.get_states(mode="tensor")
         rows = int(next(iter({**states.robots, **states.objects}.values())).root_state.shape[0])
-        if rows != self._n:
-            # get_states(env_ids=...) inside a partial reset may have cached a subset: refetch.
-            invalidate = getattr(self._handler, "_invalidate_state_caches", None)
-            if callable(invalidate):
-                invalidate()
-                states = self._handler.get_states(mode="tensor")
+        if rows != self._n:  # a partial reset's get_states(env_ids=...) cached a subset: refetch
+            self._expire_cache()
+            states = self._handler.get_states(mode="tensor")
         return states
 
     def _flat_on_device(self, states: Any) -> Any:
         parts = []
         for entity, (group, name) in zip(self.state_schema.entities, self._layout, strict=True):  # type: ignore[union-attr]
             entry = getattr(states, group)[name]
-            root = entry.root_state
-            parts.append(root)
+            parts.append(entry.root_state)
             if entity.joints:
                 for field_name in ("joint_pos", "joint_vel"):
                     value = getattr(entry, field_name, None)
@@ -232,7 +260,10 @@ class MetaSimSession(BatchedSimSession):
     # -- primitives -------------------------------------------------------------------------
 
     def _sim_step(self, action: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        act = self._torch.tensor(np.asarray(action), dtype=self._torch.float32, device=self._device)
+        if self._action_path == PER_JOINT:
+            act: Any = per_joint_targets(np.asarray(action), self._robots)
+        else:
+            act = self._torch.tensor(np.asarray(action), dtype=self._torch.float32, device=self._device)
         obs, reward, terminated, time_out, info = self._env.step(act)
         self._last_obs = self._obs_to_host(obs)
         n = self._n
@@ -241,17 +272,28 @@ class MetaSimSession(BatchedSimSession):
         trunc = to_host(time_out).astype(bool, copy=False).reshape(n)
         return self._last_obs, rew, term, trunc, self._info(info)
 
+    def _reset_env(self, ids: np.ndarray | None) -> tuple[Any, Any]:
+        """Reset sub-envs ``ids`` (all for None) to start states drawn with ``np_random``."""
+        env_ids = list(range(self._n)) if ids is None else [int(i) for i in ids]
+        if self._pool is None:
+            return self._env.reset(env_ids=env_ids)
+        picks = self.np_random.integers(len(self._pool), size=len(env_ids))
+        states = [self._pool[0]] * self._n  # handlers index the list by sub-env id
+        for i, k in zip(env_ids, picks, strict=True):
+            states[i] = self._pool[int(k)]
+        log.debug("sub-envs %s start from states %s", env_ids, picks.tolist())
+        return self._env.reset(states=states, env_ids=env_ids)
+
     def _sim_reset(
         self, ids: np.ndarray | None, seed: int | None, options: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         if seed is not None:
-            set_seed = getattr(self._handler, "set_seed", None)
-            if callable(set_seed):
-                set_seed(seed)
-            else:
-                log.warning("this MetaSim handler has no set_seed(); seed %d is ignored", seed)
-        env_ids = None if ids is None else [int(i) for i in ids]
-        obs, info = self._env.reset(env_ids=env_ids)
+            self.np_random, _ = gym.utils.seeding.np_random(seed)
+        obs, info = self._reset_env(ids)
+        info = self._info(info)
+        if seed is not None and self._pool is None:
+            log.warning("%s offers no start states and handlers do not seed: seed %d is ignored", self.task, seed)
+            info["seed_ignored"] = True
         host = self._obs_to_host(obs)
         rows = first_dim(host)
         if rows == self._n:
@@ -261,13 +303,13 @@ class MetaSimSession(BatchedSimSession):
             put_rows(merged, ids, host)
             self._last_obs = merged
         else:
-            raise ValueError(f"reset returned {rows} observations for {self._n} sub-envs (reset ids {env_ids})")
-        return self._last_obs, self._info(info)
+            raise ValueError(f"reset returned {rows} observations for {self._n} sub-envs (reset ids {ids})")
+        return self._last_obs, info
 
     def _read_state(self) -> np.ndarray:
         return to_host(self._flat_on_device(self._states())).astype(np.float64, copy=False)
 
-    def _write_state(self, state: np.ndarray) -> None:
+    def _write_state(self, state: np.ndarray) -> dict[str, Any]:
         current = self._states()
         groups: dict[str, dict[str, Any]] = {"robots": dict(current.robots), "objects": dict(current.objects)}
         offsets = self.state_schema.offsets()  # type: ignore[union-attr]
@@ -286,6 +328,11 @@ class MetaSimSession(BatchedSimSession):
                 changes["joint_vel"] = seg[:, ROOT_STATE + j :]
             groups[group][name] = dataclasses.replace(entry, **changes)
         self._handler.set_states(dataclasses.replace(current, robots=groups["robots"], objects=groups["objects"]))
+        self._expire_cache()
+        missed = unrestored_fields(self.state_schema, state, self._read_state())  # type: ignore[arg-type]
+        if missed:
+            log.info("set_state: %s could not restore %s", type(self._handler).__name__, ", ".join(missed))
+        return {"not_restored": missed}
 
     def render(self) -> Any:
         if self.render_mode is None:
@@ -300,16 +347,23 @@ class MetaSimSession(BatchedSimSession):
 
 def resets_in_step_by_class(task_cls: type) -> bool:
     """MetaSim's ``RLTaskEnv`` resets finished sub-envs inside ``step()``; ``BaseTaskEnv`` does not."""
-    return any(cls.__name__ == "RLTaskEnv" for cls in getattr(task_cls, "__mro__", ()))
+    return _is_rl_task(task_cls)
 
 
 def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -> Callable[[SessionOptions], Session]:
     """Serve MetaSim task ``task`` (a registry name such as ``"stack_cube"``).
 
-    Backend settings (from ``kwargs`` or keyword ``options``): ``simulator`` (default
-    ``"isaacsim"``), ``device`` (default ``"cuda"``), ``headless`` (default True), ``num_envs``
-    (the most sub-envs one session may ask for), ``resets_in_step`` (override the detection by task
-    class). Every other key goes to ``scenario.update(...)``, then the client's own ``task_kwargs``.
+    Backend settings (from ``kwargs`` or keyword ``options``): ``simulator`` (default ``"isaacsim"``;
+    ``"mujoco"`` runs on a CPU), ``device`` (default ``"cuda"`` when torch sees a GPU, else ``"cpu"``),
+    ``headless`` (default True), ``num_envs`` (the most sub-envs one session may ask for),
+    ``resets_in_step`` (override the detection by task class), ``data_dir`` (MetaSim's data folder,
+    made the working directory), ``metasim_log_level`` (loguru level, default ``"INFO"``). Every other
+    key is a ``ScenarioCfg`` field given to ``scenario.update(...)``, then the client's ``task_kwargs``.
+
+    Raises:
+        TypeError: an unknown keyword option.
+        FileNotFoundError: ``data_dir`` holds no ``roboverse_data``.
+        KeyError: ``task`` is not registered (at start-up, with MetaSim's message).
     """
     settings, scenario_overrides = split_kwargs(kwargs, ROBOVERSE_SERVER_KEYS)
     allow_any_task = bool(options.pop("allow_any_task", True))
@@ -319,13 +373,17 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
         raise TypeError(f"unknown roboverse backend options {sorted(unknown)}; known: {sorted(ROBOVERSE_SERVER_KEYS)}")
     settings.update(options)
     simulator = str(settings.get("simulator", "isaacsim"))
-    device = settings.get("device", "cuda")
+    device = settings.get("device") or default_device()
     headless = bool(settings.get("headless", True))
     cap = settings.get("num_envs")
+    quiet_loguru(str(settings.get("metasim_log_level", "INFO")))
+    if simulator == "mujoco" and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless: before MetaSim imports mujoco
+    enter_data_dir(settings.get("data_dir"))
 
     registry = importlib.import_module("metasim.task.registry")
     if task:
-        registry.get_task_class(task)  # an unknown name fails at start-up with the registered list
+        check_scenario_keys(registry.get_task_class(task).scenario, scenario_overrides, "server's --kwargs")
     slot = SessionSlot("roboverse")
 
     def factory(opts: SessionOptions) -> Session:
@@ -334,14 +392,20 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
             task_cls = registry.get_task_class(name)
         except KeyError as exc:
             raise BadRequestError(str(exc.args[0] if exc.args else exc)) from exc
+        check_scenario_keys(task_cls.scenario, opts.task_kwargs, "client's task_kwargs")
         in_step = settings.get("resets_in_step")
         in_step = resets_in_step_by_class(task_cls) if in_step is None else bool(in_step)
         check_autoreset("roboverse", opts.autoreset_mode, in_step, opts.num_envs is None)
         n = batch_size(opts, cap, "roboverse")
+        if simulator == "mujoco" and n > 1:
+            raise BadRequestError(
+                f"MetaSim's MuJoCo handler holds one env, not num_envs={n}: use a RemoteEnv or num_envs=1, "
+                "or fan out over several servers (RemoteVectorEnv(hosts=[...]))"
+            )
         slot.check_free()
-        scenario = task_cls.scenario.update(
-            simulator=simulator, num_envs=n, headless=headless, **{**scenario_overrides, **opts.task_kwargs}
-        )
+        scenario = copy.deepcopy(task_cls.scenario)  # update() mutates, and the class's copy is shared
+        overrides = {**scenario_overrides, **opts.task_kwargs}
+        scenario.update(simulator=simulator, num_envs=n, headless=headless, **overrides)
         env = task_cls(scenario, device=device)
         if opts.max_episode_steps is not None:
             env.max_episode_steps = int(opts.max_episode_steps)

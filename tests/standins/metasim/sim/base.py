@@ -1,10 +1,13 @@
 """STAND-IN for ``metasim.sim.base.BaseSimHandler`` and the IsaacSim handler behind it (GPU only).
 
-Kept: ``get_states(env_ids, mode)`` with the real tensor cache (a partial ``env_ids`` fetch is
-cached as is), ``set_states(TensorState | list[dict], env_ids)`` writing poses and joint positions
-but not velocities (as MetaSim backends do), ``set_dof_targets`` in sorted joint order,
-``simulate``, ``get_joint_names(name, sort)``, ``set_seed``. Toy physics: joints move halfway
-to their targets each step; objects stay where they are.
+Kept: ``get_states(env_ids, mode)`` with the real tensor cache and its flag ``_state_cache_expire``
+(a partial ``env_ids`` fetch is cached as is; ``set_states`` and ``simulate`` expire it,
+``set_dof_targets`` does not), ``set_states(TensorState | list[dict], env_ids)`` writing poses and
+joint positions but not velocities (as MetaSim backends do), ``set_dof_targets`` taking a tensor in
+sorted joint order or per-sub-env ``{robot: {"dof_pos_target": {joint: value}}}`` dicts (as the
+IsaacSim handler does), ``joint_pos_target`` in the robot state, ``simulate``,
+``get_joint_names(name, sort)``. Like every real handler it has no ``set_seed``. Toy physics: joints
+move halfway to their targets each step; objects stay where they are.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class BaseSimHandler:
         self.num_envs = scenario.num_envs
         self.device = "cpu"
         self.dt = 0.01 * scenario.decimation
-        self._tensor_state_cache: TensorState | None = None
+        self._states: TensorState | None = None
+        self._state_cache_expire = True
         self.set_states_calls: list[Any] = []
         n = self.num_envs
         self._root = {o.name: self._identity(n) for o in [*self.robots, *self.objects]}
@@ -48,11 +52,6 @@ class BaseSimHandler:
         names = list(robot.joint_limits) if robot is not None else []
         return sorted(names) if sort else names
 
-    def set_seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-
-    def _invalidate_state_caches(self) -> None:
-        self._tensor_state_cache = None
 
     def _get_states(self, env_ids: list[int] | None = None) -> TensorState:
         ids = slice(None) if env_ids is None else torch.as_tensor(env_ids, dtype=torch.long)
@@ -61,6 +60,7 @@ class BaseSimHandler:
                 root_state=self._root[r.name][ids].clone(),
                 joint_pos=self._jpos[r.name][ids].clone(),
                 joint_vel=self._jvel[r.name][ids].clone(),
+                joint_pos_target=self._targets[r.name][ids].clone(),
             )
             for r in self.robots
         }
@@ -70,12 +70,13 @@ class BaseSimHandler:
     def get_states(self, env_ids: list[int] | None = None, mode: str = "dict") -> Any:
         if mode != "tensor":
             raise NotImplementedError("stand-in: only mode='tensor'")
-        if self._tensor_state_cache is None:
-            self._tensor_state_cache = self._get_states(env_ids)
-        return self._tensor_state_cache
+        if self._state_cache_expire:
+            self._states = self._get_states(env_ids)
+            self._state_cache_expire = False
+        return self._states
 
     def set_states(self, states: Any, env_ids: list[int] | None = None) -> None:
-        self._invalidate_state_caches()
+        self._state_cache_expire = True
         self.set_states_calls.append((type(states).__name__, env_ids))
         ids = list(range(self.num_envs)) if env_ids is None else list(env_ids)
         if isinstance(states, TensorState):
@@ -96,8 +97,14 @@ class BaseSimHandler:
                     self._jpos[name][i] = torch.tensor([entry["dof_pos"][j] for j in names])
                     self._jvel[name][i] = 0.0
 
-    def set_dof_targets(self, actions: torch.Tensor) -> None:
-        self._invalidate_state_caches()
+    def set_dof_targets(self, actions: Any) -> None:
+        if not isinstance(actions, torch.Tensor):  # per-sub-env dicts, by joint name
+            actions = torch.tensor(
+                [
+                    [actions[i][r.name]["dof_pos_target"][j] for r in self.robots for j in self.get_joint_names(r.name)]
+                    for i in range(self.num_envs)
+                ]
+            )
         col = 0
         for r in self.robots:
             width = len(r.joint_limits)
@@ -105,7 +112,7 @@ class BaseSimHandler:
             col += width
 
     def simulate(self) -> None:
-        self._invalidate_state_caches()
+        self._state_cache_expire = True
         for r in self.robots:
             step = 0.5 * (self._targets[r.name] - self._jpos[r.name])
             self._jpos[r.name] += step

@@ -32,7 +32,7 @@ class RLTaskEnv(BaseTaskEnv):
 
     def reset(self, states: Any = None, env_ids: list[int] | None = None):
         super().reset(states, env_ids)
-        self.handler._invalidate_state_caches()
+        self.handler._state_cache_expire = True
         return self._observation(self.handler.get_states(mode="tensor")), {}
 
     @property

@@ -1,6 +1,6 @@
 """STAND-IN for RoboVerse's ``stack_cube`` task (real: roboverse_pack/tasks/maniskill/stack_cube.py):
 Franka, a red ``cube`` and a blue ``base``; success when the cube rests on the base; 250 steps.
-Resets randomise both cubes on the table (torch RNG, so ``handler.set_seed`` makes them repeatable)."""
+Start states come from ``_get_initial_states`` (the real one reads them from a trajectory file)."""
 
 from __future__ import annotations
 
@@ -19,34 +19,32 @@ class StackCubeTask(BaseTaskEnv):
     scenario = ScenarioCfg(objects=[PrimitiveCubeCfg("cube"), PrimitiveCubeCfg("base")], robots=["franka"])
     max_episode_steps = 250
 
-    def reset(self, states: Any = None, env_ids: list[int] | None = None):
-        if states is None:
-            n = self.num_envs
-            ids = list(range(n)) if env_ids is None else list(env_ids)
-            robot = self.handler.robots[0]
-            dof = dict(robot.default_joint_positions)
-            xy = torch.tensor([0.5, 0.0]) + (torch.rand(n, 2, 2) - 0.5) * 0.1
-            xy[:, 0, 1] += 0.1
-            xy[:, 1, 1] -= 0.1
-            states = [None] * n
-            for i in ids:
-                states[i] = {
+    def _get_initial_states(self) -> list[dict[str, Any]]:
+        """As the real task: start states from its trajectory file (here: 8 fixed poses), repeated or
+        trimmed to ``num_envs``; ``reset`` without states puts sub-env i in start state i."""
+        robot = self.handler.robots[0]
+        gen = torch.Generator().manual_seed(0)
+        poses = []
+        for _ in range(8):
+            xy = torch.tensor([0.5, 0.0]) + (torch.rand(2, 2, generator=gen) - 0.5) * 0.1
+            xy[0, 1] += 0.1
+            xy[1, 1] -= 0.1
+            poses.append(
+                {
                     "robots": {
                         robot.name: {
                             "pos": torch.zeros(3),
                             "rot": torch.tensor([1.0, 0, 0, 0]),
-                            "dof_pos": dof,
+                            "dof_pos": dict(robot.default_joint_positions),
                         }
                     },
                     "objects": {
-                        name: {
-                            "pos": torch.tensor([*xy[i, k].tolist(), 0.02]),
-                            "rot": torch.tensor([1.0, 0, 0, 0]),
-                        }
+                        name: {"pos": torch.tensor([*xy[k].tolist(), 0.02]), "rot": torch.tensor([1.0, 0, 0, 0])}
                         for k, name in enumerate(("cube", "base"))
                     },
                 }
-        return super().reset(states, env_ids)
+            )
+        return [poses[i % len(poses)] for i in range(self.num_envs)]
 
     def _terminated(self, env_states: Any) -> torch.Tensor:
         cube = env_states.objects["cube"].root_state[:, :3]

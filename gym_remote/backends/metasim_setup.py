@@ -1,0 +1,118 @@
+"""The server process around MetaSim: working directory, device, logging, scenario keywords, start states.
+
+These are the parts of serving MetaSim that are about MetaSim's habits rather than the session:
+
+- it finds ``roboverse_data/...`` relative to the working directory and, resolving a robot or scene
+  name, imports every non-underscore ``.py`` file there (:func:`enter_data_dir`);
+- its task env defaults to CUDA, which fails on a CPU-only torch (:func:`default_device`);
+- its success checker logs through loguru at DEBUG on every step (:func:`quiet_loguru`);
+- ``ScenarioCfg.update`` sets any attribute it is given, so a misspelt keyword is silently ignored
+  (:func:`check_scenario_keys`);
+- no handler seeds, so a reproducible start is a start state drawn with the session's generator from
+  the task's own initial states (:func:`start_state_pool`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gym_remote.errors import BadRequestError
+
+__all__ = ["check_scenario_keys", "default_device", "enter_data_dir", "quiet_loguru", "start_state_pool"]
+
+log = logging.getLogger(__name__)
+
+
+def start_state_pool(env: Any) -> list[Any] | None:
+    """Every start state the task offers (MetaSim's per-env dict states), or None if it offers none.
+
+    The task's trajectory file when it names one (``traj_filepath``: all of its demos, where the task
+    itself keeps only the first ``num_envs``), else the task's own ``_initial_states`` list.
+    """
+    path = getattr(env, "traj_filepath", None)
+    if isinstance(path, str) and os.path.exists(path):
+        try:
+            from metasim.utils.demo_util import get_traj
+        except ImportError:
+            get_traj = None
+        if get_traj is not None:
+            states, _, _ = get_traj(path, env.scenario.robots[0], env.handler)
+            if states:
+                return list(states)
+    initial = getattr(env, "_initial_states", None)
+    return list(initial) if isinstance(initial, list) and initial else None
+
+
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"`` (MetaSim's tasks assume CUDA); logged."""
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
+    log.info("device %s (torch.cuda.is_available() is %s); set --kwargs '{\"device\": ...}' to choose", device, cuda)
+    return device
+
+
+def enter_data_dir(data_dir: str | os.PathLike[str] | None) -> None:
+    """Run in MetaSim's data folder: it finds ``roboverse_data/`` and imports ``*.py`` relative to the cwd.
+
+    With ``data_dir`` None the working directory stays, and any Python files MetaSim could import
+    from it are logged.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` has no ``roboverse_data`` folder (the message gives the command
+            that writes one).
+    """
+    if data_dir is None:
+        here = Path.cwd()
+        log.info("MetaSim's working directory is %s (set data_dir to choose)", here)
+        stray = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_"))
+        if stray:
+            log.warning("MetaSim may import these files of %s when it resolves a robot: %s", here, stray)
+        return
+    path = Path(data_dir).expanduser().resolve()
+    if not (path / "roboverse_data").is_dir():
+        raise FileNotFoundError(
+            f"data_dir {path} has no roboverse_data/ folder; write one with "
+            f"'python -m gym_remote.backends.metasim_data --out {path}'"
+        )
+    os.chdir(path)
+    log.info("MetaSim runs in %s", path)
+
+
+def quiet_loguru(level: str) -> None:
+    """MetaSim logs through loguru at DEBUG on every step (its success checker): keep ``level`` and up."""
+    try:
+        import sys
+
+        from loguru import logger
+    except ImportError:
+        return
+    logger.remove()
+    logger.add(sys.stderr, level=level)
+
+
+def check_scenario_keys(scenario: Any, keys: Mapping[str, Any], source: str) -> None:
+    """Refuse keywords that are not fields of MetaSim's ``ScenarioCfg`` (``update`` would set them silently).
+
+    Raises:
+        BadRequestError: with the unknown names, close matches and the known fields.
+    """
+    if not dataclasses.is_dataclass(scenario):
+        return
+    fields = sorted(f.name for f in dataclasses.fields(scenario))
+    unknown = sorted(set(keys) - set(fields))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, fields, 1)
+            hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+        raise BadRequestError(
+            f"unknown scenario keywords from the {source}: {', '.join(hints)}; ScenarioCfg has {fields}"
+        )

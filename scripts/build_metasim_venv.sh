@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Build (or refresh) the RoboVerse MetaSim server venv: the real MetaSim (vendored, commit dd8ff06)
+# with its MuJoCo handler on the CPU, plus gym-remote's server core. Idempotent: the heavy part is
+# built once and cached under $GYM_REMOTE_VENVS (default ~/.cache/gym-remote/venvs) and rebuilt only
+# when this recipe changes (a stamp file holds it); a later run only re-links this checkout and
+# regenerates MetaSim's data folder from the checkout's own model (both cheap).
+#
+#   bash scripts/build_metasim_venv.sh          # prints the venv's python on its last line
+#
+# The recipe follows ../shared/vendor/README.md: torch==2.13.0 first (the CPU build: pip must never
+# pull CUDA wheels), then MetaSim's dependencies without torchvision, mujoco pinned to 3.17.0 (dm_control
+# breaks on mujoco 4.0), then an EDITABLE install of the extracted source (its pyproject lists only
+# the top-level packages, so a built wheel would be empty). MetaSim's data (robot MJCF, start poses)
+# normally comes from a hub at run time, unreachable here; `python -m gym_remote.backends.metasim_data`
+# writes it into "$venv/data", the folder a server runs in (`--kwargs '{"data_dir": ...}'`).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+TARBALL=${METASIM_TARBALL:-"$here/../shared/vendor/roboverse-dd8ff06.tar.gz"}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+MUJOCO_SPEC=${MUJOCO_SPEC:-mujoco==3.17.0}
+root=${GYM_REMOTE_VENVS:-$HOME/.cache/gym-remote/venvs}
+venv="$root/metasim-dd8ff06"
+PY=${PYTHON:-python3}
+DEPS=(gymnasium loguru rich rootutils tqdm tyro portalocker "imageio[ffmpeg]" opencv-python-headless
+      dm_control huggingface-hub "$MUJOCO_SPEC")
+stamp="$venv/.gym-remote-built"
+
+step() { echo "[metasim-venv] $*" >&2; }
+
+[ -f "$TARBALL" ] || { step "vendored MetaSim not found at $TARBALL (set METASIM_TARBALL)"; exit 1; }
+tar_sum=$(sha256sum "$TARBALL" | cut -c1-16)
+want="metasim=$tar_sum $TORCH_SPEC deps=${DEPS[*]} v1"
+
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  step "building $venv (a few minutes the first time)"
+  rm -rf "$venv"
+  mkdir -p "$root"
+  $PY -m venv "$venv"
+  pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+  "${pip[@]}" install -q --upgrade pip
+  step "1/4 $TORCH_SPEC (CPU build)"
+  "${pip[@]}" install -q "$TORCH_SPEC"
+  "$venv/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
+    || { step "refusing: $TORCH_SPEC resolved to a CUDA build"; exit 1; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  step "2/4 MetaSim's dependencies (no torchvision, $MUJOCO_SPEC)"
+  # Nothing CUDA may come in: torch is already satisfied, so pip must not touch it.
+  "${pip[@]}" install --dry-run -q --report "$tmp/report.json" "${DEPS[@]}" >/dev/null
+  if grep -q -e '"name": "nvidia-' -e '"name": "torch"' "$tmp/report.json"; then
+    step "refusing: the dependencies would pull CUDA wheels or another torch"; exit 1
+  fi
+  "${pip[@]}" install -q "${DEPS[@]}"
+  step "3/4 MetaSim itself, editable, from $(basename "$TARBALL")"
+  mkdir -p "$venv/src"
+  tar -xzf "$TARBALL" -C "$venv/src"
+  src=$(find "$venv/src" -mindepth 1 -maxdepth 1 -type d | head -n1)
+  "${pip[@]}" install -q --no-deps -e "$src"
+  step "4/4 gym-remote's server core"
+  "${pip[@]}" install -q "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0"
+  echo "$want" > "$stamp"
+fi
+# Link this checkout and regenerate the data from its model (cheap, every run): the server runs the
+# code under test.
+if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1); then
+  echo "$out" >&2; step "could not install $here into the venv"; exit 1
+fi
+"$venv/bin/python" -m gym_remote.backends.metasim_data --out "$venv/data" >&2
+# MetaSim's task discovery logs every optional task it cannot import: show that only on failure.
+if ! check=$(cd "$venv/data" && "$venv/bin/python" -c \
+     "import metasim.task.registry as r, gym_remote; r.get_task_class('stack_cube')" 2>&1); then
+  echo "$check" >&2; step "the venv does not import MetaSim's stack_cube"; exit 1
+fi
+echo "$venv/bin/python"
