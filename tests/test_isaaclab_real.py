@@ -308,3 +308,39 @@ def test_offline_assets_tool_help(python: str) -> None:
     )
     assert out.returncode == 0 and "asset_root" in out.stdout
     assert sys.executable != python  # the client side of these tests is not the server's venv
+
+
+# ---------------------------------------------------------------------------- remote replay
+
+
+def test_real_isaac_lab_states_replay_in_a_local_mujoco_cartpole(cartpole: LocalServer, tmp_path: Path) -> None:
+    """The seed's main mode: the server sends states, this machine poses its own MuJoCo model."""
+    from gym_remote.assets import ISAACLAB_CARTPOLE_XML
+    from gym_remote.replay import MujocoReplayWrapper, load_trajectory
+
+    env = MujocoReplayWrapper(
+        _make(cartpole), model=ISAACLAB_CARTPOLE_XML, name_map="isaaclab_cartpole", width=160, height=120
+    )
+    try:
+        observations = [env.reset(seed=2)[0]]
+        for t in range(40):
+            obs, *_ = env.step(np.array([0.8 * np.sin(t / 4)], np.float32))
+            observations.append(obs)
+        trajectory = env.trajectory()
+        replayer = env.replayer
+        model, data = replayer.model, replayer.data
+        cols = [int(model.joint(name).qposadr[0]) for name in ("slider_to_cart", "cart_to_pole")]
+        assert len(trajectory.states) == len(observations) == 41
+        for state, obs in zip(trajectory.states, observations, strict=True):
+            replayer.set_state(state)
+            # Isaac Lab's own observation (joint_pos_rel, default pose 0) against the replayed model.
+            np.testing.assert_allclose(data.qpos[cols], obs[:2], atol=1e-5)
+        cart = [replayer.render(s) for s in trajectory.states[[0, -1]]]
+        changed = np.abs(cart[0].astype(int) - cart[1]).max(axis=-1) > 40
+        assert changed.sum() > 50, changed.sum()  # the frames move: cart and pole drawn elsewhere
+        frames = env.save_video(tmp_path / "cartpole.mp4")
+        assert frames == 41 and (tmp_path / "cartpole.mp4").stat().st_size > 1000
+        env.save_trajectory(tmp_path / "cartpole.npz")
+        np.testing.assert_array_equal(load_trajectory(tmp_path / "cartpole.npz").states, trajectory.states)
+    finally:
+        env.close()
