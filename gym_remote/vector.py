@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 
 from gym_remote import __version__
 from gym_remote.client import PROBE_TIMEOUT, Connection, parse_host_port
-from gym_remote.env import DEFAULT_PORT, start_server_for
+from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
 from gym_remote.spaces import space_from_dict, validate_action
@@ -138,6 +138,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         if launch_options and not launch:
             raise TypeError(f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)")
+        check_render_mode(render_mode)
         mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
         if mode not in ("next_step", "same_step", "disabled"):
             raise ValueError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
@@ -217,7 +218,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = space_from_dict(first["action_space"])
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.metadata = {**(first.get("metadata") or {})}
+        self.metadata = client_metadata(first.get("metadata"))
         self.metadata["autoreset_mode"] = _AUTORESET[mode.upper()] if _AUTORESET is not None else mode
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
