@@ -84,9 +84,7 @@ def _quat_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(np.abs(a - b).max(axis=-1), np.abs(a + b).max(axis=-1))
 
 
-def unrestored_fields(
-    schema: StateSchema, wanted: np.ndarray, got: np.ndarray, tol: float = RESTORE_TOL
-) -> list[str]:
+def unrestored_fields(schema: StateSchema, wanted: np.ndarray, got: np.ndarray, tol: float = RESTORE_TOL) -> list[str]:
     """The ``"entity/field"`` parts of ``wanted`` that ``got`` does not match within ``tol``.
 
     Fields are ``root_pose``, ``root_vel``, ``joint_pos`` and ``joint_vel`` (the layout of

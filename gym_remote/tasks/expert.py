@@ -90,6 +90,8 @@ class StackCubeExpert:
     Usage: ``expert.reset()`` at each episode start, then ``action = expert.act(obs)`` per step.
     ``max_step`` (m) and ``max_turn`` (rad) bound how far the Cartesian set-point moves per control
     step; ``damping`` is the DLS damping and ``ik_iters`` the IK iterations per step.
+    ``base_half_height`` (m) overrides the base's half height read from the model, for scenes whose
+    base differs from the built-in one (RoboVerse's stack_cube base is a 4 cm cube: 0.02).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class StackCubeExpert:
         max_turn: float = 0.12,
         damping: float = 0.05,
         ik_iters: int = 15,
+        base_half_height: float | None = None,
     ) -> None:
         self.model = mujoco.MjModel.from_xml_path(str(asset_path))
         self.data = mujoco.MjData(self.model)
@@ -111,7 +114,7 @@ class StackCubeExpert:
         ranges = np.array([m.joint(j).range for j in ARM_JOINTS])
         self._low, self._high = ranges[:, 0], ranges[:, 1]
         self._site = m.site("tcp").id
-        self._base_half_height = float(m.geom("base").size[2])
+        self._base_half_height = float(m.geom("base").size[2] if base_half_height is None else base_half_height)
         self._jacp = np.zeros((3, m.nv))
         self._jacr = np.zeros((3, m.nv))
         self.reset()
@@ -223,6 +226,12 @@ class StackCubeExpert:
         return out
 
     # ------------------------------------------------------------------ kinematics
+
+    def tcp_position(self, q: np.ndarray) -> np.ndarray:
+        """The finger-tip centre (m, robot base frame) for arm joints ``q`` (7,) in radians."""
+        self.data.qpos[self._qadr] = np.asarray(q, dtype=np.float64)
+        mujoco.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self._site].copy()
 
     def _tcp_quat(self, q: np.ndarray) -> np.ndarray:
         self.data.qpos[self._qadr] = q
