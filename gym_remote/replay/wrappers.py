@@ -1,0 +1,260 @@
+"""Gymnasium wrappers that record a remote env's states and render them locally with MuJoCo.
+
+The states ride on the remote env's own reset/step replies (``with_state``), so recording costs no
+extra round trip. Both wrappers take one :class:`ReplayOptions` (or its fields as keywords); each
+keeps the recording as the columns of a :class:`~gym_remote.replay.trajectory.Trajectory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from gym_remote.errors import StateError
+from gym_remote.replay.replayer import NameMapSource, Replayer, resolve_model
+from gym_remote.replay.trajectory import Trajectory
+from gym_remote.state import check_state
+
+if TYPE_CHECKING:
+    import mujoco
+
+__all__ = ["MujocoReplayVectorWrapper", "MujocoReplayWrapper", "ReplayOptions"]
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How a replay wrapper draws and records (the fields of :class:`~gym_remote.replay.Replayer`, plus
+    recording). Example: ``MujocoReplayWrapper(env, ReplayOptions(width=320, height=240))``."""
+
+    #: MJCF path, XML string or ``mujoco.MjModel`` of the remote scene; None: the built-in scene,
+    #: allowed only for the built-in task.
+    model: str | Path | mujoco.MjModel | None = None
+    #: remote-to-local names (dict, YAML path, bare name in ``configs/maps/``, or a ``NameMap``).
+    name_map: NameMapSource = None
+    #: camera name or id; None: the model's first camera (else the free camera).
+    camera: str | int | None = None
+    #: frame width and height in pixels (even, for libx264).
+    width: int = 640
+    height: int = 480
+    #: video frames per second; None: the remote ``render_fps`` (else 30).
+    fps: float | None = None
+    #: keep every state for ``save_video``/``save_trajectory``; False keeps only the latest.
+    record: bool = True
+    #: the sub-env drawn when states are batched.
+    env_index: int = 0
+
+    @classmethod
+    def of(cls, options: ReplayOptions | None, fields: dict[str, Any]) -> ReplayOptions:
+        """``options`` (default: all defaults) with ``fields`` replaced.
+
+        Raises:
+            TypeError: ``options`` is not a ReplayOptions, or a field name is unknown.
+        """
+        if options is not None and not isinstance(options, ReplayOptions):
+            raise TypeError(
+                f"the second argument is a ReplayOptions, not {type(options).__name__}: pass the model as model=..."
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise TypeError(f"unknown replay options {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(options or cls(), **fields)
+
+
+_COLUMNS = ("states", "actions", "rewards", "terminated", "truncated", "episode")
+
+
+def _as_floats(action: Any) -> np.ndarray:
+    try:
+        return np.array(action, dtype=np.float64)
+    except (TypeError, ValueError):  # Dict/Tuple actions: not recorded, the states are what replay needs
+        return np.empty(0)
+
+
+def _stack_actions(actions: list[np.ndarray | None]) -> np.ndarray:
+    """Actions (T, ...) with NaN on reset rows; an empty column when they do not stack."""
+    taken = [a for a in actions if a is not None]
+    shape = taken[0].shape if taken else (0,)
+    if any(a.shape != shape for a in taken):
+        return np.zeros((len(actions), 0))
+    return np.stack([np.full(shape, np.nan) if a is None else a for a in actions])
+
+
+class _ReplayCore:
+    """Recording and local rendering shared by the single-env and vector wrappers."""
+
+    env: Any
+
+    def _setup(self, options: ReplayOptions) -> None:
+        remote = self.env.unwrapped
+        if not hasattr(remote, "with_state"):
+            raise TypeError(
+                f"{type(remote).__name__} cannot attach states to its replies: wrap a gym-remote env"
+            )
+        schema = getattr(remote, "state_schema", None)
+        if schema is None:
+            raise StateError(
+                f"the remote env (task {getattr(remote, 'task', None)!r}) publishes no state schema, so "
+                "there is nothing to replay; the server's env needs a MuJoCo model, or get_state() and "
+                "a state_schema"
+            )
+        self.task: str | None = getattr(remote, "task", None)
+        o = self.options = options
+        self.replayer = Replayer(
+            resolve_model(o.model, self.task), schema, o.name_map, camera=o.camera, width=o.width, height=o.height
+        )
+        remote.with_state = True  # states ride on every reset/step reply: no extra round trip
+        self._remote = remote
+        self.record, self.env_index = o.record, o.env_index
+        self.fps = float(o.fps or self.env.metadata.get("render_fps") or 30)
+        self.metadata = {**self.env.metadata, "render_modes": ["rgb_array"], "render_fps": self.fps}
+        self._latest: np.ndarray | None = None
+        self._episode = -1
+        self._columns: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
+
+    @property
+    def render_mode(self) -> str:
+        """Always ``rgb_array``: frames are made here, whatever the remote renders."""
+        return "rgb_array"
+
+    def _capture(self, action: Any, reward: Any, terminated: Any, truncated: Any) -> None:
+        state = self._remote.last_state
+        if state is None:
+            raise StateError("the remote reply carried no state although with_state is on")
+        state = check_state(self.replayer.schema, state).copy()  # wire arrays are read-only views
+        self._latest = state
+        if self.record:  # copies: callers may reuse their action buffer, the env its reward array
+            row = (
+                state,
+                None if action is None else _as_floats(action),
+                np.array(reward, dtype=np.float64),
+                np.array(terminated, dtype=bool),
+                np.array(truncated, dtype=bool),
+                self._episode,
+            )
+            for column, value in zip(_COLUMNS, row, strict=True):
+                self._columns[column].append(value)
+
+    def _start_episode(self) -> None:
+        self._episode += 1
+        self._capture(None, 0.0, False, False)
+
+    def _row(self, state: np.ndarray) -> np.ndarray:
+        return state[self.env_index] if state.ndim == 2 else state
+
+    def render(self) -> np.ndarray:
+        """The latest remote state rendered locally (sub-env ``env_index`` when batched)."""
+        if self._latest is None:
+            raise gym.error.ResetNeeded("call reset() before render(): there is no state to draw yet")
+        return self.replayer.render(self._row(self._latest))
+
+    def trajectory(self) -> Trajectory:
+        """Everything recorded so far (see :class:`Trajectory` for the row layout)."""
+        cols = self._columns
+        if not cols["states"]:
+            raise ValueError("nothing recorded (record=False, or reset() never called)")
+        states = np.stack(cols["states"])
+        batch = states.shape[1:-1]  # () for one env, (N,) for a vector env
+        return Trajectory(
+            schema=self.replayer.schema,
+            states=states,
+            actions=_stack_actions(cols["actions"]),
+            # Reset rows hold scalars: broadcast them to the batch shape of the step rows.
+            rewards=np.stack([np.broadcast_to(r, batch) for r in cols["rewards"]]),
+            terminated=np.stack([np.broadcast_to(f, batch) for f in cols["terminated"]]),
+            truncated=np.stack([np.broadcast_to(f, batch) for f in cols["truncated"]]),
+            episode=np.array(cols["episode"], dtype=np.int64),
+            fps=self.fps,
+            task=self.task,
+            name_map=self.replayer.binding.name_map,
+        )
+
+    def save_video(self, path: str | Path, episode: int | None = None) -> int:
+        """Render the recorded states (one episode, or all) into an MP4; return the frame count."""
+        return self.replayer.write_video(self.trajectory().select(episode, self.env_index), path, self.fps)
+
+    def save_trajectory(self, path: str | Path) -> Path:
+        """Write the recording to one ``.npz`` (atomically); read it back with :func:`load_trajectory`."""
+        return self.trajectory().save(path)
+
+    def clear(self) -> None:
+        """Forget the recording (a long run otherwise keeps every state in memory)."""
+        for column in self._columns.values():
+            column.clear()
+
+
+class MujocoReplayWrapper(_ReplayCore, gym.Wrapper):
+    """Record a remote env's states and render them locally with MuJoCo.
+
+    ``render()`` works (``render_mode == "rgb_array"``) although the remote renders nothing, so
+    Gymnasium's ``RecordVideo`` can wrap this wrapper.
+
+    Args:
+        env: a gym-remote env (``env.unwrapped`` has ``with_state`` and ``state_schema``).
+        options: a :class:`ReplayOptions`; its fields may also be given as keywords
+            (``MujocoReplayWrapper(env, model="scene.xml", name_map="isaaclab_franka")``), which
+            override the ones in ``options``.
+
+    Raises:
+        TypeError: ``env`` is not a gym-remote env, or an unknown keyword.
+        StateError: the remote publishes no state schema, or the name map names what the model lacks.
+    """
+
+    def __init__(self, env: gym.Env, options: ReplayOptions | None = None, **fields: Any) -> None:
+        gym.Wrapper.__init__(self, env)
+        self._setup(ReplayOptions.of(options, fields))
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._start_episode()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._capture(action, reward, terminated, truncated)
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.replayer.close()
+        super().close()
+
+
+class MujocoReplayVectorWrapper(_ReplayCore, gym.vector.VectorWrapper):
+    """:class:`MujocoReplayWrapper` for a vector env whose ``unwrapped`` has ``with_state``,
+    ``state_schema`` and a batched ``last_state`` (N, D). All sub-envs are recorded; ``render()``
+    returns the frame of sub-env ``options.env_index`` (one array, not a tuple). Args as for
+    :class:`MujocoReplayWrapper`.
+
+    Raises:
+        ValueError: ``env_index`` is not a sub-env of ``env``.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, options: ReplayOptions | None = None, **fields: Any) -> None:
+        gym.vector.VectorWrapper.__init__(self, env)
+        opts = ReplayOptions.of(options, fields)
+        if not 0 <= opts.env_index < env.num_envs:
+            raise ValueError(f"env_index {opts.env_index} out of range for {env.num_envs} sub-envs")
+        self._setup(opts)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._start_episode()
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self._capture(actions, rewards, terminated, truncated)
+        return obs, rewards, terminated, truncated, info
+
+    def close(self, **kwargs: Any) -> None:
+        self.replayer.close()
+        super().close(**kwargs)
