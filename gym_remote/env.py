@@ -29,7 +29,7 @@ from gym_remote import __version__
 from gym_remote.client import PROBE_TIMEOUT, Connection
 from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
-from gym_remote.spaces import space_from_dict, validate_action
+from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ class RemoteEnv(gym.Env):
         self.task = reply.get("task") or self.task
         self.observation_space = space_from_dict(reply["observation_space"])
         self.action_space = space_from_dict(reply["action_space"])
+        self._restore_obs = needs_restore(self.observation_space)  # a Graph arrives as a plain tuple
         self.metadata = client_metadata(reply.get("metadata"))
         self._server_max_steps = reply.get("max_episode_steps")
         if self.render_mode is not None and self.render_mode not in self.metadata["render_modes"]:
@@ -256,7 +257,8 @@ class RemoteEnv(gym.Env):
             self._hello()
         reply = self._request(Kind.RESET, {"seed": seed, "options": options, "with_state": self.with_state})
         self.last_state = reply.get("state")
-        return reply["obs"], reply["info"]
+        obs = restore_sample(self.observation_space, reply["obs"]) if self._restore_obs else reply["obs"]
+        return obs, reply["info"]
 
     def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         """Step the remote env; every value is returned as the server's env returned it.
@@ -278,7 +280,8 @@ class RemoteEnv(gym.Env):
             )
         reply = self._request(Kind.STEP, {"action": action, "with_state": self.with_state})
         self.last_state = reply.get("state")
-        return reply["obs"], reply["reward"], reply["terminated"], reply["truncated"], reply["info"]
+        obs = restore_sample(self.observation_space, reply["obs"]) if self._restore_obs else reply["obs"]
+        return obs, reply["reward"], reply["terminated"], reply["truncated"], reply["info"]
 
     def render(self) -> Any:
         if self.render_mode is None:

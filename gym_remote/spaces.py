@@ -2,7 +2,13 @@
 
 Gymnasium has no serialisation for space *definitions* (``to_jsonable`` is for samples and ``repr``
 does not round-trip), so each supported type gets a small explicit schema. Bounds travel as arrays,
-so ``inf`` and per-element bounds survive exactly. An unsupported space fails at HELLO, not later.
+so ``inf`` and per-element bounds survive exactly. Every space Gymnasium 1.x ships travels: Box,
+Discrete, MultiDiscrete, MultiBinary, Text, Dict, Tuple, Graph, Sequence and OneOf. An unknown
+space type fails at HELLO, not later.
+
+Samples travel as plain data (arrays, tuples, dicts); a ``GraphInstance`` arrives as a plain tuple,
+and :func:`restore_sample` turns it back into one, guided by the space (only for spaces that hold a
+Graph: :func:`needs_restore` is checked once per space, not per step).
 """
 
 from __future__ import annotations
@@ -45,9 +51,20 @@ def space_to_dict(space: spaces.Space) -> dict[str, Any]:
             "max_length": int(space.max_length),
             "charset": "".join(space.character_list),
         }
+    if isinstance(space, spaces.Graph):
+        edges = space.edge_space
+        return {
+            "type": "Graph",
+            "node_space": space_to_dict(space.node_space),
+            "edge_space": None if edges is None else space_to_dict(edges),
+        }
+    if isinstance(space, spaces.Sequence):
+        return {"type": "Sequence", "space": space_to_dict(space.feature_space), "stack": bool(space.stack)}
+    if isinstance(space, spaces.OneOf):
+        return {"type": "OneOf", "spaces": [space_to_dict(s) for s in space.spaces]}
     raise SpaceError(
         f"{type(space).__name__} is not supported on the wire; supported: Box, Discrete, MultiDiscrete, "
-        "MultiBinary, Dict, Tuple, Text"
+        "MultiBinary, Dict, Tuple, Text, Graph, Sequence, OneOf"
     )
 
 
@@ -80,11 +97,58 @@ def space_from_dict(data: Any) -> spaces.Space:
                 min_length=int(data["min_length"]),
                 charset=data["charset"],
             )
+        if kind == "Graph":
+            node_space = space_from_dict(data["node_space"])
+            edge_space = None if data["edge_space"] is None else space_from_dict(data["edge_space"])
+            if not isinstance(node_space, (spaces.Box, spaces.Discrete)) or not isinstance(
+                edge_space, (spaces.Box, spaces.Discrete, type(None))
+            ):
+                raise SpaceError("a Graph's node and edge spaces must be Box or Discrete")
+            return spaces.Graph(node_space, edge_space)
+        if kind == "Sequence":
+            return spaces.Sequence(space_from_dict(data["space"]), stack=bool(data["stack"]))
+        if kind == "OneOf":
+            return spaces.OneOf(tuple(space_from_dict(s) for s in data["spaces"]))
     except SpaceError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise SpaceError(f"malformed {kind} space description: {type(exc).__name__}: {exc}") from exc
     raise SpaceError(f"unknown space type {kind!r}")
+
+
+def needs_restore(space: spaces.Space) -> bool:
+    """Whether samples of ``space`` hold a ``GraphInstance`` (which arrives as a plain tuple)."""
+    if isinstance(space, spaces.Graph):
+        return True
+    if isinstance(space, spaces.Dict):
+        return any(needs_restore(s) for s in space.spaces.values())
+    if isinstance(space, (spaces.Tuple, spaces.OneOf)):
+        return any(needs_restore(s) for s in space.spaces)
+    if isinstance(space, spaces.Sequence):
+        return needs_restore(space.feature_space)
+    return False
+
+
+def restore_sample(space: spaces.Space, value: Any) -> Any:
+    """``value`` received on the wire with its ``GraphInstance`` parts rebuilt, guided by ``space``.
+
+    Everything else is returned as it is. Call it only when :func:`needs_restore` is true.
+    """
+    if isinstance(space, spaces.Graph):
+        if isinstance(value, tuple) and not isinstance(value, spaces.GraphInstance) and len(value) == 3:
+            return spaces.GraphInstance(*value)
+        return value
+    if isinstance(space, spaces.Dict) and isinstance(value, dict):
+        return {k: restore_sample(space.spaces[k], v) if k in space.spaces else v for k, v in value.items()}
+    if isinstance(space, spaces.Tuple) and isinstance(value, tuple) and len(value) == len(space.spaces):
+        return tuple(restore_sample(s, v) for s, v in zip(space.spaces, value, strict=True))
+    if isinstance(space, spaces.Sequence) and not space.stack and isinstance(value, tuple):
+        return tuple(restore_sample(space.feature_space, v) for v in value)
+    if isinstance(space, spaces.OneOf) and isinstance(value, tuple) and len(value) == 2:
+        index = int(value[0])
+        if 0 <= index < len(space.spaces):
+            return value[0], restore_sample(space.spaces[index], value[1])
+    return value
 
 
 def validate_action(space: spaces.Space, action: Any) -> Any:
@@ -125,7 +189,9 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
         if not isinstance(action, (tuple, list)) or len(action) != len(space.spaces):
             raise ValueError(f"action must be a tuple of {len(space.spaces)} elements")
         return tuple(validate_action(s, a) for s, a in zip(space.spaces, action, strict=True))
-    if isinstance(space, spaces.Text):
+    if isinstance(space, (spaces.Text, spaces.Graph, spaces.Sequence, spaces.OneOf)):
+        if needs_restore(space):
+            action = restore_sample(space, action)
         if not space.contains(action):
             raise ValueError(f"action {action!r} is not in {space}")
         return action

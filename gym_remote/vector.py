@@ -18,6 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from gym_remote import __version__
@@ -25,7 +26,7 @@ from gym_remote.client import PROBE_TIMEOUT, Connection, parse_host_port
 from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
-from gym_remote.spaces import space_from_dict, validate_action
+from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,36 @@ def concat_batches(parts: Sequence[Any], counts: Sequence[int]) -> Any:
     if any(a.ndim == 0 for a in arrays):  # a per-batch figure (e.g. Isaac Lab's info["log"]): not per sub-env
         return arrays[0]
     return np.concatenate(arrays, axis=0)
+
+
+#: Spaces whose batch is a tuple with one sample per sub-env (Gymnasium's ``batch_space``).
+_PER_ENV_TUPLES = (spaces.Graph, spaces.Sequence, spaces.OneOf, spaces.Text)
+
+
+def slice_batch(space: spaces.Space, batch: Any, start: int, stop: int) -> Any:
+    """Sub-envs ``start:stop`` of a batch of the single-env ``space`` (the inverse of concatenation)."""
+    if isinstance(space, spaces.Dict):
+        return {k: slice_batch(s, batch[k], start, stop) for k, s in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(slice_batch(s, b, start, stop) for s, b in zip(space.spaces, batch, strict=True))
+    return batch[start:stop]  # an array, or a tuple of one sample per sub-env
+
+
+def concat_observations(space: spaces.Space, parts: Sequence[Any], counts: Sequence[int]) -> Any:
+    """Concatenate batched observations of the single-env ``space`` from several servers, in order.
+
+    Arrays are concatenated along the batch axis; Graph, Sequence, OneOf and Text batches are
+    tuples of one sample per sub-env, so they are joined as tuples; Dict and Tuple recurse.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(space, spaces.Dict):
+        return {k: concat_observations(s, [p[k] for p in parts], counts) for k, s in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(concat_observations(s, [p[i] for p in parts], counts) for i, s in enumerate(space.spaces))
+    if isinstance(space, _PER_ENV_TUPLES):
+        return tuple(x for p in parts for x in p)
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)
 
 
 def _empty_like(example: Any, n: int) -> Any:
@@ -218,6 +249,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = space_from_dict(first["action_space"])
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._restore_obs = needs_restore(self.observation_space)  # a Graph arrives as a plain tuple
         self.metadata = client_metadata(first.get("metadata"))
         self.metadata["autoreset_mode"] = _AUTORESET[mode.upper()] if _AUTORESET is not None else mode
         schema = first.get("state_schema")
@@ -306,7 +338,10 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = validate_action(self.action_space, actions)
         bodies = [
-            {"action": _slice_tree(actions, s.start, s.start + s.count), "with_state": self.with_state}
+            {
+                "action": slice_batch(self.single_action_space, actions, s.start, s.start + s.count),
+                "with_state": self.with_state,
+            }
             for s in self._shards
         ]
         replies = self._all(Kind.STEP, bodies)
@@ -328,7 +363,15 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         if self.with_state:  # None rather than a stale state when a shard sent none
             states = [r.get("state") for r in replies]
             self.last_state = None if any(s is None for s in states) else concat_batches(states, counts)
-        return tuple(concat_batches([r[k] for r in replies], counts) for k in keys)
+        merged = [
+            concat_observations(self.single_observation_space, [r[k] for r in replies], counts)
+            if k == "obs"
+            else concat_batches([r[k] for r in replies], counts)
+            for k in keys
+        ]
+        if self._restore_obs and keys[0] == "obs":
+            merged[0] = restore_sample(self.observation_space, merged[0])
+        return tuple(merged)
 
     def get_state(self) -> np.ndarray:
         """Batched state ``[num_envs, D]`` (laid out by :attr:`state_schema`)."""

@@ -142,3 +142,47 @@ class SlowBuildEnv(RaisingEnv):
 
 if "tests/SlowBuild-v0" not in gym.registry:
     gym.register("tests/SlowBuild-v0", entry_point="tests.envs:SlowBuildEnv")
+
+
+def testing_spaces() -> dict[str, spaces.Space]:
+    """Fresh instances of the spaces beyond Box and Discrete that must travel, by name."""
+    box = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    return {
+        "graph": spaces.Graph(box, spaces.Discrete(3)),
+        "graph-no-edges": spaces.Graph(spaces.Discrete(4), None),
+        "sequence": spaces.Sequence(box),
+        "sequence-stacked": spaces.Sequence(spaces.Discrete(5), stack=True),
+        "oneof": spaces.OneOf((spaces.Discrete(3), box)),
+        "text": spaces.Text(8),
+        "dict-with-graph": spaces.Dict({"g": spaces.Graph(box, box), "x": box}),
+        "tuple-with-sequence": spaces.Tuple((spaces.Sequence(spaces.Discrete(2)), spaces.Discrete(2))),
+    }
+
+
+class SpaceEchoEnv(gym.Env):
+    """Observation and action space ``testing_spaces()[space]``; a step returns the action it got as obs.
+
+    Samples come from ``np_random``, so seeded runs (and autoresets after them) are reproducible.
+    """
+
+    def __init__(self, space: str = "graph", episode_length: int = 7) -> None:
+        self.observation_space = testing_spaces()[space]
+        self.action_space = testing_spaces()[space]
+        self.episode_length = episode_length
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.observation_space.seed(int(self.np_random.integers(2**31)))
+        self._t = 0
+        return self.observation_space.sample(), {"t": self._t}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"{action!r} is not in {self.action_space}")
+        self._t += 1
+        return action, float(self._t), False, self._t >= self.episode_length, {"t": self._t}
+
+
+if "tests/SpaceEcho-v0" not in gym.registry:
+    gym.register("tests/SpaceEcho-v0", entry_point="tests.envs:SpaceEchoEnv")
