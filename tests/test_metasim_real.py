@@ -97,7 +97,7 @@ def test_spaces_reset_step_and_state(server: LocalServer) -> None:
         np.testing.assert_allclose(env.action_space.low[[0, 5]], [0.0, -3.0718], atol=1e-6)  # finger1, joint4
         meta = env.metadata
         assert meta["simulator"] == "mujoco" and meta["action_path"] == "per_joint"  # the tensor path is wrong
-        assert meta["start_states"] == 100
+        assert meta["start_states"] == 100 and meta["render_fps"] == 20  # 25 x 2 ms a step
         obs, info = env.reset(seed=0)
         assert obs.shape == (57,) and obs.dtype == np.float32
         np.testing.assert_allclose(obs, env.get_state(), atol=1e-6)

@@ -175,6 +175,9 @@ class MetaSimSession(BatchedSimSession):
             "action_path": self._action_path,
             "start_states": 0 if self._pool is None else len(self._pool),
         }
+        dt = control_period(self._handler)
+        if dt:
+            metadata["render_fps"] = round(1.0 / dt, 3)  # replay videos then play in real time
         super().__init__(
             task=task,
             requested_envs=requested_envs,
@@ -343,6 +346,18 @@ class MetaSimSession(BatchedSimSession):
 
     def _close_sim(self) -> None:
         self._env.close()
+
+
+def control_period(handler: Any) -> float | None:
+    """Simulated seconds per env step, where the handler says: MuJoCo's timestep x decimation, or ``dt``."""
+    physics = getattr(handler, "physics", None)
+    try:
+        if physics is not None:
+            return float(physics.model.opt.timestep) * int(handler.decimation)
+        dt = getattr(handler, "dt", None)
+        return None if dt is None else float(dt)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def resets_in_step_by_class(task_cls: type) -> bool:

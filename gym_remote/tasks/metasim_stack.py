@@ -162,7 +162,7 @@ def run_episodes(
 
     remote = RemoteEnv(host, port, task="stack_cube", timeout=60.0)
     env = MujocoReplayWrapper(
-        remote, model=ASSET_PATH, name_map="roboverse_franka", camera=camera, width=width, height=height, fps=20
+        remote, model=ASSET_PATH, name_map="roboverse_franka", camera=camera, width=width, height=height
     )
     expert = MetaSimStackExpert()
     successes: list[bool] = []
