@@ -73,4 +73,7 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" \
   >/dev/null
 "$venv/bin/python" -c "import isaaclab, isaaclab_tasks, gym_remote" >/dev/null
+# Offline stand-ins of the assets the Cartpole tasks load (NVIDIA's asset server is not reachable
+# from every box); serve with --kwargs '{"asset_root": "<venv>/assets"}'. Existing files are kept.
+"$venv/bin/python" -m gym_remote.backends.isaaclab.assets "$venv/assets" >/dev/null 2>&1
 echo "$venv/bin/python"
