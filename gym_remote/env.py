@@ -17,18 +17,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import platform
-import uuid
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from gym_remote import __version__
-from gym_remote.client import PROBE_TIMEOUT, Connection
+from gym_remote.client import Connection
+from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.errors import RemoteEnvError, SessionLostError
-from gym_remote.protocol import PROTOCOL_VERSION, Kind
+from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
@@ -174,45 +172,46 @@ class RemoteEnv(gym.Env):
         if self._server is not None:
             host, port = self._server.local_host, self._server.local_port
         self.host, self.port = str(host), int(port)
-        self._conn = Connection(
-            self.host,
-            self.port,
+        self.options = ConnectOptions(
             timeout=timeout,
+            connect_timeout=connect_timeout,
             retries=retries,
             curve_server_key=curve_server_key,
             curve_public_key=curve_public_key,
             curve_secret_key=curve_secret_key,
-            diagnostics=getattr(self._server, "log_tail", None),
-            probe_timeout=None if self._server is not None else PROBE_TIMEOUT,  # ours: seen READY
         )
-        self.session: str | None = None
+        hello = hello_body(
+            "RemoteEnv",
+            task=task,
+            task_kwargs=self.task_kwargs,
+            num_envs=None,
+            render_mode=render_mode,
+            max_episode_steps=max_episode_steps,
+        )
+        self._link = ClientSession(
+            self.options.connect(self.host, self.port, self._server), hello, connect_timeout, self._server
+        )
         self.last_state: np.ndarray | None = None
         self.state_schema: StateSchema | None = None
         self._closed = False
         try:
-            self._hello()
+            self._apply_hello(self._link.open())
         except BaseException:
             self.close()
             raise
 
+    @property
+    def session(self) -> str | None:
+        """The server's id for this env's session; ``None`` once the server forgot it."""
+        return self._link.id
+
+    @property
+    def _conn(self) -> Connection:
+        return self._link.conn
+
     # --------------------------------------------------------------------------- handshake
 
-    def _hello(self) -> None:
-        reply = self._conn.request(
-            Kind.HELLO,
-            {
-                "protocol": PROTOCOL_VERSION,
-                "client": f"gym-remote/{__version__} RemoteEnv ({platform.node()})",
-                "hello_id": uuid.uuid4().hex,
-                "task": self.task,
-                "task_kwargs": self.task_kwargs,
-                "num_envs": None,
-                "render_mode": self.render_mode,
-                "max_episode_steps": self._remote_max_steps,
-            },
-            timeout=self.connect_timeout,
-        )
-        self.session = reply["session"]
+    def _apply_hello(self, reply: dict[str, Any]) -> None:
         self.server_info = reply
         self.task = reply.get("task") or self.task
         self.observation_space = space_from_dict(reply["observation_space"])
@@ -240,22 +239,24 @@ class RemoteEnv(gym.Env):
 
     def _request(self, kind: Kind, body: Any = None) -> Any:
         self._check_open(kind.value)
-        try:
-            return self._conn.request(kind, body, session=self.session)
-        except SessionLostError:
-            self.session = None
-            raise
+        return self._link.request(kind, body)
 
     # ------------------------------------------------------------------------------ gym API
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        """Reset the remote env; a session the server forgot is replaced by a new one first.
+
+        Raises:
+            RemoteEnvError: the server came back serving other spaces, or the env was closed.
+            RemoteTimeoutError, ServerError: as for :meth:`step`.
+        """
         self._check_open("reset")
         super().reset(seed=seed)
-        if self.session is None:  # the server forgot us: open a new session transparently
-            self._hello()
-        reply = self._request(Kind.RESET, {"seed": seed, "options": options, "with_state": self.with_state})
+        # The server forgot us (restart, idle timeout): a reset opens a new session by itself.
+        body = {"seed": seed, "options": options, "with_state": self.with_state}
+        reply = self._link.call_reopening(Kind.RESET, body, self._apply_hello)
         self.last_state = reply.get("state")
         obs = restore_sample(self.observation_space, reply["obs"]) if self._restore_obs else reply["obs"]
         return obs, reply["info"]
@@ -303,16 +304,10 @@ class RemoteEnv(gym.Env):
         if self._closed:
             return
         self._closed = True
-        conn = getattr(self, "_conn", None)
-        if conn is not None:
-            if self.session is not None:
-                try:
-                    conn.request(Kind.CLOSE, session=self.session, timeout=min(conn.timeout, 2.0))
-                except Exception as exc:  # the server may already be gone; closing must not fail
-                    log.debug("closing session %s: %s", self.session, exc)
-                self.session = None
-            conn.close()
-        if getattr(self, "_server", None) is not None:
+        link = self.__dict__.get("_link")
+        if link is not None:
+            link.close()  # the server too
+        elif self.__dict__.get("_server") is not None:
             self._server.close()
         super().close()
 

@@ -1,0 +1,218 @@
+"""The client side of one session: HELLO, the session id, and a new HELLO after the server forgot it.
+
+``RemoteEnv`` holds one :class:`ClientSession`; ``RemoteVectorEnv`` holds one per server (shard).
+Recovery is written here once: a request answered with ``session_lost`` (the server restarted, or
+expired the session after ``--idle-timeout``) marks the session lost and raises
+:class:`~gym_remote.errors.SessionLostError`; :meth:`ClientSession.open` (called by the envs'
+``reset``) then opens a new one with the same HELLO and checks that the server still serves the same
+spaces. A step is never re-sent: the caller decides what a lost step means.
+
+:class:`ConnectOptions` is the one record of how to reach a server (timeouts, retries, CURVE keys),
+shared by every client class; the HELLO body (what the session asks for) travels as a plain map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gym_remote import __version__
+from gym_remote.client import PROBE_TIMEOUT, Connection
+from gym_remote.errors import RemoteEnvError, RemoteTimeoutError, SessionLostError
+from gym_remote.protocol import PROTOCOL_VERSION, Kind
+from gym_remote.spaces import space_from_dict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClientSession", "ConnectOptions", "hello_body"]
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How a client reaches a server; every client class takes these keywords."""
+
+    #: Seconds to wait for each reply.
+    timeout: float = 30.0
+    #: Seconds to wait for the HELLO reply (a GPU server may take a minute to build its simulator).
+    connect_timeout: float = 120.0
+    #: Re-sends of idempotent requests (HELLO, PING, GET_STATE) after a timeout; never of a step.
+    retries: int = 2
+    #: The server's Z85 CURVE public key: encrypts the link and authenticates the server.
+    curve_server_key: bytes | str | None = None
+    #: This client's CURVE key pair (generated when not given).
+    curve_public_key: bytes | str | None = None
+    curve_secret_key: bytes | str | None = None
+    #: Seconds a TCP connection may take to open before a HELLO (fast failure for a wrong endpoint).
+    probe_timeout: float = PROBE_TIMEOUT
+
+    @classmethod
+    def take(cls, kwargs: dict[str, Any]) -> ConnectOptions:
+        """Pop this class's fields out of ``kwargs`` (a constructor's keywords) into an instance."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+
+    def connect(self, host: str, port: int, server: Any = None) -> Connection:
+        """A :class:`Connection` to ``host:port``.
+
+        Args:
+            server: the handle of a server this process started (``LocalServer``, an SSH launch):
+                its log tail is attached to errors, and no TCP probe is made (it printed READY,
+                and a tunnel's local end accepts whatever the far end does).
+        """
+        return Connection(
+            host,
+            port,
+            timeout=self.timeout,
+            retries=self.retries,
+            curve_server_key=self.curve_server_key,
+            curve_public_key=self.curve_public_key,
+            curve_secret_key=self.curve_secret_key,
+            diagnostics=getattr(server, "log_tail", None),
+            probe_timeout=None if server is not None else self.probe_timeout,
+        )
+
+
+def hello_body(client: str, **fields: Any) -> dict[str, Any]:
+    """A HELLO body without its ``hello_id`` (added per attempt): protocol, client name, ``fields``."""
+    return {"protocol": PROTOCOL_VERSION, "client": f"gym-remote/{__version__} {client} ({platform.node()})", **fields}
+
+
+def same_service(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two HELLO replies describe the same task, spaces and sub-env count."""
+    return (
+        a.get("task") == b.get("task")
+        and a.get("num_envs") == b.get("num_envs")
+        and space_from_dict(a["observation_space"]) == space_from_dict(b["observation_space"])
+        and space_from_dict(a["action_space"]) == space_from_dict(b["action_space"])
+    )
+
+
+class ClientSession:
+    """One session on one server.
+
+    Args:
+        conn: the connection (owned: :meth:`close` closes it).
+        hello: the HELLO body (see :func:`hello_body`); the same body re-opens a lost session.
+        connect_timeout: seconds to wait for a HELLO reply.
+        server: the handle of a server this process started, closed with the session.
+
+    Attributes:
+        id: the session id, ``None`` before :meth:`open` and after the server forgot it.
+        info: the latest HELLO reply (spaces, metadata, state schema...).
+    """
+
+    def __init__(self, conn: Connection, hello: dict[str, Any], connect_timeout: float, server: Any = None) -> None:
+        self.conn = conn
+        self.hello = dict(hello)
+        self.connect_timeout = connect_timeout
+        self.server = server
+        self.id: str | None = None
+        self.info: dict[str, Any] = {}
+        self.opened = 0  # how many HELLOs succeeded (1 + re-opened sessions)
+
+    @property
+    def name(self) -> str:
+        return f"{self.conn.host}:{self.conn.port}"
+
+    @property
+    def lost(self) -> bool:
+        return self.id is None
+
+    # -------------------------------------------------------------------------------- HELLO
+
+    def send_open(self) -> None:
+        """Send a HELLO (with a fresh ``hello_id``); :meth:`recv_open` collects the reply."""
+        self.conn.send(Kind.HELLO, {**self.hello, "hello_id": uuid.uuid4().hex}, None, self.connect_timeout)
+
+    def recv_open(self) -> dict[str, Any]:
+        """The HELLO reply; the session id is taken from it.
+
+        Raises:
+            RemoteEnvError: a re-opened session serves another task or other spaces than before.
+            ServerError, RemoteTimeoutError, ConnectError: as for any request.
+        """
+        reply = self.conn.recv(self.connect_timeout)
+        if self.info and not same_service(reply, self.info):
+            self.conn.request(Kind.CLOSE, session=reply["session"], timeout=min(self.conn.timeout, 2.0))
+            raise RemoteEnvError(
+                f"the server at {self.name} came back serving {reply.get('task')!r} with other spaces than "
+                f"{self.info.get('task')!r}: make a new env",
+                host=self.conn.host,
+                port=self.conn.port,
+                request=Kind.HELLO.value,
+            )
+        if self.opened:
+            log.warning("session on %s was lost; opened session %s", self.name, reply["session"])
+        self.id, self.info = reply["session"], reply
+        self.opened += 1
+        return reply
+
+    def open(self) -> dict[str, Any]:
+        """HELLO with retries of the HELLO itself; returns the reply (see :meth:`recv_open`)."""
+        attempts = 1 + self.conn.retries
+        for attempt in range(attempts):
+            self.send_open()
+            try:
+                return self.recv_open()
+            except RemoteTimeoutError:
+                if attempt + 1 >= attempts:
+                    raise
+                log.warning("hello to %s timed out; retrying (%d/%d)", self.name, attempt + 1, self.conn.retries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------------------ requests
+
+    def send(self, kind: Kind, body: Any = None, timeout: float | None = None) -> None:
+        """Send a request in this session (see :meth:`Connection.send`)."""
+        self.conn.send(kind, body, self.id, timeout)
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The reply of the pending request.
+
+        Raises:
+            SessionLostError: the server forgot the session; it is marked lost (:attr:`lost`).
+        """
+        try:
+            return self.conn.recv(timeout)
+        except SessionLostError:
+            self.id = None
+            raise
+
+    def request(self, kind: Kind, body: Any = None, timeout: float | None = None) -> Any:
+        """Send and wait, with :class:`Connection`'s retries of idempotent requests."""
+        try:
+            return self.conn.request(kind, body, session=self.id, timeout=timeout)
+        except SessionLostError:
+            self.id = None
+            raise
+
+    def call_reopening(self, kind: Kind, body: Any, on_open: Callable[[dict[str, Any]], None]) -> Any:
+        """A request that is safe to repeat in a new session (a reset): re-open once if the session is lost.
+
+        ``on_open`` gets the new HELLO reply before the request is sent again.
+        """
+        if self.lost:
+            on_open(self.open())
+        try:
+            return self.request(kind, body)
+        except SessionLostError:
+            on_open(self.open())
+            return self.request(kind, body)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """CLOSE the session (best effort), close the socket and any server this process started."""
+        if self.id is not None and not self.conn.closed:
+            try:
+                self.conn.request(Kind.CLOSE, session=self.id, timeout=min(self.conn.timeout, timeout))
+            except RemoteEnvError as exc:  # the server may already be gone; closing must not fail
+                log.debug("closing session %s on %s: %s", self.id, self.name, exc)
+            self.id = None
+        self.conn.close()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
