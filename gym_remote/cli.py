@@ -55,12 +55,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
     options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not args.fixed_task}
-    kwargs = dict(args.kwargs)
+    backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
+    if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
+        from gym_remote.config import TaskConfig, load
+
+        cfg = load(TaskConfig, args.config, kind="tasks")
+        backend, task = backend or cfg.backend, task or cfg.task
+        kwargs = {**cfg.task_kwargs, **kwargs}
+    backend = backend or "gymnasium"
     if args.overrides:
-        if args.backend != "isaaclab":
+        if backend != "isaaclab":
             raise SystemExit("--override is Isaac Lab's Hydra override syntax: use it with --backend isaaclab")
         kwargs["overrides"] = [*kwargs.get("overrides", []), *args.overrides]
-    factory = make_factory(args.backend, args.task, kwargs, **options)
+    factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
         public, secret = zmq.auth.load_certificate(args.curve_secret)
@@ -77,8 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         curve_public_key=public,
         curve_clients=str(args.curve_clients) if args.curve_clients else None,
         insecure=args.insecure,
-        backend=args.backend,
-        task=args.task,
+        backend=backend,
+        task=task,
         watch_pid=args.watch_pid,
     )
     server.serve_forever(ready=ready)
@@ -92,7 +99,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         description="Serve a simulator task over ZeroMQ. Prints 'GYM_REMOTE READY <endpoint>' on stdout when "
         "ready; logs go to stderr. Binds 127.0.0.1 unless told otherwise: reach it through an SSH tunnel.",
     )
-    p.add_argument("--backend", default="gymnasium", choices=["gymnasium", "python", "isaaclab", "roboverse"])
+    p.add_argument("--backend", choices=["gymnasium", "python", "isaaclab", "roboverse"], help="default: gymnasium")
+    p.add_argument(
+        "--config",
+        metavar="NAME",
+        help="a task config (configs/tasks/NAME.yaml or a path): backend, task and kwargs; flags override it",
+    )
     p.add_argument(
         "--task",
         "--env",
