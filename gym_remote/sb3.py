@@ -66,6 +66,9 @@ class RemoteVecEnv(VecEnv):
         if venv.autoreset_mode != "same_step":
             raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
         self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
+        # A sub-env whose server restarted ends its episode (truncated) and goes on in a new
+        # session, so learn() continues across a server restart.
+        venv.recover_in_step = True
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
@@ -90,12 +93,14 @@ class RemoteVecEnv(VecEnv):
         infos = split_infos(info, self.num_envs)
         final_obs = info.get("final_obs")
         final_info = info.get("final_info")
-        for i in map(int, np.flatnonzero(dones)):
-            episode_info = split_infos(final_info, self.num_envs)[i] if final_info is not None else {}
-            if final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
-                episode_info["terminal_observation"] = _index(final_obs, i)
-            episode_info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            infos[i] = episode_info
+        final_infos = split_infos(final_info, self.num_envs) if final_info is not None else None
+        for i in range(self.num_envs):
+            if dones[i]:  # as DummyVecEnv: the step's info, the reset's info in reset_infos
+                self.reset_infos[i] = {k: v for k, v in infos[i].items() if k not in ("final_obs", "final_info")}
+                infos[i] = final_infos[i] if final_infos is not None else {}
+                if final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
+                    infos[i]["terminal_observation"] = _index(final_obs, i)
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])  # on every step
         return _writable(obs), reward.astype(np.float32), dones, infos
 
     def close(self) -> None:

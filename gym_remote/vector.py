@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import platform
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector.utils import batch_space, iterate
 
-from gym_remote import __version__
-from gym_remote.client import PROBE_TIMEOUT, Connection, parse_host_port
+from gym_remote.client import Connection, parse_host_port
+from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
-from gym_remote.errors import RemoteEnvError
-from gym_remote.protocol import PROTOCOL_VERSION, Kind
+from gym_remote.errors import RemoteEnvError, SessionLostError
+from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
@@ -116,17 +114,19 @@ def _empty_like(example: Any, n: int) -> Any:
 
 
 class _Shard:
-    """One server's slice of the batch."""
+    """One server's slice of the batch: sub-envs ``start:start + count`` in one :class:`ClientSession`."""
 
-    def __init__(self, conn: Connection, start: int, count: int, server: Any = None) -> None:
-        self.conn, self.start, self.count, self.server = conn, start, count, server
-        self.session: str | None = None
-        self.info: dict[str, Any] = {}
+    def __init__(self, link: ClientSession, start: int, count: int) -> None:
+        self.link, self.start, self.count = link, start, count
         self.last: dict[str, Any] = {}  # the latest obs (and state) of this shard's sub-envs
 
     @property
+    def conn(self) -> Connection:
+        return self.link.conn
+
+    @property
     def name(self) -> str:
-        return f"{self.conn.host}:{self.conn.port}"
+        return self.link.name
 
 
 class RemoteVectorEnv(gym.vector.VectorEnv):
@@ -184,6 +184,18 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         endpoints = [parse_host_port(h, DEFAULT_PORT) for h in hosts] if hosts else [(host, port)]
         if len(endpoints) > num_envs:
             raise ValueError(f"{len(endpoints)} hosts for {num_envs} sub-envs: some would serve none")
+        self.options = ConnectOptions(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+        )
+        self.autoreset_mode = mode
+        #: In SAME_STEP mode, a step that finds a sub-env's session lost reports that sub-env as
+        #: truncated, with a new session already reset, instead of raising (set by ``sb3.RemoteVecEnv``).
+        self.recover_in_step = False
         try:
             start = 0
             for (h, p), count in zip(endpoints, _split(num_envs, len(endpoints)), strict=True):
@@ -197,49 +209,33 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                 )
                 if server is not None:
                     h, p = server.local_host, server.local_port
-                conn = Connection(
-                    str(h),
-                    int(p),
-                    timeout=timeout,
-                    retries=retries,
-                    curve_server_key=curve_server_key,
-                    curve_public_key=curve_public_key,
-                    curve_secret_key=curve_secret_key,
-                    diagnostics=getattr(server, "log_tail", None),
-                    probe_timeout=None if server is not None else PROBE_TIMEOUT,  # ours: seen READY
+                hello = hello_body(
+                    "RemoteVectorEnv",
+                    task=task,
+                    task_kwargs=self.task_kwargs,
+                    num_envs=count,
+                    autoreset_mode=mode,
+                    render_mode=render_mode,
+                    max_episode_steps=max_episode_steps,
                 )
-                self._shards.append(_Shard(conn, start, count, server))
+                link = ClientSession(self.options.connect(str(h), int(p), server), hello, connect_timeout, server)
+                self._shards.append(_Shard(link, start, count))
                 start += count
-            self._hello(mode, max_episode_steps, connect_timeout)
+            self._apply_hello(self._open(self._shards))
         except BaseException:
             self.close()
             raise
 
     # --------------------------------------------------------------------------- handshake
 
-    def _hello(self, mode: str, max_episode_steps: int | None, connect_timeout: float) -> None:
-        replies = self._all(
-            Kind.HELLO,
-            [
-                {
-                    "protocol": PROTOCOL_VERSION,
-                    "client": f"gym-remote/{__version__} RemoteVectorEnv ({platform.node()})",
-                    "hello_id": uuid.uuid4().hex,
-                    "task": self.task,
-                    "task_kwargs": self.task_kwargs,
-                    "num_envs": shard.count,
-                    "autoreset_mode": mode,
-                    "render_mode": self.render_mode,
-                    "max_episode_steps": max_episode_steps,
-                }
-                for shard in self._shards
-            ],
-            timeout=connect_timeout,
-            with_session=False,
-        )
+    def _open(self, shards: Sequence[_Shard]) -> list[dict[str, Any]]:
+        """HELLO on ``shards`` concurrently (new sessions); their replies, in order."""
+        results = self._gather(shards, lambda sh: sh.link.send_open(), lambda sh: sh.link.recv_open())
+        return self._raise_first(shards, results)
+
+    def _apply_hello(self, replies: list[dict[str, Any]]) -> None:
         first = replies[0]
         for shard, reply in zip(self._shards, replies, strict=True):
-            shard.session, shard.info = reply["session"], reply
             if reply["observation_space"].get("type") != first["observation_space"].get("type") or reply.get(
                 "task"
             ) != first.get("task"):
@@ -251,32 +247,62 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._restore_obs = needs_restore(self.observation_space)  # a Graph arrives as a plain tuple
         self.metadata = client_metadata(first.get("metadata"))
-        self.metadata["autoreset_mode"] = _AUTORESET[mode.upper()] if _AUTORESET is not None else mode
+        self.metadata["autoreset_mode"] = _AUTORESET[self.autoreset_mode.upper()] if _AUTORESET else self.autoreset_mode
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
-        self.autoreset_mode = mode
         log.info("vector env of %d over %s", self.num_envs, [s.name for s in self._shards])
 
-    def _all(
-        self, kind: Kind, bodies: Sequence[Any], timeout: float | None = None, with_session: bool = True
+    def _gather(
+        self, shards: Sequence[_Shard], send: Callable[[_Shard], None], recv: Callable[[_Shard], Any]
     ) -> list[Any]:
-        """Send to every shard, then collect every reply: the servers work concurrently."""
-        sent: list[_Shard] = []
-        try:
-            for shard, body in zip(self._shards, bodies, strict=True):
-                shard.conn.send(kind, body, shard.session if with_session else None, timeout)
-                sent.append(shard)
-            return [shard.conn.recv(timeout) for shard in sent]
-        except RemoteEnvError as exc:
-            # Drain the others so their sockets stay usable, then name the failing server.
-            for shard in sent:
-                if shard.conn.pending:
-                    with contextlib.suppress(RemoteEnvError):
-                        shard.conn.recv(timeout)
-            if len(self._shards) > 1 and exc.host is not None:
-                exc.message = f"server {exc.host}:{exc.port} failed: {exc.message}"
-                exc.args = (exc.message,)
-            raise
+        """``send`` to every shard, then ``recv`` from each: a reply or the error, per shard, in order.
+
+        Every request is out before any reply is awaited, so the servers work concurrently. After a
+        failed send (a dead server makes a send wait its whole timeout) the rest are not sent, so
+        the call fails within one timeout; the replies already due are still collected.
+        """
+        self._check_open()
+        results: list[Any] = [None] * len(shards)
+        for i, shard in enumerate(shards):
+            try:
+                send(shard)
+            except RemoteEnvError as exc:
+                results[i] = exc
+                for j in range(i + 1, len(shards)):
+                    results[j] = RemoteEnvError(f"not sent: server {shard.name} failed first")
+                break
+        for i, shard in enumerate(shards):
+            if results[i] is None:
+                try:
+                    results[i] = recv(shard)
+                except RemoteEnvError as exc:
+                    results[i] = exc
+        return results
+
+    def _raise_first(self, shards: Sequence[_Shard], results: list[Any]) -> list[Any]:
+        """``results`` if none is an error; else raise the first, naming its server when there are several."""
+        for result in results:
+            if isinstance(result, RemoteEnvError):
+                if len(self._shards) > 1 and result.host is not None:
+                    result.message = f"server {result.host}:{result.port} failed: {result.message}"
+                    result.args = (result.message,)
+                raise result
+        return results
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RemoteEnvError("this vector env is closed: close() ended its sessions; make a new one to go on")
+
+    def _all(
+        self, kind: Kind, bodies: Sequence[Any], timeout: float | None = None, shards: Sequence[_Shard] | None = None
+    ) -> list[Any]:
+        """One request per shard, concurrently; the replies in order, or the first error raised."""
+        shards = self._shards if shards is None else shards
+        payload = dict(zip(map(id, shards), bodies, strict=True))
+        results = self._gather(
+            shards, lambda sh: sh.link.send(kind, payload[id(sh)], timeout), lambda sh: sh.link.recv(timeout)
+        )
+        return self._raise_first(shards, results)
 
     # ------------------------------------------------------------------------------ gym API
 
@@ -316,17 +342,26 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             active = [bool(b["options"]["reset_mask"].any()) for b in bodies]
             if not all(active):
                 return self._reset_some(bodies, active)
-        replies = self._all(Kind.RESET, bodies)
+        replies = self._reset_shards(self._shards, bodies)
         return self._merge(replies, ("obs", "info"))
+
+    def _reset_shards(self, shards: Sequence[_Shard], bodies: Sequence[Any]) -> list[Any]:
+        """RESET ``shards``; sessions the servers forgot are re-opened first, or on the way (once)."""
+        lost = [s for s in shards if s.link.lost]
+        if lost:
+            self._open(lost)
+        try:
+            return self._all(Kind.RESET, bodies, shards=shards)
+        except SessionLostError:  # found lost by this very reset: a reset is safe to repeat
+            self._open([s for s in shards if s.link.lost])
+            return self._all(Kind.RESET, bodies, shards=shards)
 
     def _reset_some(self, bodies: list[dict[str, Any]], active: list[bool]) -> tuple[Any, dict[str, Any]]:
         # Gymnasium requires a reset_mask to have at least one True per call, so only those shards go.
         shards = self._shards
-        try:
-            self._shards = [s for s, a in zip(shards, active, strict=True) if a]
-            replies = self._all(Kind.RESET, [b for b, a in zip(bodies, active, strict=True) if a])
-        finally:
-            self._shards = shards
+        replies = self._reset_shards(
+            [s for s, a in zip(shards, active, strict=True) if a], [b for b, a in zip(bodies, active, strict=True) if a]
+        )
         if not replies:
             raise ValueError("reset_mask has no True entry")
         it = iter(replies)
@@ -344,7 +379,15 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             }
             for s in self._shards
         ]
-        replies = self._all(Kind.STEP, bodies)
+        payload = dict(zip(map(id, self._shards), bodies, strict=True))
+        results = self._gather(
+            self._shards, lambda sh: sh.link.send(Kind.STEP, payload[id(sh)]), lambda sh: sh.link.recv()
+        )
+        if self.recover_in_step and self.autoreset_mode == "same_step":
+            for i, (shard, result) in enumerate(zip(self._shards, results, strict=True)):
+                if isinstance(result, SessionLostError):
+                    results[i] = self._restart_shard(shard)
+        replies = self._raise_first(self._shards, results)
         obs, reward, terminated, truncated, info = self._merge(
             replies, ("obs", "reward", "terminated", "truncated", "info")
         )
@@ -355,6 +398,34 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             np.asarray(truncated, bool),
             info,
         )
+
+    def _restart_shard(self, shard: _Shard) -> dict[str, Any]:
+        """A step reply for a shard whose server forgot its session: a new session, reset, and every
+        sub-env of the shard reported truncated (SAME_STEP: ``final_obs`` is its last observation)."""
+        log.warning("session on %s lost during a step: its %d sub-envs restart as truncated", shard.name, shard.count)
+        self._open([shard])
+        reply = shard.link.request(Kind.RESET, {"seed": None, "options": None, "with_state": self.with_state})
+        n = shard.count
+        final_obs = np.empty(n, dtype=object)
+        if shard.last.get("obs") is not None:
+            batched = batch_space(self.single_observation_space, n)
+            for j, obs in enumerate(iterate(batched, shard.last["obs"])):
+                final_obs[j] = obs
+        info = {
+            **(reply.get("info") or {}),
+            "final_obs": final_obs,
+            "_final_obs": np.ones(n, bool),
+            "final_info": {},
+            "_final_info": np.ones(n, bool),
+        }
+        return {
+            "obs": reply["obs"],
+            "reward": np.zeros(n),
+            "terminated": np.zeros(n, bool),
+            "truncated": np.ones(n, bool),
+            "info": info,
+            "state": reply.get("state"),
+        }
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
@@ -404,18 +475,12 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
+        """Close every session, socket and server this env started. Idempotent."""
         if self._closed:
             return
         self._closed = True
         for shard in self._shards:
-            if shard.session is not None:
-                try:
-                    shard.conn.request(Kind.CLOSE, session=shard.session, timeout=2.0)
-                except RemoteEnvError as exc:
-                    log.debug("closing session on %s: %s", shard.name, exc)
-            shard.conn.close()
-            if shard.server is not None:
-                shard.server.close()
+            shard.link.close()
 
     def close(self, **kwargs: Any) -> None:
         self.close_extras(**kwargs)

@@ -186,3 +186,33 @@ class SpaceEchoEnv(gym.Env):
 
 if "tests/SpaceEcho-v0" not in gym.registry:
     gym.register("tests/SpaceEcho-v0", entry_point="tests.envs:SpaceEchoEnv")
+
+
+class EpisodeCounterEnv(gym.Env):
+    """Reset info counts episodes; odd episodes terminate after 3 steps, even ones run into the limit.
+
+    For SB3's contract: ``reset_infos`` must follow automatic resets, ``TimeLimit.truncated`` be
+    on every step (registered with ``max_episode_steps=5``).
+    """
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-10.0, 10.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.episodes = 0
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.episodes += 1
+        self._t = 0
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {"episode": self.episodes}
+
+    def step(self, action):
+        self._t += 1
+        obs = np.array([self._t, action], np.float32)
+        terminated = self.episodes % 2 == 1 and self._t >= 3
+        return obs, float(action) - 0.5, terminated, False, {"t": self._t}
+
+
+if "tests/EpisodeCounter-v0" not in gym.registry:
+    gym.register("tests/EpisodeCounter-v0", entry_point="tests.envs:EpisodeCounterEnv", max_episode_steps=5)

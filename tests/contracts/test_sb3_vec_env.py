@@ -1,0 +1,114 @@
+"""SB3's VecEnv contract, run over ``[DummyVecEnv, RemoteVecEnv]`` (issue 13, item 2).
+
+Each behaviour runs the same scenario on SB3's ``DummyVecEnv`` (the reference) and on
+``RemoteVecEnv`` against a real server, and asserts that everything SB3 and its wrappers read is
+equal: observations, rewards (dtype included), dones, every info key (``TimeLimit.truncated`` on
+every step, ``terminal_observation``), ``reset_infos`` after automatic resets, attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.env_checker import check_env  # noqa: F401  (SB3 importable: CI installs it)
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
+
+import tests.envs  # noqa: F401  (registers the test envs)
+from gym_remote.local import LocalServer
+from gym_remote.sb3 import RemoteVecEnv
+
+TASKS = ["tests/EpisodeCounter-v0", "CartPole-v1", "Pendulum-v1"]
+N = 3
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer("gymnasium", "CartPole-v1", extra_args=["--import", "tests.envs"]) as srv:
+        yield srv
+
+
+def makers(server: LocalServer, task: str) -> dict[str, Callable[[], VecEnv]]:
+    return {
+        "DummyVecEnv": lambda: DummyVecEnv([lambda: gym.make(task)] * N),
+        "RemoteVecEnv": lambda: RemoteVecEnv(num_envs=N, host=server.local_host, port=server.local_port, task=task),
+    }
+
+
+def assert_same(a, b, where: str) -> None:
+    """Equal values and types, recursively (numpy arrays: dtype, shape and values)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (where, sorted(a), sorted(b))
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), (where, a, b)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, (where, a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=where)
+    elif isinstance(a, (bool, int, float, np.generic)):
+        # Known difference: Gymnasium's vector infos stack scalars into arrays, so an info's Python
+        # int comes back as np.int64 (and np.float64 as np.float64): the kind and value must match.
+        x, y = np.asarray(a), np.asarray(b)
+        assert x.dtype.kind == y.dtype.kind and x.item() == y.item(), (where, a, b)
+    else:
+        assert type(a) is type(b) and a == b, (where, a, b)
+
+
+def scenario(vec: VecEnv, steps: int) -> list:
+    """What SB3 reads from a VecEnv over a seeded run with fixed actions."""
+    record: list = [vec.num_envs, vec.observation_space, vec.action_space, vec.get_attr("render_mode")]
+    vec.seed(7)
+    record += [vec.reset(), [dict(i) for i in vec.reset_infos]]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        space = vec.action_space
+        if isinstance(space, gym.spaces.Box):
+            actions = rng.uniform(space.low, space.high, (N, *space.shape))
+        else:
+            actions = rng.integers(0, space.n, N)
+        vec.step_async(actions.astype(vec.action_space.dtype))
+        obs, rewards, dones, infos = vec.step_wait()
+        record.append((obs, rewards, dones, infos, [dict(i) for i in vec.reset_infos]))
+    vec.close()
+    return record
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_remote_vec_env_reads_as_dummy_vec_env(server, task):
+    reference, remote = (scenario(make(), 40) for make in makers(server, task).values())
+    assert reference[:4] == remote[:4]  # num_envs, spaces, render_mode
+    for i, (x, y) in enumerate(zip(reference[4:], remote[4:], strict=True)):
+        assert_same(x, y, f"record {i}")
+
+
+@pytest.mark.parametrize("kind", ["DummyVecEnv", "RemoteVecEnv"])
+def test_reset_infos_follow_automatic_resets_and_time_limits_mark_every_step(server, kind):
+    vec = makers(server, "tests/EpisodeCounter-v0")[kind]()
+    vec.reset()
+    assert [i["episode"] for i in vec.reset_infos] == [1] * N
+    seen_truncation = False
+    for _ in range(8):
+        vec.step_async(np.ones(N, np.int64))
+        _, _, dones, infos = vec.step_wait()
+        assert all("TimeLimit.truncated" in i for i in infos)
+        seen_truncation |= any(i["TimeLimit.truncated"] for i in infos)
+        for i in np.flatnonzero(dones):
+            assert "terminal_observation" in infos[i]
+    assert seen_truncation  # episode 2 runs into the 5-step limit
+    assert [i["episode"] for i in vec.reset_infos] == [3] * N  # terminated at 3, truncated at 5+3
+    vec.close()
+
+
+@pytest.mark.parametrize("kind", ["DummyVecEnv", "RemoteVecEnv"])
+def test_sb3_wrappers_run_on_top(server, kind):
+    vec = VecNormalize(VecMonitor(makers(server, "CartPole-v1")[kind]()))
+    vec.reset()
+    for _ in range(30):
+        vec.step(np.zeros(N, np.int64))
+    assert vec.get_attr("render_mode") == [None] * N
+    vec.close()
