@@ -343,3 +343,25 @@ def test_real_isaac_lab_states_replay_in_a_local_mujoco_cartpole(cartpole: Local
         np.testing.assert_array_equal(load_trajectory(tmp_path / "cartpole.npz").states, trajectory.states)
     finally:
         env.close()
+
+
+def test_server_overrides_and_task_config_reach_isaac_lab(python: str, asset_root: str) -> None:
+    """`serve --config isaaclab_cartpole --override env.episode_length_s=0.5`: Isaac Lab's own Hydra syntax."""
+    server = LocalServer(
+        "isaaclab",
+        None,
+        {"asset_root": asset_root},
+        extra_args=["--config", "isaaclab_cartpole", "--override", "env.episode_length_s=0.5"],
+        python=python,
+        startup_timeout=CONNECT,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    with server:
+        env = _make(server)
+        try:
+            assert env.unwrapped.task == "Isaac-Cartpole"
+            env.reset(seed=0)
+            flags = [env.step(np.zeros(1, np.float32))[3] for _ in range(30)]
+            assert flags == [False] * 29 + [True]  # 0.5 s at Isaac Lab's 1/60 s step: 30 steps
+        finally:
+            env.close()
