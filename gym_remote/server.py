@@ -31,6 +31,7 @@ from gym_remote.errors import (
     ServerBusyError,
     SessionLostError,
     VersionMismatchError,
+    clip,
 )
 from gym_remote.protocol import (
     DEFAULT_LIMITS,
@@ -50,6 +51,11 @@ from gym_remote.protocol import (
 from gym_remote.session import Session, SessionOptions
 
 log = logging.getLogger(__name__)
+
+#: Characters of client-influenced text kept in a log line, an error reply's message, its traceback.
+LOG_CLIP = 500
+REPLY_CLIP = 4000
+TRACEBACK_CLIP = 20000
 
 _RCVMORE = int(zmq.RCVMORE)
 
@@ -259,7 +265,7 @@ class EnvServer:
             body = self._dispatch(request)
             return Reply(seq, body)
         except ProtocolError as exc:
-            log.warning("malformed request: %s", exc.message)
+            log.warning("malformed request: %s", clip(exc.message, LOG_CLIP))
             return self._error_reply(seq, ErrorCode.PROTOCOL, exc)
         except SessionLostError as exc:
             return self._error_reply(seq, ErrorCode.SESSION_LOST, exc)
@@ -270,13 +276,16 @@ class EnvServer:
         except (BadRequestError, RemoteEnvError) as exc:
             return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc)
         except Exception as exc:  # the env raised: report it, keep serving
-            log.warning("env raised %s: %s", type(exc).__name__, exc)
+            log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
             return self._error_reply(seq, ErrorCode.ENV, exc, traceback.format_exc())
 
     @staticmethod
     def _error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
+        # Error texts may quote what a client sent (kwargs, actions): bounded, so a 1 MiB HELLO
+        # does not come back as a multi-megabyte error or fill the log.
         message = exc.message if isinstance(exc, RemoteEnvError) else str(exc)
-        return Reply(seq, error=ErrorInfo(code, type(exc).__name__, message, tb))
+        info = ErrorInfo(code, type(exc).__name__, clip(message, REPLY_CLIP), clip(tb, TRACEBACK_CLIP))
+        return Reply(seq, error=info)
 
     def _dispatch(self, req: Request) -> Any:
         if req.kind is Kind.PING:
@@ -364,7 +373,7 @@ class EnvServer:
         log.info(
             "session %s opened by %s: task=%s num_envs=%s",
             sid,
-            body.get("client"),
+            clip(str(body.get("client")), 200),
             options.task,
             options.num_envs,
         )
