@@ -144,6 +144,7 @@ def run_episodes(
     height: int = 240,
     camera: str = "front",
     settle: int = 25,
+    time_get_state: bool = False,
 ) -> dict[str, Any]:
     """Run the expert for ``episodes`` episodes (seeds ``seed, seed + 1, ...``) against a MetaSim server.
 
@@ -153,22 +154,31 @@ def run_episodes(
     Returns:
         ``episodes``, ``successes`` (MetaSim's checker), ``success_rate``, ``rested`` (episodes whose
         cube rests on the base ``settle`` steps later, gripper open), ``steps`` (per episode, to the
-        checker's success or the time limit), ``seconds_per_step``
-        (the client's wall time per remote step, policy included), ``trajectory`` (the recording, a
-        :class:`gym_remote.replay.Trajectory`), ``frames`` (written to ``video``, else 0).
+        checker's success or the time limit), ``step_ms`` (median client wall time of one
+        ``step`` with its state: the round trip, MetaSim's step, recording), ``policy_ms`` (median time
+        of one ``expert.act``), ``get_state_ms`` (with ``time_get_state``: the median of a separate
+        ``get_state()`` round trip after each step, what a second round trip per recorded step would
+        add; else None), ``trajectory`` (the recording, a :class:`gym_remote.replay.Trajectory`),
+        ``frames`` (written to ``video``, else 0).
     """
     from gym_remote.env import RemoteEnv
     from gym_remote.replay import MujocoReplayWrapper
 
     remote = RemoteEnv(host, port, task="stack_cube", timeout=60.0)
-    env = MujocoReplayWrapper(
-        remote, model=ASSET_PATH, name_map="roboverse_franka", camera=camera, width=width, height=height
-    )
+    try:
+        env = MujocoReplayWrapper(
+            remote, model=ASSET_PATH, name_map="roboverse_franka", camera=camera, width=width, height=height
+        )
+    except BaseException:
+        remote.close()
+        raise
     expert = MetaSimStackExpert()
     successes: list[bool] = []
     rested: list[bool] = []
     steps: list[int] = []
-    step_time = 0.0
+    step_s: list[float] = []
+    policy_s: list[float] = []
+    get_state_s: list[float] = []
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
@@ -177,8 +187,15 @@ def run_episodes(
             count = 0
             while not (terminated or truncated):
                 t0 = time.perf_counter()
-                obs, _, terminated, truncated, _ = env.step(expert.act(obs))
-                step_time += time.perf_counter() - t0
+                action = expert.act(obs)
+                t1 = time.perf_counter()
+                obs, _, terminated, truncated, _ = env.step(action)
+                t2 = time.perf_counter()
+                policy_s.append(t1 - t0)
+                step_s.append(t2 - t1)
+                if time_get_state:
+                    remote.get_state()
+                    get_state_s.append(time.perf_counter() - t2)
                 count += 1
             successes.append(bool(terminated))
             steps.append(count)
@@ -204,7 +221,9 @@ def run_episodes(
         "success_rate": float(np.mean(successes)) if episodes else 0.0,
         "rested": int(sum(rested)),
         "steps": steps,
-        "seconds_per_step": step_time / max(1, sum(steps)),
+        "step_ms": 1e3 * float(np.median(step_s)) if step_s else None,
+        "policy_ms": 1e3 * float(np.median(policy_s)) if policy_s else None,
+        "get_state_ms": 1e3 * float(np.median(get_state_s)) if get_state_s else None,
         "trajectory": trajectory,
         "frames": frames,
     }
@@ -223,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", type=Path, help=f"the MetaSim venv (default {default_venv()})")
     parser.add_argument("--video", type=Path, help="write the first episode, replayed locally, to this MP4")
     parser.add_argument("--settle", type=int, default=25, help="steps after MetaSim's success before the rest check")
+    parser.add_argument(
+        "--time-get-state", action="store_true", help="also time a separate get_state() round trip after each step"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every episode")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -234,16 +256,27 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server(args.venv)
         host, port = server.local_host, str(server.local_port)
     try:
-        result = run_episodes(host, int(port), args.episodes, args.seed, video=args.video, settle=args.settle)
+        result = run_episodes(
+            host,
+            int(port),
+            args.episodes,
+            args.seed,
+            video=args.video,
+            settle=args.settle,
+            time_get_state=args.time_get_state,
+        )
     finally:
         if server is not None:
             server.close()
     print(f"stacked (MetaSim's checker): {result['successes']}/{result['episodes']} ({result['success_rate']:.0%})")
     print(f"cube resting on the base after release: {result['rested']}/{result['episodes']}")
     print(f"steps per episode: {result['steps']}")
-    print(
-        f"client time per remote step (policy, round trip, state attached): {result['seconds_per_step'] * 1e3:.2f} ms"
-    )
+    print(f"median step with the state attached (one round trip): {result['step_ms']:.2f} ms")
+    print(f"median expert action on the client: {result['policy_ms']:.2f} ms")
+    if result["get_state_ms"] is not None:
+        print(
+            f"median separate get_state() round trip (what a second round trip adds): {result['get_state_ms']:.2f} ms"
+        )
     if args.video:
         print(f"video: {args.video} ({result['frames']} frames)")
     return 0
