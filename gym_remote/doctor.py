@@ -69,17 +69,22 @@ _PROBES: dict[str, str] = {
 """,
     "isaaclab": """
     import importlib.util
-    missing = [m for m in ("isaacsim", "isaaclab", "isaaclab_tasks") if importlib.util.find_spec(m) is None]
+    from gym_remote.backends.isaaclab import isaaclab_version, quat_order_for_version
+    from gym_remote.backends.isaaclab.runtime import major_version
+    version = isaaclab_version()
+    major = major_version(version)
+    # 3.x runs kit-less with Newton physics (isaaclab_newton, Warp); 2.x always needs Isaac Sim's Kit.
+    kit_needed = major is not None and major < 3
+    needed = ("isaaclab", "isaaclab_tasks", "isaacsim" if kit_needed else "isaaclab_newton")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise ModuleNotFoundError("not installed: " + ", ".join(missing))
-    import isaaclab.app  # noqa: F401  (imports isaacsim's SimulationApp; starts nothing)
-    from gym_remote.backends.isaaclab import isaaclab_version, quat_order_for_version
-    version = isaaclab_version()
     try:
         order = quat_order_for_version(version)
     except RuntimeError:
         order = "unknown: pass quat_order"
-    return {"detail": "Isaac Lab " + str(version) + ", quaternions " + order, "version": version}
+    kit = "Isaac Sim present" if importlib.util.find_spec("isaacsim") else "no Isaac Sim: kit-less Newton tasks only"
+    return {"detail": "Isaac Lab " + str(version) + ", quaternions " + order + "; " + kit, "version": version}
 """,
     "roboverse": """
     import metasim.task.registry  # noqa: F401

@@ -365,3 +365,15 @@ def test_server_overrides_and_task_config_reach_isaac_lab(python: str, asset_roo
             assert flags == [False] * 29 + [True]  # 0.5 s at Isaac Lab's 1/60 s step: 30 steps
         finally:
             env.close()
+
+
+def test_doctor_in_the_isaac_lab_venv_reports_a_kit_less_isaac_lab_3(python: str) -> None:
+    out = subprocess.run(
+        [python, "-m", "gym_remote", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    line = next(line for line in out.stdout.splitlines() if line.strip().startswith("isaaclab ") and "Isaac Lab" in line)
+    assert " ok " in line and "3.0.0" in line and "xyzw" in line and "kit-less" in line, line
