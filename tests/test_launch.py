@@ -151,7 +151,7 @@ def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd:
         **options,
     )
     try:
-        pids = [shard.server.pid for shard in venv._shards]
+        pids = [shard.link.server.pid for shard in venv._shards]
         assert len(set(pids)) == 2
         obs, _ = venv.reset(seed=0)
         assert obs.shape == (3, 4)
@@ -213,16 +213,31 @@ def test_handle_closed_at_interpreter_exit(ssh_host: dict[str, Any], tmp_path: P
 # ---------------------------------------------------------------------------------------- failures
 
 
-def test_bad_task_fails_fast(ssh_host: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="gym_remote.remote")
+def test_bad_task_fails_fast(ssh_host: dict[str, Any]) -> None:
+    """``serve`` refuses an unknown id before READY with one paragraph: the launch fails at once with it."""
     t0 = time.monotonic()
     with pytest.raises(LaunchError) as info:
         launch_server(**{**ssh_host, "task": "NoSuchEnv-v99", "ready_timeout": 60})
     elapsed = time.monotonic() - t0
     assert elapsed < 15, f"a failing server took {elapsed:.1f} s to be reported"
     err = info.value
-    assert "Traceback" in (err.log_tail or "")
+    assert "the server exited before it was ready" in err.message
+    assert "unknown Gymnasium id 'NoSuchEnv-v99'" in (err.log_tail or "")
     assert "NoSuchEnv" in str(err)
+    assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
+
+
+def test_traceback_before_ready_fails_fast(ssh_host: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A server that crashes with a traceback: the launch names the exception and logs the traceback once."""
+    caplog.set_level(logging.ERROR, logger="gym_remote.remote")
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        launch_server(**{**ssh_host, "serve_args": ["--import", "no_such_module_gr"], "ready_timeout": 60})
+    elapsed = time.monotonic() - t0
+    assert elapsed < 15, f"a failing server took {elapsed:.1f} s to be reported"
+    err = info.value
+    assert "Traceback" in (err.log_tail or "")
+    assert "ModuleNotFoundError: No module named 'no_such_module_gr'" in err.message
     assert any("Traceback" in r.getMessage() for r in caplog.records if r.name == "gym_remote.remote")
     assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
 

@@ -1,0 +1,190 @@
+"""What a client holds of a server it started: the :class:`ServerHandle` protocol, and the SSH one.
+
+A client (``RemoteEnv``, ``RemoteVectorEnv``) needs four things of a server it started, wherever it
+runs: where to connect (``local_host``, ``local_port``, ``endpoint``), the end of its log for error
+messages (``log_tail``), and ``close()``, which stops it. :class:`~gym_remote.local.LocalServer`
+(a subprocess here), :class:`SshServerHandle` (over SSH, from :func:`launch_server`) and the Ray pool's
+servers (:mod:`gym_remote.launch.ray_pool`) all have them; the client knows nothing else.
+
+:func:`launch_server` starts the server (:class:`~gym_remote.launch.remote.RemoteLauncher`), then
+opens the tunnel (:mod:`gym_remote.launch.tunnels`). What must be released lives in a small
+resources object that a ``weakref.finalize`` closes, tunnel first, then the server, at the latest
+when the handle is garbage collected or the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from gym_remote.errors import LaunchError
+from gym_remote.launch.config import HostConfig, resolve_config
+from gym_remote.launch.remote import RemoteLauncher
+from gym_remote.launch.tunnels import FabricTunnel, OpenSshTunnel, check_port_free, choose_tunnel, free_local_port
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServerHandle", "SshServerHandle", "launch_server"]
+
+
+@runtime_checkable
+class ServerHandle(Protocol):
+    """A server this process started, as its client sees it (all ``env.py`` knows of a launcher).
+
+    Attributes:
+        local_host, local_port: where to connect (a tunnel's local end, or the server itself).
+    """
+
+    local_host: str
+    local_port: int
+
+    @property
+    def endpoint(self) -> str:
+        """``tcp://local_host:local_port``."""
+        ...
+
+    def log_tail(self, n: int = 40, /) -> str:
+        """The last ``n`` lines of the server's log, for error messages; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Stop the server and release what reaches it (tunnel, SSH, actor). Idempotent."""
+        ...
+
+
+class _Resources:
+    """What a :class:`SshServerHandle` must release; kept apart so the finalizer holds no handle."""
+
+    def __init__(self, launcher: RemoteLauncher) -> None:
+        self.launcher = launcher
+        self.tunnel: FabricTunnel | OpenSshTunnel | None = None
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def close(self, stop_server: bool = True) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                if self.tunnel is not None:
+                    self.tunnel.close()
+            finally:
+                if stop_server:
+                    self.launcher.close()
+                else:
+                    self.launcher.disconnect()
+
+
+class SshServerHandle:
+    """A server launched over SSH, reachable at ``local_host:local_port``; :meth:`close` stops everything.
+
+    ``close()`` (tunnel first, then the server) runs at the latest when the handle is garbage
+    collected or the interpreter exits.
+    """
+
+    def __init__(
+        self,
+        launcher: RemoteLauncher,
+        local_host: str,
+        local_port: int,
+        tunnel: str | None,
+        resources: _Resources,
+    ) -> None:
+        self.launcher = launcher
+        self.config = launcher.cfg
+        self.host = launcher.cfg.host
+        self.remote_port = launcher.remote_port
+        self.pid = launcher.pid
+        self.local_host = local_host
+        self.local_port = local_port
+        self.tunnel = tunnel
+        self._resources = resources
+        self._finalizer = weakref.finalize(self, resources.close)
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.local_host}:{self.local_port}"
+
+    @property
+    def closed(self) -> bool:
+        return self._resources.closed
+
+    def log_tail(self, n: int = 40) -> str:
+        """The end of the remote server log (for error messages)."""
+        return self.launcher.log_tail(n)
+
+    def close(self) -> None:
+        """Close the tunnel, stop the server, disconnect. Idempotent."""
+        self._finalizer.detach()
+        self._resources.close(stop_server=True)
+
+    def detach(self) -> None:
+        """Close the tunnel and SSH connection but leave the server running (``gym-remote launch``)."""
+        self._finalizer.detach()
+        self._resources.close(stop_server=False)
+
+    def __enter__(self) -> SshServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"PID {self.pid}"
+        return (
+            f"<SshServerHandle {self.host}:{self.remote_port} -> {self.endpoint} via {self.tunnel or 'direct'}, "
+            f"{state}>"
+        )
+
+
+def launch_server(
+    host: str | None = None,
+    config: HostConfig | str | Path | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> SshServerHandle:
+    """Start a server over SSH, open the tunnel, and return its :class:`SshServerHandle`.
+
+    ``host`` is an SSH host or the name of a ``configs/hosts`` file; ``config`` a :class:`HostConfig`,
+    a YAML path/name or a mapping; keyword overrides set any :class:`HostConfig` field. On failure
+    (including Ctrl-C) nothing is left running and a :class:`LaunchError` says why.
+    """
+    cfg = resolve_config(host, config, **overrides)
+    tunnel = choose_tunnel(cfg.tunnel)
+    if tunnel is not None and cfg.local_port:
+        # Checked before anything starts: Fabric's listener would fail silently in its thread, and
+        # the readiness probe would then reach whatever squats the port.
+        check_port_free(cfg.local_port)
+    launcher = RemoteLauncher(cfg)
+    resources = _Resources(launcher)
+    try:
+        launcher.start()
+        assert launcher.remote_port is not None
+        if tunnel is None:
+            if cfg.gateway:
+                log.warning(
+                    "tunnel=None with a gateway: the client must reach %s:%d itself",
+                    cfg.host,
+                    launcher.remote_port,
+                )
+            # The real address when cfg.host is an alias from ~/.ssh/config.
+            local_host, local_port = launcher.connection.host, launcher.remote_port
+        else:
+            local_host, local_port = "127.0.0.1", cfg.local_port or free_local_port()
+            timeout = cfg.connect_timeout + 10
+            if tunnel == "fabric":
+                resources.tunnel = FabricTunnel(launcher.connection, launcher.remote_port, local_port, timeout)
+            else:
+                resources.tunnel = OpenSshTunnel(cfg, launcher.remote_port, local_port, timeout)
+    except BaseException as exc:
+        if isinstance(exc, LaunchError) and exc.log_tail is None and launcher.remote_port is not None:
+            exc.log_tail = launcher.log_tail() or None
+        resources.close()
+        raise
+    handle = SshServerHandle(launcher, local_host, local_port, tunnel, resources)
+    log.info("%r", handle)
+    return handle
