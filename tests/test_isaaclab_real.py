@@ -108,6 +108,7 @@ def test_single_env_passes_check_env_and_seeds_reproducibly(which: str, request:
         assert env.action_space == gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
         meta = env.unwrapped.metadata
         assert meta["isaaclab_version"] == "3.0.0" and meta["native_quat_order"] == "xyzw"
+        assert env.spec.max_episode_steps == 300  # Isaac Lab's own limit: 5 s at 60 steps/s
         # check_env's close check builds a second env from the spec: one Isaac Lab env per process.
         check_env(env.unwrapped, skip_render_check=True, skip_close_check=True)
         first, _ = env.reset(seed=7)
@@ -153,6 +154,7 @@ def test_state_schema_and_round_trip(cartpole: LocalServer) -> None:
 def test_episode_limit_from_the_client(cartpole: LocalServer) -> None:
     env = _make(cartpole, max_episode_steps=10)
     try:
+        assert env.spec.max_episode_steps == 10
         env.reset(seed=0)
         flags = [env.step(np.zeros(1, np.float32))[3] for _ in range(10)]
         assert flags == [False] * 9 + [True]  # zero force: only the time limit ends it
