@@ -40,7 +40,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "${pip[@]}" install -q --upgrade pip
   step "1/4 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install -q "$TORCH_SPEC"
-  "$venv/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
+  "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
     || { step "refusing: $TORCH_SPEC resolved to a CUDA build"; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
