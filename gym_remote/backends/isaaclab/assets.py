@@ -13,21 +13,40 @@ module writes small stand-ins for the files the tested tasks need, from what the
   ``cart_to_pole``, masses and limits as shipped);
 - the default ground plane: a 100 m x 100 m collision ``Plane`` under ``Environment`` plus the
   ``Looks/theGrid/Shader`` prim that ``GroundPlaneCfg(color=...)`` writes to. It is flat grey, not
-  NVIDIA's checker texture.
+  NVIDIA's checker texture;
+- the Franka cube-stacking scene of ``IsaacContrib-Stack-Cube-Franka`` (and ``Isaac-Lift-Franka``'s
+  robot): ``franka_panda.usda``, ``{blue,red,green}_block.usd`` and ``table_instanceable.usd``, written
+  by :mod:`~gym_remote.backends.isaaclab.stack_scene` from gym-remote's own Franka MJCF
+  (``gym_remote/assets/stack_cube.xml``): same body and joint names, layout and kinematics as NVIDIA's
+  Franka, so the real task's frame transformer, actions and observations work unchanged.
+
+What the stand-ins are not (details in :mod:`~gym_remote.backends.isaaclab.stack_scene`): the Franka
+weighs 9.9 kg (NVIDIA's ~18 kg), has primitive shapes, colliders only on the hand and finger pads
+(NVIDIA's arm collides too), its own drive gains and no variant sets (Isaac Lab logs that it cannot
+select the ``Physics``/``Colliders`` variants and carries on); the blocks are plain 4.06 cm boxes of
+50 g; the table is one box; the ground is grey. Physics results (grasps, contacts) are therefore
+Newton's on these shapes, not on NVIDIA's.
 
 Run it inside the Isaac Lab venv (it needs ``pxr``)::
 
     python -m gym_remote.backends.isaaclab.assets /path/to/assets   # then serve with asset_root
 
-Files are USD ASCII layers; Isaac Lab loads an ASCII layer under a ``.usd`` name. Existing files are
-left alone unless ``--force`` is given.
+Files are USD ASCII layers; Isaac Lab loads an ASCII layer under a ``.usd`` name. Each carries the
+marker ``gym-remote stand-in v{STANDIN_VERSION}`` in its documentation; an existing file is left alone
+unless ``--force`` is given or it is a stand-in of another version (a user's copy of NVIDIA's file has
+no marker and is never overwritten).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from gym_remote.backends.isaaclab import stack_scene
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +54,14 @@ log = logging.getLogger(__name__)
 #: ``{root}/Isaac/IsaacLab``; see ``isaaclab_assets/robots/cartpole.py`` and ``GroundPlaneCfg``).
 CARTPOLE_USD = "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd"
 GROUND_PLANE_USD = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
+#: The stack scene's files (``isaaclab_assets/robots/franka.py``, ``contrib/stack/stack_env_cfg.py``;
+#: ``ISAAC_NUCLEUS_DIR`` is ``{root}/Isaac``).
+FRANKA_USD = "Isaac/IsaacLab/Robots/FrankaEmika/franka_panda.usda"
+BLOCK_USD = "Isaac/Props/Blocks/{color}_block.usd"
+TABLE_USD = "Isaac/Props/Mounts/SeattleLabTable/table_instanceable.usd"
+#: Version of the stand-ins written here; files of another version are rewritten.
+STANDIN_VERSION = 2
+_MARKER = "gym-remote stand-in v"
 
 _GOLDEN_CARTPOLE = "test/golden_stages/cartpole/newton-isaacsim_rtx_renderer-rgb.usda"
 _GOLDEN_ROBOT = "/World/envs/env_0/Robot"
@@ -116,29 +143,67 @@ def write_ground_plane(path: Path) -> None:
     _export(stage.GetRootLayer(), path)
 
 
-def _export(layer: object, path: Path) -> None:
+def _export(layer: Any, path: Path) -> None:
+    layer.documentation = f"{_MARKER}{STANDIN_VERSION}: {path.name}, written by {__name__} (not NVIDIA's asset)"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = layer.ExportToString()  # type: ignore[attr-defined]
+    text = layer.ExportToString()
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)  # atomic: a half-written layer never sits under the real name
 
 
-#: Stand-in builders by relative path under the asset root.
-BUILDERS = {CARTPOLE_USD: write_cartpole, GROUND_PLANE_USD: write_ground_plane}
+def _stage_writer(make: Callable[[], Any]) -> Callable[[Path], None]:
+    """A builder writing the root layer of the ``Usd.Stage`` that ``make`` returns."""
+
+    def write(path: Path) -> None:
+        stage = make()  # held until the layer is written: an in-memory stage's layer dies with it
+        _export(stage.GetRootLayer(), path)
+
+    write.__doc__ = make.__doc__
+    return write
+
+
+def _stale(path: Path) -> bool:
+    """Whether ``path`` is missing, or a stand-in written by another version of this module."""
+    if not path.is_file():
+        return True
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = f.read(4000)
+    at = head.find(_MARKER)
+    if at < 0:
+        return False  # not ours (NVIDIA's file, or a stand-in from before the marker): keep it
+    found = head[at + len(_MARKER) :].split(":", 1)[0]
+    return found != str(STANDIN_VERSION)
+
+
+#: Stand-in builders by relative path under the asset root; each writes one file.
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    CARTPOLE_USD: write_cartpole,
+    GROUND_PLANE_USD: write_ground_plane,
+    FRANKA_USD: _stage_writer(stack_scene.franka_layer),
+    **{
+        BLOCK_USD.format(color=color): _stage_writer(partial(stack_scene.block_layer, color))
+        for color in stack_scene.BLOCK_COLORS
+    },
+    TABLE_USD: _stage_writer(stack_scene.table_layer),
+}
 
 
 def build_asset_root(root: str | Path, force: bool = False) -> Path:
     """Write every stand-in asset missing under ``root`` (all of them with ``force``); return ``root``.
 
+    A stand-in written by another version of this module is rewritten; a file without the marker
+    (e.g. NVIDIA's own, copied in) is kept.
+
     Raises:
         FileNotFoundError: the installed isaaclab wheel lacks the golden stage the Cartpole is cut from.
-        ImportError: ``pxr`` is not importable (run this in the Isaac Lab venv).
+        ImportError: ``pxr`` (or, for the Franka, ``mujoco`` and ``newton_usd_schemas``) is not
+            importable: run this in the Isaac Lab venv.
     """
     root = Path(root).expanduser().resolve()
     for rel, build in BUILDERS.items():
         target = root / rel
-        if target.exists() and not force:
+        if not force and not _stale(target):
             continue
         log.info("writing %s", target)
         build(target)
@@ -148,8 +213,8 @@ def build_asset_root(root: str | Path, force: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gym_remote.backends.isaaclab.assets",
-        description="Write offline stand-ins of the Isaac Lab assets the Cartpole tasks load (run in the Isaac Lab "
-        "venv); then serve with --kwargs '{\"asset_root\": ROOT}'.",
+        description="Write offline stand-ins of the Isaac Lab assets the Cartpole and Franka stack tasks load "
+        "(run in the Isaac Lab venv); then serve with --kwargs '{\"asset_root\": ROOT}'.",
     )
     parser.add_argument("root", help="folder to fill; mirrors the asset server's tree (Isaac/IsaacLab/...)")
     parser.add_argument("--force", action="store_true", help="rewrite files that already exist")
