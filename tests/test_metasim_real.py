@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -23,12 +22,13 @@ from gym_remote.env import RemoteEnv
 from gym_remote.errors import BadRequestError
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
+from gym_remote.venvs import SERVER_VENVS, venv_root
 
 pytestmark = pytest.mark.metasim
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = "bash scripts/build_metasim_venv.sh"
-VENV = Path(os.environ.get("GYM_REMOTE_VENVS", "~/.cache/gym-remote/venvs")).expanduser() / "metasim-dd8ff06"
+FOLDER, BUILD = SERVER_VENVS["metasim"]
+VENV = venv_root() / FOLDER
 DATA = VENV / "data"
 TASK = "stack_cube"
 #: Flat state layout of MetaSim's stack_cube: franka (13 + 9 + 9), then cube and base (13 each).

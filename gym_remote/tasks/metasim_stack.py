@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -49,8 +48,6 @@ _CUBE = slice(31, 38)  # position (3) and w-first quaternion (4)
 _BASE = slice(44, 51)
 #: Half the edge of MetaSim's base: a 4 cm cube (the built-in model's base is 2 cm thick).
 METASIM_BASE_HALF = 0.02
-#: Where ``scripts/build_metasim_venv.sh`` puts the venv.
-VENV_NAME = "metasim-dd8ff06"
 
 
 class MetaSimStackExpert:
@@ -113,8 +110,9 @@ def resting_on_base(obs: np.ndarray) -> bool:
 
 def default_venv() -> Path:
     """The MetaSim venv of ``scripts/build_metasim_venv.sh`` (``$GYM_REMOTE_VENVS`` or the user cache)."""
-    root = Path(os.environ.get("GYM_REMOTE_VENVS", "~/.cache/gym-remote/venvs")).expanduser()
-    return root / VENV_NAME
+    from gym_remote.venvs import SERVER_VENVS, venv_root
+
+    return venv_root() / SERVER_VENVS["metasim"][0]
 
 
 def start_server(venv: Path | None = None, startup_timeout: float = 240.0) -> Any:
