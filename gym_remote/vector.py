@@ -125,6 +125,11 @@ class _Shard:
         return self.link.conn
 
     @property
+    def server(self) -> Any:
+        """The handle of the server this env started for the shard (``None``: an existing server)."""
+        return self.link.server
+
+    @property
     def name(self) -> str:
         return self.link.name
 

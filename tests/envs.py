@@ -144,7 +144,7 @@ if "tests/SlowBuild-v0" not in gym.registry:
     gym.register("tests/SlowBuild-v0", entry_point="tests.envs:SlowBuildEnv")
 
 
-def testing_spaces() -> dict[str, spaces.Space]:
+def wire_spaces() -> dict[str, spaces.Space]:
     """Fresh instances of the spaces beyond Box and Discrete that must travel, by name."""
     box = spaces.Box(-1.0, 1.0, (2,), np.float32)
     return {
@@ -160,14 +160,14 @@ def testing_spaces() -> dict[str, spaces.Space]:
 
 
 class SpaceEchoEnv(gym.Env):
-    """Observation and action space ``testing_spaces()[space]``; a step returns the action it got as obs.
+    """Observation and action space ``wire_spaces()[space]``; a step returns the action it got as obs.
 
     Samples come from ``np_random``, so seeded runs (and autoresets after them) are reproducible.
     """
 
     def __init__(self, space: str = "graph", episode_length: int = 7) -> None:
-        self.observation_space = testing_spaces()[space]
-        self.action_space = testing_spaces()[space]
+        self.observation_space = wire_spaces()[space]
+        self.action_space = wire_spaces()[space]
         self.episode_length = episode_length
         self._t = 0
 

@@ -16,14 +16,14 @@ from gymnasium.utils.env_match import check_environments_match
 from gym_remote import RemoteEnv
 from gym_remote.spaces import space_from_dict, space_to_dict
 from gym_remote.vector import RemoteVectorEnv
-from tests.envs import testing_spaces
+from tests.envs import wire_spaces
 
-NAMES = sorted(testing_spaces())
+NAMES = sorted(wire_spaces())
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_space_definitions_round_trip(name):
-    space = testing_spaces()[name]
+    space = wire_spaces()[name]
     assert space_from_dict(space_to_dict(space)) == space
 
 
