@@ -62,6 +62,7 @@ TABLE_USD = "Isaac/Props/Mounts/SeattleLabTable/table_instanceable.usd"
 #: Version of the stand-ins written here; files of another version are rewritten.
 STANDIN_VERSION = 2  # 2: the Franka stack scene (the Cartpole and ground-plane files before it carry no marker)
 _MARKER = "gym-remote stand-in v"
+_WRITER = "gym_remote.backends.isaaclab.assets"
 
 _GOLDEN_CARTPOLE = "test/golden_stages/cartpole/newton-isaacsim_rtx_renderer-rgb.usda"
 _GOLDEN_ROBOT = "/World/envs/env_0/Robot"
@@ -144,7 +145,7 @@ def write_ground_plane(path: Path) -> None:
 
 
 def _export(layer: Any, path: Path) -> None:
-    layer.documentation = f"{_MARKER}{STANDIN_VERSION}: {path.name}, written by gym_remote.backends.isaaclab.assets (not NVIDIA's asset)"
+    layer.documentation = f"{_MARKER}{STANDIN_VERSION}: {path.name}, written by {_WRITER} (not NVIDIA's asset)"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = layer.ExportToString()
     tmp = path.with_name(path.name + ".tmp")
