@@ -50,6 +50,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # stdout carries one line, READY, which launchers wait for; anything a simulator prints there (Isaac
     # Lab's [INFO] lines, C libraries) goes to stderr instead, before and after READY.
     sys.stdout.flush()
+    # Paths first: a backend may change the working directory (MetaSim's data_dir).
+    for name in ("curve_secret", "curve_clients"):
+        if getattr(args, name):
+            setattr(args, name, Path(getattr(args, name)).resolve())
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     for module in args.imports:

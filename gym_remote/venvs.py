@@ -50,5 +50,6 @@ def isaaclab_asset_root() -> str:
     python = Path(server_python("isaaclab"))
     root = python.parent.parent / "assets"
     if not root.is_dir():
-        raise FileNotFoundError(f"no offline Isaac Lab assets at {root}; build them with `{SERVER_VENVS['isaaclab'][1]}`")
+        command = SERVER_VENVS["isaaclab"][1]
+        raise FileNotFoundError(f"no offline Isaac Lab assets at {root}; build them with `{command}`")
     return str(root)
