@@ -32,6 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONNECT = 300.0  # seconds: a cold Warp kernel cache compiles for about 100 s on the first env
 
 
+def in_venv(python: str, module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in the server venv, serving this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([python, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
 @pytest.fixture(scope="module")
 def python() -> str:
     try:
@@ -43,13 +49,7 @@ def python() -> str:
 @pytest.fixture(scope="module")
 def asset_root(python: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("isaac-assets")
-    out = subprocess.run(
-        [python, "-m", "gym_remote.backends.isaaclab.assets", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out = in_venv(python, "gym_remote.backends.isaaclab.assets", str(root), timeout=120)
     assert out.returncode == 0, out.stderr
     assert (root / "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd").is_file()
     return str(root)
@@ -300,13 +300,7 @@ def test_stdout_holds_only_the_ready_line(python: str, asset_root: str) -> None:
 
 
 def test_offline_assets_tool_help(python: str) -> None:
-    out = subprocess.run(
-        [python, "-m", "gym_remote.backends.isaaclab.assets", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out = in_venv(python, "gym_remote.backends.isaaclab.assets", "--help", timeout=60)
     assert out.returncode == 0 and "asset_root" in out.stdout
     assert sys.executable != python  # the client side of these tests is not the server's venv
 
@@ -370,12 +364,6 @@ def test_server_overrides_and_task_config_reach_isaac_lab(python: str, asset_roo
 
 
 def test_doctor_in_the_isaac_lab_venv_reports_a_kit_less_isaac_lab_3(python: str) -> None:
-    out = subprocess.run(
-        [python, "-m", "gym_remote", "doctor"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out = in_venv(python, "gym_remote", "doctor", timeout=180)
     line = next(line for line in out.stdout.splitlines() if line.strip().startswith("isaaclab ") and "Isaac Lab" in line)
     assert " ok " in line and "3.0.0" in line and "xyzw" in line and "kit-less" in line, line
