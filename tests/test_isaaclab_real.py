@@ -230,7 +230,7 @@ def test_direct_task_refuses_reset_mask_before_anything_runs(direct: LocalServer
 
 
 def test_bad_ids_and_kwargs_get_clear_errors_and_the_server_keeps_serving(cartpole: LocalServer) -> None:
-    with pytest.raises(BadRequestError, match="did you mean"):
+    with pytest.raises(BadRequestError, match="Did you mean .Isaac-Cartpole"):
         _make(cartpole, task="Isaac-Cartpol")
     with pytest.raises(BadRequestError, match="no 'episode_lenght_s'"):
         _make(cartpole, task_kwargs={"episode_lenght_s": 2.0})

@@ -41,7 +41,7 @@ from gym_remote.backends.isaaclab.runtime import (
 )
 from gym_remote.backends.isaaclab.session import IsaacLabSession
 from gym_remote.backends.isaaclab.state import isaaclab_schema, isaaclab_state_to_flat, quat_order_for_version
-from gym_remote.errors import BadRequestError
+from gym_remote.errors import BadRequestError, ConfigError
 from gym_remote.session import Session, SessionOptions, choose_task
 from gym_remote.state import QuatOrder
 
@@ -111,7 +111,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
     version, the device, the asset root, the id, and (3.x) the cfg with every override applied.
 
     Raises:
-        BadRequestError: an unknown task id (the message names close ids), a bad override or cfg attribute.
+        ConfigError: an unknown task id (the message names close ids), a bad override or cfg attribute.
         TypeError: an unknown backend option.
     """
     settings, cfg_overrides = split_kwargs(kwargs, ISAACLAB_SERVER_KEYS)
@@ -158,8 +158,11 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
         return resolve_task_id(name, gym.registry, runtime.major)
 
     if task:  # before READY: a bad id, override or cfg attribute fails the start-up, not the first HELLO
-        task = resolve(task)
-        first_cfg = make_cfg(task, None, {})
+        try:
+            task = resolve(task)
+            first_cfg = make_cfg(task, None, {})
+        except BadRequestError as exc:
+            raise ConfigError(exc.message) from None
         runtime.enter(first_cfg, app_args)  # 3.x: starts Kit here when the task needs it, as 2.x did
     slot = SessionSlot("isaaclab")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -32,7 +31,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gym_remote.errors import BadRequestError
+from gym_remote.errors import BadRequestError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +112,8 @@ def resolve_task_id(name: str, registry: Iterable[str], major: int | None) -> st
             log.info("task %r is %r in Isaac Lab %s", name, candidate, major)
             return candidate
     isaac = sorted(k for k in known if k.startswith("Isaac"))
-    close = difflib.get_close_matches(base, isaac, n=5, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(isaac)} Isaac ids are registered)"
-    raise BadRequestError(f"Isaac Lab {major}.x has no task {name!r}{hint}")
+    hint = did_you_mean(base, isaac) or f" ({len(isaac)} Isaac ids are registered)"
+    raise BadRequestError(f"Isaac Lab {major}.x has no task {name!r}.{hint}")
 
 
 class IsaacLabRuntime:
