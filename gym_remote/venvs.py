@@ -1,10 +1,12 @@
-"""The server venvs that ``scripts/build_*_venv.sh`` build, found by name on this machine.
+"""The venvs that ``scripts/build_*_venv.sh`` build, found by name on this machine.
 
 Isaac Lab 3.0 and RoboVerse MetaSim each pin what gym-remote's client side must not share (Isaac
 Lab: numpy>=2, pillow>=12.3, mujoco 3.12 through Newton; MetaSim: mujoco 3.17 for dm_control), so
 each runs its server from a venv of its own under ``$GYM_REMOTE_VENVS`` (default
 ``~/.cache/gym-remote/venvs``), exactly as a GPU box would. Pass :func:`server_python` to
-:class:`~gym_remote.local.LocalServer` as ``python=`` to serve from one.
+:class:`~gym_remote.local.LocalServer` as ``python=`` to serve from one. The ``ray`` venv is a
+client's, not a server's: Ray 2.60's RLlib pins Gymnasium 1.2, so RLlib drivers (and the tests of
+the Ray server pool) run there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = ["SERVER_VENVS", "isaaclab_asset_root", "server_python", "venv_root"]
 SERVER_VENVS = {
     "isaaclab": ("isaaclab-3.0.0", "bash scripts/build_isaaclab_venv.sh"),
     "metasim": ("metasim-dd8ff06", "bash scripts/build_metasim_venv.sh"),
+    "ray": ("ray-2.60.0", "bash scripts/build_ray_venv.sh"),
 }
 
 
@@ -26,7 +29,7 @@ def venv_root() -> Path:
 
 
 def server_python(name: str) -> str:
-    """The Python of server venv ``name`` (``"isaaclab"`` or ``"metasim"``).
+    """The Python of venv ``name`` (``"isaaclab"``, ``"metasim"`` or ``"ray"``).
 
     Raises:
         KeyError: an unknown venv name.

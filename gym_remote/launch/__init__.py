@@ -1,4 +1,4 @@
-"""Start env servers elsewhere and clean up after them: over SSH, and (soon) on a Ray cluster.
+"""Start env servers elsewhere and clean up after them: over SSH, or as actors on a Ray cluster.
 
 Everything that touches SSH lives in this package, so that the env and client modules know nothing
 of Fabric; a client holds a :class:`ServerHandle` (endpoint, log tail, close) and nothing more. The
@@ -24,6 +24,10 @@ Modules, each one concept, arrows one way: ``config`` (``HostConfig``, targets) 
 (quoting, the remote shell library) <- ``ssh`` (the connection, remote commands) <- ``logs`` <-
 ``remote`` (``RemoteLauncher``, stop by PID) <- ``tunnels``, ``handle`` (``launch_server``),
 ``records``. Every name imported from ``gym_remote.launch`` before it became a package still is.
+
+On a Ray cluster, :func:`~gym_remote.launch.ray_pool.start_pool` starts N servers as Ray actors on
+the nodes that have the resources asked for, with a CURVE key pair per pool (:mod:`.ray_pool`, and
+:mod:`.ray_actor` for what runs on the nodes). Ray is imported only when a pool starts.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 from gym_remote.launch.config import DEFAULT_KNOWN_HOSTS, TUNNELS, HostConfig, resolve_config
 from gym_remote.launch.handle import ServerHandle, SshServerHandle, launch_server
 from gym_remote.launch.logs import follow_log, read_log, remote_log
+from gym_remote.launch.ray_pool import RayServerPool, start_pool
 from gym_remote.launch.records import ServerRecord, list_servers, stop_server
 from gym_remote.launch.remote import RemoteLauncher
 from gym_remote.launch.tunnels import choose_tunnel, free_local_port
@@ -39,6 +44,7 @@ __all__ = [
     "DEFAULT_KNOWN_HOSTS",
     "TUNNELS",
     "HostConfig",
+    "RayServerPool",
     "RemoteLauncher",
     "ServerHandle",
     "ServerRecord",
@@ -51,5 +57,6 @@ __all__ = [
     "read_log",
     "remote_log",
     "resolve_config",
+    "start_pool",
     "stop_server",
 ]
