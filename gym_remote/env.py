@@ -293,8 +293,16 @@ class RemoteEnv(gym.Env):
         """The simulator state now: a flat array laid out by :attr:`state_schema` when it has one."""
         return self._request(Kind.GET_STATE)["state"]
 
-    def set_state(self, state: Any) -> None:
-        self._request(Kind.SET_STATE, {"state": state})
+    def set_state(self, state: Any) -> dict[str, Any] | None:
+        """Set the remote env's state (a flat ``float64`` array of ``state_schema.size``).
+
+        Returns:
+            ``None`` when all of it was restored, else ``{"not_restored": [names]}`` for the parts
+            the simulator could not restore (e.g. velocities on MetaSim's MuJoCo handler).
+        Raises:
+            StateError: the env has no settable state, or ``state`` does not fit the schema.
+        """
+        return self._request(Kind.SET_STATE, {"state": state})
 
     def ping(self) -> dict[str, Any]:
         return self._conn.request(Kind.PING)

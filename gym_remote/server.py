@@ -328,8 +328,7 @@ class EnvServer:
         elif req.kind is Kind.SET_STATE:
             if "state" not in body:
                 raise BadRequestError("set_state request lacks a state")
-            session.set_state(body["state"])
-            return None
+            return session.set_state(body["state"])  # None, or what the simulator could not restore
         elif req.kind is Kind.RENDER:
             return {"frame": session.render()}
         elif req.kind is Kind.CALL:

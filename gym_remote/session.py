@@ -108,7 +108,9 @@ class Session(abc.ABC):
     def get_state(self) -> Any:
         raise StateError(f"this env ({self.task}) does not expose its state")
 
-    def set_state(self, state: Any) -> None:
+    def set_state(self, state: Any) -> dict[str, Any] | None:
+        """Set the state; return ``None``, or ``{"not_restored": [names]}`` for parts the simulator
+        could not restore (e.g. ``"cube/root_vel"``: MetaSim's MuJoCo handler zeroes velocities)."""
         raise StateError(f"this env ({self.task}) cannot set its state")
 
     def render(self) -> Any:
@@ -262,16 +264,17 @@ class GymSession(Session):
             return states[0]
         return np.stack(states) if self.state_schema is not None else states
 
-    def set_state(self, state: Any) -> None:
+    def set_state(self, state: Any) -> dict[str, Any] | None:
         if not self._access or not self._access[0].available:
             super().set_state(state)
         if self.num_envs is None:
             self._access[0].set(state)
-            return
+            return None
         if len(state) != len(self._access):
             raise StateError(f"batched state has {len(state)} rows for {len(self._access)} sub-envs")
         for access, row in zip(self._access, state, strict=True):
             access.set(row)
+        return None
 
     def render(self) -> Any:
         return self.env.render()

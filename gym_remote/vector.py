@@ -454,11 +454,15 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         replies = self._all(Kind.GET_STATE, [None] * len(self._shards))
         return concat_batches([r["state"] for r in replies], [s.count for s in self._shards])
 
-    def set_state(self, state: Any) -> None:
-        self._all(
+    def set_state(self, state: Any) -> dict[str, Any] | None:
+        """Set every sub-env's state (``(num_envs, state_schema.size)``); what could not be restored
+        on any server comes back as ``{"not_restored": [names]}``, else ``None``."""
+        replies = self._all(
             Kind.SET_STATE,
             [{"state": _slice_tree(np.asarray(state), s.start, s.start + s.count)} for s in self._shards],
         )
+        missed = sorted({name for r in replies if r for name in r.get("not_restored", ())})
+        return {"not_restored": missed} if missed else None
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Allow-listed attributes or methods of every sub-env (see the server's allow-list)."""

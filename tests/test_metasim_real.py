@@ -159,6 +159,9 @@ def test_set_state_restores_poses_and_the_checker_sees_them(server: LocalServer)
         # Resting on the base (MetaSim's checker box is fixed where the base was at reset): success.
         state[CUBE : CUBE + 3] = state[BASE : BASE + 3] + np.array([0.0, 0.0, 0.04])
         state[CUBE + 3 : CUBE + 7] = [1.0, 0.0, 0.0, 0.0]
+        moving = state.copy()
+        moving[JOINT_VEL.start] = 0.5  # the MuJoCo handler zeroes velocities: the client is told
+        assert "franka/joint_vel" in env.set_state(moving)["not_restored"]
         env.set_state(state)
         got = env.get_state()
         np.testing.assert_allclose(got[:22], state[:22], atol=1e-5)  # franka pose and joints
