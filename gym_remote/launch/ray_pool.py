@@ -78,15 +78,17 @@ def server_for_runner(runner_index: int, servers: int) -> int:
 
 
 class RayServerHandle:
-    """One pool server, as a client sees it (a :class:`~gym_remote.launch.handle.ServerHandle`).
+    """One pool server, as a client sees it (a :class:`~gym_remote.launch.handle.ServerHandle`, plus
+    :meth:`client_options`: the pool's CURVE keys a client needs).
 
     Attributes:
         local_host, local_port: where the server listens (the node's address, or ``bind_host``).
         index: its place in the pool. node_id, node_ip: the Ray node it runs on. pid: its PID there.
     """
 
-    def __init__(self, actor: Any, index: int, info: Mapping[str, Any]) -> None:
+    def __init__(self, actor: Any, index: int, info: Mapping[str, Any], keys: CurveKeys | None = None) -> None:
         self._actor = actor
+        self._keys = keys
         self.index = index
         self.local_host: str = str(info["host"])
         self.local_port: int = int(info["port"])
@@ -105,6 +107,10 @@ class RayServerHandle:
     def host_port(self) -> str:
         """``host:port``, as ``RemoteVectorEnv(hosts=[...])`` takes it."""
         return f"{self.local_host}:{self.local_port}"
+
+    def client_options(self) -> dict[str, bytes]:
+        """The CURVE keywords a client of this server needs (its pool's; empty without CURVE)."""
+        return self._keys.client_options() if self._keys is not None else {}
 
     @property
     def where(self) -> str:
@@ -353,7 +359,7 @@ def start_pool(
     except BaseException:
         _stop_actors(actors)
         raise
-    handles = [RayServerHandle(a, i, info) for i, (a, info) in enumerate(zip(actors, infos, strict=True))]
+    handles = [RayServerHandle(a, i, info, keys) for i, (a, info) in enumerate(zip(actors, infos, strict=True))]
     pool = RayServerPool(handles, keys)
     log.info("%r", pool)
     return pool
