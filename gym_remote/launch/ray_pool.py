@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -96,8 +95,8 @@ class RayServerHandle:
         self.actor_pid: int = int(info["actor_pid"])
         self.node_id: str = str(info["node_id"])
         self.node_ip: str = str(info["node_ip"])
-        self.closed = False
-        self._lock = threading.Lock()
+        # Each handle owns its actor: dropping the pool object keeps the servers whose handles live.
+        self._finalizer = weakref.finalize(self, _stop_actors, [actor])
 
     @property
     def endpoint(self) -> str:
@@ -155,11 +154,11 @@ class RayServerHandle:
 
     def close(self) -> None:
         """Stop the server (by PID, on its node), then kill its actor. Idempotent."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        _stop_actors([self._actor])
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
 
     def __repr__(self) -> str:
         return f"<RayServerHandle {self.where} at {self.endpoint}{' closed' if self.closed else ''}>"
@@ -194,7 +193,6 @@ class RayServerPool:
     def __init__(self, handles: list[RayServerHandle], keys: CurveKeys | None) -> None:
         self.handles = handles
         self.keys = keys
-        self._finalizer = weakref.finalize(self, _close_handles, list(handles))
 
     @property
     def hosts(self) -> list[str]:
@@ -207,7 +205,7 @@ class RayServerPool:
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        return all(h.closed for h in self.handles)
 
     def client_options(self) -> dict[str, bytes]:
         """The CURVE keywords every client of this pool needs (empty without CURVE)."""
@@ -218,8 +216,12 @@ class RayServerPool:
         return self.handles[server_for_runner(runner_index, len(self.handles))]
 
     def close(self) -> None:
-        """Stop every server and kill every actor. Idempotent; also runs at interpreter exit."""
-        self._finalizer()
+        """Stop every server (concurrently) and kill every actor. Idempotent.
+
+        Each handle also stops its own server when it is closed, garbage collected, or at exit.
+        """
+        open_handles = [h for h in self.handles if h._finalizer.detach() is not None]
+        _stop_actors([h._actor for h in open_handles])
 
     def __len__(self) -> int:
         return len(self.handles)
@@ -235,13 +237,6 @@ class RayServerPool:
 
     def __repr__(self) -> str:
         return f"<RayServerPool of {len(self.handles)}: {', '.join(self.hosts)}{' closed' if self.closed else ''}>"
-
-
-def _close_handles(handles: list[RayServerHandle]) -> None:
-    open_handles = [h for h in handles if not h.closed]
-    for h in open_handles:
-        h.closed = True
-    _stop_actors([h._actor for h in open_handles])
 
 
 def _actor_options(resources: Mapping[str, float] | None) -> dict[str, Any]:
