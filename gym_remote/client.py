@@ -37,14 +37,14 @@ from gym_remote.errors import (
 from gym_remote.protocol import (
     DEFAULT_LIMITS,
     IDEMPOTENT,
+    Codec,
     ErrorCode,
     Kind,
     Limits,
     Request,
-    pack_request,
     recv_frames,
+    reply_from_header,
     send_frames,
-    unpack_reply,
 )
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class Connection:
         self.timeout = timeout
         self.retries = retries
         self.limits = limits
+        self._codec = Codec(limits)  # one packer and decoder for every request of this connection
         self.diagnostics = diagnostics
         self._ctx = context or zmq.Context.instance()
         self._curve = None
@@ -120,6 +121,7 @@ class Connection:
             )
         self._sock: zmq.Socket | None = None
         self._timeouts: tuple[int, int] = (-1, -1)  # (SNDTIMEO, RCVTIMEO) set on the socket, in ms
+        self._timeouts_s: tuple[float, float] = (-1.0, -1.0)  # the same in seconds, as last asked for
         self._seq = 0
         self._pending: Request | None = None
         self._sent_at = 0.0
@@ -142,6 +144,9 @@ class Connection:
 
     def _set_timeouts(self, sock: zmq.Socket, send_s: float, recv_s: float) -> None:
         # setsockopt costs a syscall-ish round into libzmq: only when the value changes.
+        if send_s == self._timeouts_s[0] and recv_s == self._timeouts_s[1]:
+            return
+        self._timeouts_s = (send_s, recv_s)
         wanted = (max(1, int(send_s * 1000)), max(1, int(recv_s * 1000)))
         if wanted != self._timeouts:
             sock.setsockopt(zmq.SNDTIMEO, wanted[0])
@@ -149,7 +154,7 @@ class Connection:
             self._timeouts = wanted
 
     def _reset_socket(self) -> None:
-        self._timeouts = (-1, -1)
+        self._timeouts, self._timeouts_s = (-1, -1), (-1.0, -1.0)
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -212,21 +217,23 @@ class Connection:
             raise RemoteEnvError("a request is already waiting for its reply", host=self.host, port=self.port)
         if kind is Kind.HELLO and self.probe_timeout is not None:
             self.probe()
-        self._seq += 1
-        request = Request(kind, body, session, self._seq)
-        frames = pack_request(request, self.limits)
-        sock = self._socket()
+        self._seq = seq = self._seq + 1
+        frames = self._codec.pack_request(kind, body, session, seq)
+        sock = self._sock if self._sock is not None else self._socket()
         budget = self.timeout if timeout is None else timeout
         self._set_timeouts(sock, budget, budget)
         self._sent_at = time.monotonic()
         try:
-            send_frames(sock, frames)
+            if len(frames) == 1:  # the common case: one frame, one send
+                sock.send(frames[0], 0)
+            else:
+                send_frames(sock, frames)
         except zmq.Again:
             self._reset_socket()
             raise self._error(
                 RemoteTimeoutError, f"could not send within {budget:.1f} s: no server is listening", kind
             ) from None
-        self._pending = request
+        self._pending = Request(kind, None, session, seq)
 
     def recv(self, timeout: float | None = None) -> Any:
         """Wait for the reply of the pending request; raise its error or a timeout."""
@@ -254,7 +261,10 @@ class Connection:
                 RemoteTimeoutError, f"no reply after {elapsed:.2f} s (timeout {budget:.1f} s)", request.kind
             ) from None
         try:
-            reply = unpack_reply(frames, self.limits)
+            msg = self._codec.decode(frames[0], frames[1:]) if len(frames) > 1 else self._codec.decode(frames[0])
+            if type(msg) is dict and msg.get("ok") is True and msg.get("n") == request.seq:
+                return msg.get("b")  # the hot path: a good reply to this request
+            reply = reply_from_header(msg)
         except ProtocolError as exc:
             raise self._error(ProtocolError, f"malformed reply: {exc.message}", request.kind) from exc
         if reply.ok and reply.seq != request.seq:
@@ -275,7 +285,10 @@ class Connection:
         self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
     ) -> Any:
         """Send and wait; idempotent requests are re-sent on a fresh socket after a timeout."""
-        attempts = 1 + (self.retries if kind in IDEMPOTENT else 0)
+        if kind not in IDEMPOTENT:  # a step, a reset: sent once
+            self.send(kind, body, session, timeout)
+            return self.recv(timeout)
+        attempts = 1 + self.retries
         for attempt in range(attempts):
             try:
                 self.send(kind, body, session, timeout)

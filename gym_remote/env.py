@@ -279,7 +279,7 @@ class RemoteEnv(gym.Env):
             raise SessionLostError(
                 "no session: call reset() first", host=self.host, port=self.port, request="step"
             )
-        reply = self._request(Kind.STEP, {"action": action, "with_state": self.with_state})
+        reply = self._link.request(Kind.STEP, {"action": action, "with_state": self.with_state})
         self.last_state = reply.get("state")
         obs = restore_sample(self.observation_space, reply["obs"]) if self._restore_obs else reply["obs"]
         return obs, reply["reward"], reply["terminated"], reply["truncated"], reply["info"]

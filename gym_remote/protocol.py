@@ -148,21 +148,62 @@ def _check_dtype(dtype: np.dtype) -> None:
 
 def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]:
     """Encode ``obj`` into a msgpack header and the list of raw array buffers it refers to."""
-    buffers: list[Any] = []
+    return Codec(limits).encode(obj)
 
-    def default(o: Any) -> Any:
+
+class Codec:
+    """One end's encoder and decoder, built once per connection or server and reused every message.
+
+    The hot path of a session is a message per step each way, so what can be made once is made once:
+    one msgpack ``Packer`` (whose ``default`` hook is a bound method, not a closure per message),
+    one ``ext_hook``, and a cache of parsed array descriptors (a session's shapes repeat). Behaviour
+    and checks are those of :func:`encode` and :func:`decode`, which build a fresh codec per call.
+    A codec is not thread-safe: each thread (each connection, the server loop) owns its own.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._buffers: list[Any] = []
+        self._packer = msgpack.Packer(default=self._default, strict_types=True, use_bin_type=True, autoreset=True)
+        self._frames: Sequence[Any] = ()
+        self._used: set[int] = set()
+        self._ext_depth = 0
+        self._descriptors: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+
+    # ------------------------------------------------------------------------------ encoding
+
+    def encode(self, obj: Any) -> tuple[bytes, list[Any]]:
+        """Encode ``obj`` into a msgpack header and the list of raw array buffers it refers to."""
+        self._buffers = buffers = []
+        try:
+            header = self._packer.pack(obj)
+        except ProtocolError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode message: {exc}") from exc
+        if len(header) > self.limits.max_header_bytes:
+            raise ProtocolError(
+                f"header of {len(header)} bytes exceeds max_header_bytes {self.limits.max_header_bytes}"
+            )
+        return header, buffers
+
+    def _pack_nested(self, o: Any) -> bytes:
+        # The shared packer is busy with the enclosing message: a nested one gets its own.
+        return msgpack.packb(o, default=self._default, strict_types=True, use_bin_type=True)
+
+    def _default(self, o: Any) -> Any:
         if isinstance(o, np.ndarray):
             prefix = _array_prefix(o.dtype, o.shape)
-            if o.nbytes >= limits.inline_threshold and o.nbytes > 0:
-                buffers.append(np.ascontiguousarray(o))
-                return msgpack.ExtType(EXT_ARRAY_FRAME, prefix + _U32.pack(len(buffers) - 1))
+            if o.nbytes >= self.limits.inline_threshold and o.nbytes > 0:
+                self._buffers.append(np.ascontiguousarray(o))
+                return msgpack.ExtType(EXT_ARRAY_FRAME, prefix + _U32.pack(len(self._buffers) - 1))
             return msgpack.ExtType(EXT_ARRAY_INLINE, prefix + o.tobytes())
         if isinstance(o, np.generic):
             return msgpack.ExtType(EXT_SCALAR, _array_prefix(o.dtype, ()) + o.tobytes())
         if isinstance(o, tuple):
-            return msgpack.ExtType(EXT_TUPLE, _pack_nested(list(o)))
+            return msgpack.ExtType(EXT_TUPLE, self._pack_nested(list(o)))
         if isinstance(o, ObjectList):
-            return msgpack.ExtType(EXT_OBJECT_LIST, _pack_nested(list(o)))
+            return msgpack.ExtType(EXT_OBJECT_LIST, self._pack_nested(list(o)))
         if isinstance(o, enum.Enum):
             return o.value
         # Subclasses of the plain types (OrderedDict, user str subclasses).
@@ -171,20 +212,163 @@ def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]
                 return cast(Any, plain)(o)
         raise ProtocolError(f"cannot encode a {type(o).__module__}.{type(o).__qualname__} on the wire")
 
-    def _pack_nested(o: Any) -> bytes:
-        return msgpack.packb(o, default=default, strict_types=True, use_bin_type=True)
+    # ------------------------------------------------------------------------------ decoding
 
+    def decode(self, header: Any, buffers: Sequence[Any] = ()) -> Any:
+        """Decode a header and its array frames. Every malformation is a :class:`ProtocolError`."""
+        limits = self.limits
+        if not isinstance(header, bytes):
+            header = _as_buffer(header)
+        size = len(header) if isinstance(header, bytes) else header.nbytes
+        if size > limits.max_header_bytes:
+            raise ProtocolError(f"header of {size} bytes exceeds max_header_bytes={limits.max_header_bytes}")
+        if len(buffers) > limits.max_frames:
+            raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
+        self._frames, self._ext_depth = buffers, 0
+        if buffers:
+            self._used = set()
+        try:
+            obj = _unpack(header, self._ext_hook)
+        finally:
+            self._frames = ()
+        if buffers and len(self._used) != len(buffers):
+            raise ProtocolError(
+                f"message has {len(buffers)} array frames but its header names {len(self._used)}"
+            )
+        # A header shorter than max_depth cannot nest that deep; else count markers before the walk.
+        if size > limits.max_depth and _container_markers(header) > limits.max_depth:
+            _check_depth(obj, limits.max_depth)
+        return obj
+
+    def _descriptor(self, data: bytes) -> tuple[np.dtype, tuple[int, ...], int, int]:
+        """dtype, shape, byte size and payload offset of an array extension; cached per codec."""
+        try:
+            n = data[0]
+            start = 2 + n + 8 * data[1 + n]
+        except IndexError as exc:
+            raise ProtocolError(f"malformed array descriptor: {exc}") from exc
+        key = data[:start]
+        known = self._descriptors.get(key)
+        if known is None:
+            dtype, shape, _ = _parse_prefix(data, self.limits)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > self.limits.max_array_bytes:
+                raise ProtocolError(
+                    f"array of {nbytes} bytes exceeds max_array_bytes={self.limits.max_array_bytes}"
+                )
+            known = (dtype, shape, nbytes)
+            if len(self._descriptors) < 1024:
+                self._descriptors[key] = known
+        return (*known, start)
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code in (EXT_ARRAY_INLINE, EXT_SCALAR):
+            dtype, shape, nbytes, start = self._descriptor(data)
+            if len(data) - start != nbytes:
+                raise ProtocolError(
+                    f"array {dtype.str}{tuple(shape)} needs {nbytes} bytes but its data has {len(data) - start}"
+                )
+            if code == EXT_SCALAR:
+                if shape:
+                    raise ProtocolError("a scalar must have no dimensions")
+                return np.frombuffer(data, dtype, 1, start)[0]
+            if nbytes:
+                return np.frombuffer(data, dtype, offset=start).reshape(shape)
+            return np.frombuffer(memoryview(data)[start:], dtype=dtype).reshape(shape)
+        if code == EXT_ARRAY_FRAME:
+            dtype, shape, nbytes, start = self._descriptor(data)
+            if len(data) != start + 4:
+                raise ProtocolError("malformed array reference")
+            (index,) = _U32.unpack_from(data, start)
+            buffers = self._frames
+            if index >= len(buffers):
+                raise ProtocolError(f"array refers to frame {index} but the message has {len(buffers)}")
+            if index in self._used:
+                raise ProtocolError(f"array frame {index} is referred to twice")
+            self._used.add(index)
+            buf = _as_buffer(buffers[index])
+            if buf.nbytes != nbytes:
+                raise ProtocolError(
+                    f"array {dtype.str}{tuple(shape)} needs {nbytes} bytes but its data has {buf.nbytes}"
+                )
+            return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        if code in (EXT_TUPLE, EXT_OBJECT_LIST):
+            if self._ext_depth >= self.limits.max_depth:
+                raise ProtocolError(f"message nests deeper than max_depth={self.limits.max_depth}")
+            self._ext_depth += 1
+            try:
+                inner = _unpack(data, self._ext_hook)
+            finally:
+                self._ext_depth -= 1
+            if not isinstance(inner, list):
+                raise ProtocolError("tuple and object-list extensions must hold a list")
+            if code == EXT_TUPLE:
+                return tuple(inner)
+            array = np.empty(len(inner), dtype=object)
+            for i, value in enumerate(inner):  # one by one: numpy would broadcast nested lists
+                array[i] = value
+            return array
+        raise ProtocolError(f"unknown msgpack extension type {code}")
+
+    # ------------------------------------------------------------------------------ messages
+
+    def pack_request(self, kind: Kind, body: Any, session: str | None, seq: int) -> list[Any]:
+        """Frames of a request: header then array buffers."""
+        header, buffers = self.encode({"k": kind.value, "s": session, "n": seq, "b": body})
+        return [header, *buffers] if buffers else [header]
+
+    def unpack_request(self, frames: Sequence[Any]) -> Request:
+        if not frames:
+            raise ProtocolError("empty message")
+        msg = self.decode(frames[0], frames[1:])
+        if not isinstance(msg, dict) or "k" not in msg:
+            raise ProtocolError("a request header must be a map with a kind")
+        kind = _KINDS.get(msg["k"]) if isinstance(msg["k"], str) else None
+        if kind is None:
+            raise ProtocolError(f"unknown request kind {msg['k']!r}; expected one of {sorted(_KINDS)}")
+        session, seq = msg.get("s"), msg.get("n", 0)
+        if session is not None and not isinstance(session, str):
+            raise ProtocolError("session id must be a string")
+        if not isinstance(seq, int):
+            raise ProtocolError("sequence number must be an integer")
+        return Request(kind, msg.get("b"), session, seq)
+
+    def pack_reply(self, reply: Reply) -> list[Any]:
+        msg: dict[str, Any] = {"n": reply.seq, "ok": reply.error is None}
+        if reply.error is None:
+            msg["b"] = reply.body
+        else:
+            e = reply.error
+            msg["e"] = {"code": e.code.value, "type": e.type, "message": e.message, "traceback": e.traceback}
+        if reply.extra:
+            msg.update(reply.extra)
+        header, buffers = self.encode(msg)
+        return [header, *buffers] if buffers else [header]
+
+    def unpack_reply(self, frames: Sequence[Any]) -> Reply:
+        if not frames:
+            raise ProtocolError("empty reply")
+        return reply_from_header(self.decode(frames[0], frames[1:]))
+
+
+def reply_from_header(msg: Any) -> Reply:
+    """The :class:`Reply` a decoded reply header describes; a ProtocolError if it describes none."""
+    if not isinstance(msg, dict) or "ok" not in msg:
+        raise ProtocolError("a reply header must be a map with an ok flag")
+    seq = msg.get("n", 0)
+    if msg["ok"]:
+        return Reply(seq, msg.get("b"))
+    e = msg.get("e")
+    if not isinstance(e, Mapping):
+        raise ProtocolError("an error reply must carry an error map")
     try:
-        header = _pack_nested(obj)
-    except ProtocolError:
-        raise
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(f"cannot encode message: {exc}") from exc
-    if len(header) > limits.max_header_bytes:
-        raise ProtocolError(
-            f"header of {len(header)} bytes exceeds max_header_bytes {limits.max_header_bytes}"
-        )
-    return header, buffers
+        code = ErrorCode(e.get("code"))
+    except ValueError:
+        code = ErrorCode.ENV
+    return Reply(
+        seq,
+        error=ErrorInfo(code, str(e.get("type", "")), str(e.get("message", "")), str(e.get("traceback", ""))),
+    )
 
 
 _U32 = struct.Struct("<I")
@@ -228,74 +412,10 @@ def _as_buffer(frame: Any) -> memoryview:
 
 def decode(header: Any, buffers: Sequence[Any] = (), limits: Limits = DEFAULT_LIMITS) -> Any:
     """Decode a header and its array frames. Every malformation is a :class:`ProtocolError`."""
-    header_buf = _as_buffer(header)
-    if header_buf.nbytes > limits.max_header_bytes:
-        raise ProtocolError(
-            f"header of {header_buf.nbytes} bytes exceeds max_header_bytes={limits.max_header_bytes}"
-        )
-    if len(buffers) > limits.max_frames:
-        raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
-    used: set[int] = set()
-    ext_depth = 0  # nested tuple/object-list extensions each recurse into msgpack: bound them
-
-    def make_array(dtype: np.dtype, dims: tuple[int, ...], data: memoryview) -> np.ndarray:
-        expected = math.prod(dims) * dtype.itemsize
-        if expected > limits.max_array_bytes:
-            raise ProtocolError(f"array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
-        if data.nbytes != expected:
-            raise ProtocolError(
-                f"array {dtype.str}{tuple(dims)} needs {expected} bytes but its data has {data.nbytes}"
-            )
-        return np.frombuffer(data, dtype=dtype).reshape(dims)
-
-    def ext_hook(code: int, data: bytes) -> Any:
-        if code == EXT_ARRAY_FRAME:
-            dtype, shape, start = _parse_prefix(data, limits)
-            if len(data) != start + 4:
-                raise ProtocolError("malformed array reference")
-            (index,) = _U32.unpack_from(data, start)
-            if index >= len(buffers):
-                raise ProtocolError(f"array refers to frame {index} but the message has {len(buffers)}")
-            if index in used:
-                raise ProtocolError(f"array frame {index} is referred to twice")
-            used.add(index)
-            return make_array(dtype, shape, _as_buffer(buffers[index]))
-        if code in (EXT_ARRAY_INLINE, EXT_SCALAR):
-            dtype, shape, start = _parse_prefix(data, limits)
-            array = make_array(dtype, shape, memoryview(data)[start:])
-            if code == EXT_SCALAR:
-                if shape:
-                    raise ProtocolError("a scalar must have no dimensions")
-                return array[()]
-            return array
-        if code in (EXT_TUPLE, EXT_OBJECT_LIST):
-            nonlocal ext_depth
-            if ext_depth >= limits.max_depth:
-                raise ProtocolError(f"message nests deeper than max_depth={limits.max_depth}")
-            ext_depth += 1
-            try:
-                inner = _unpack(data, ext_hook, limits)
-            finally:
-                ext_depth -= 1
-            if not isinstance(inner, list):
-                raise ProtocolError("tuple and object-list extensions must hold a list")
-            if code == EXT_TUPLE:
-                return tuple(inner)
-            array = np.empty(len(inner), dtype=object)
-            for i, value in enumerate(inner):  # one by one: numpy would broadcast nested lists
-                array[i] = value
-            return array
-        raise ProtocolError(f"unknown msgpack extension type {code}")
-
-    obj = _unpack(header_buf, ext_hook, limits)
-    if len(used) != len(buffers):
-        raise ProtocolError(f"message has {len(buffers)} array frames but its header names {len(used)}")
-    if _container_markers(header) > limits.max_depth:  # else it cannot nest that deep: skip the walk
-        _check_depth(obj, limits.max_depth)
-    return obj
+    return Codec(limits).decode(header, buffers)
 
 
-def _unpack(data: Any, ext_hook: Any, limits: Limits) -> Any:
+def _unpack(data: Any, ext_hook: Any) -> Any:
     try:
         return msgpack.unpackb(
             data,
@@ -362,61 +482,19 @@ def _check_depth(obj: Any, max_depth: int) -> None:
 
 def pack_request(request: Request, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
     """Frames of a request: header then array buffers."""
-    header, buffers = encode(
-        {"k": request.kind.value, "s": request.session, "n": request.seq, "b": request.body}, limits
-    )
-    return [header, *buffers]
+    return Codec(limits).pack_request(request.kind, request.body, request.session, request.seq)
 
 
 def unpack_request(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Request:
-    if not frames:
-        raise ProtocolError("empty message")
-    msg = decode(frames[0], frames[1:], limits)
-    if not isinstance(msg, dict) or "k" not in msg:
-        raise ProtocolError("a request header must be a map with a kind")
-    kind = _KINDS.get(msg["k"]) if isinstance(msg["k"], str) else None
-    if kind is None:
-        raise ProtocolError(f"unknown request kind {msg['k']!r}; expected one of {sorted(_KINDS)}")
-    session, seq = msg.get("s"), msg.get("n", 0)
-    if session is not None and not isinstance(session, str):
-        raise ProtocolError("session id must be a string")
-    if not isinstance(seq, int):
-        raise ProtocolError("sequence number must be an integer")
-    return Request(kind, msg.get("b"), session, seq)
+    return Codec(limits).unpack_request(frames)
 
 
 def pack_reply(reply: Reply, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
-    msg: dict[str, Any] = {"n": reply.seq, "ok": reply.ok}
-    if reply.error is None:
-        msg["b"] = reply.body
-    else:
-        e = reply.error
-        msg["e"] = {"code": e.code.value, "type": e.type, "message": e.message, "traceback": e.traceback}
-    msg.update(reply.extra)
-    header, buffers = encode(msg, limits)
-    return [header, *buffers]
+    return Codec(limits).pack_reply(reply)
 
 
 def unpack_reply(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Reply:
-    if not frames:
-        raise ProtocolError("empty reply")
-    msg = decode(frames[0], frames[1:], limits)
-    if not isinstance(msg, dict) or "ok" not in msg:
-        raise ProtocolError("a reply header must be a map with an ok flag")
-    seq = msg.get("n", 0)
-    if msg["ok"]:
-        return Reply(seq, msg.get("b"))
-    e = msg.get("e")
-    if not isinstance(e, Mapping):
-        raise ProtocolError("an error reply must carry an error map")
-    try:
-        code = ErrorCode(e.get("code"))
-    except ValueError:
-        code = ErrorCode.ENV
-    return Reply(
-        seq,
-        error=ErrorInfo(code, str(e.get("type", "")), str(e.get("message", "")), str(e.get("traceback", ""))),
-    )
+    return Codec(limits).unpack_reply(frames)
 
 
 _SNDMORE = int(zmq.SNDMORE)

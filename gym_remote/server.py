@@ -7,6 +7,7 @@ traceback; the server itself only stops on SIGINT/SIGTERM or :meth:`EnvServer.st
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -37,16 +38,15 @@ from gym_remote.protocol import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
     READY_PREFIX,
+    Codec,
     ErrorCode,
     ErrorInfo,
     Kind,
     Limits,
     Reply,
     Request,
-    pack_reply,
     recv_frames,
     send_frames,
-    unpack_request,
 )
 from gym_remote.session import Session, SessionOptions
 
@@ -58,6 +58,7 @@ REPLY_CLIP = 4000
 TRACEBACK_CLIP = 20000
 
 _RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
 
 
 #: Builds the env(s) of one session from what the client asked for at HELLO. A factory may also
@@ -93,6 +94,20 @@ def is_loopback_address(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # '*', an interface name or a DNS name: may be reachable from outside
+
+
+def _freeze_gc(reclaim: bool = False) -> None:
+    """Move every object alive now out of the garbage collector's sight (``gc.freeze``).
+
+    A built simulator is a large, long-lived object graph; left in the collected generations, each
+    full collection walks all of it in the middle of some step: the serving path's tail. Frozen
+    after each HELLO, collections only see what requests allocate. ``reclaim`` (a session closed)
+    unfreezes and collects first, so a closed session's cycles are freed rather than kept frozen.
+    """
+    if reclaim:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -185,6 +200,7 @@ class EnvServer:
         self._sock.bind(address)
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sessions: dict[str, _SessionSlot] = {}
+        self._codec = Codec(limits)  # one packer and decoder for the serving loop
         self._stop = threading.Event()
         self.requests_served = 0
 
@@ -248,19 +264,24 @@ class EnvServer:
             payload.extend(recv_frames(sock) if sock.get(_RCVMORE) else [])
         reply = self._handle(payload)
         try:
-            out = pack_reply(reply, self.limits)
+            out = self._codec.pack_reply(reply)
         except ProtocolError as exc:  # the env returned something that cannot travel
-            out = pack_reply(self._error_reply(reply.seq, ErrorCode.PROTOCOL, exc), self.limits)
+            out = self._codec.pack_reply(self._error_reply(reply.seq, ErrorCode.PROTOCOL, exc))
         self.requests_served += 1
         try:
-            send_frames(sock, out, prefix=envelope)
+            if len(out) == 1 and len(envelope) == 2:  # a REQ client, a reply without array frames
+                sock.send(identity, _SNDMORE)
+                sock.send(b"", _SNDMORE)
+                sock.send(out[0], 0)
+            else:
+                send_frames(sock, out, prefix=envelope)
         except zmq.ZMQError as exc:
             log.warning("reply to %r failed: %s", identity, exc)
 
     def _handle(self, payload: list[Any]) -> Reply:
         seq = 0
         try:
-            request = unpack_request(payload, self.limits)
+            request = self._codec.unpack_request(payload)
             seq = request.seq
             body = self._dispatch(request)
             return Reply(seq, body)
@@ -288,6 +309,8 @@ class EnvServer:
         return Reply(seq, error=info)
 
     def _dispatch(self, req: Request) -> Any:
+        if req.kind is Kind.STEP:  # the hot path first
+            return self._step(self._slot(req.session).session, req.body)
         if req.kind is Kind.PING:
             return {"time": time.time(), "sessions": len(self._sessions), "version": __version__}
         if req.kind is Kind.HELLO:
@@ -308,21 +331,6 @@ class EnvServer:
                 raise BadRequestError("options must be a dict or None")
             obs, info = session.reset(seed=seed, options=options)
             out: dict[str, Any] = {"obs": obs, "info": info}
-        elif req.kind is Kind.STEP:
-            if "action" not in body:
-                raise BadRequestError("step request lacks an action")
-            try:
-                action = session.check_action(body["action"])
-            except ValueError as exc:
-                raise BadRequestError(str(exc)) from exc
-            obs, reward, terminated, truncated, info = session.step(action)
-            out = {
-                "obs": obs,
-                "reward": reward,
-                "terminated": terminated,
-                "truncated": truncated,
-                "info": info,
-            }
         elif req.kind is Kind.GET_STATE:
             return {"state": session.get_state()}
         elif req.kind is Kind.SET_STATE:
@@ -338,6 +346,20 @@ class EnvServer:
             return {"value": session.call(name, body.get("args") or [], body.get("kwargs") or {})}
         else:  # pragma: no cover - every Kind is handled above
             raise BadRequestError(f"unhandled request kind {req.kind}")
+        if body.get("with_state"):
+            out["state"] = session.get_state()
+        return out
+
+    @staticmethod
+    def _step(session: Session, body: Any) -> dict[str, Any]:
+        if type(body) is not dict or "action" not in body:
+            raise BadRequestError("step request lacks an action")
+        try:
+            action = session.check_action(body["action"])
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from exc
+        obs, reward, terminated, truncated, info = session.step(action)
+        out = {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
         if body.get("with_state"):
             out["state"] = session.get_state()
         return out
@@ -369,6 +391,7 @@ class EnvServer:
         session = self.factory(options)
         sid = secrets.token_hex(8)
         self._sessions[sid] = slot = _SessionSlot(session, options, hello_id)
+        _freeze_gc()
         log.info(
             "session %s opened by %s: task=%s num_envs=%s",
             sid,
@@ -405,6 +428,8 @@ class EnvServer:
             slot.session.close()
         except Exception:  # a failing close must not take the server down
             log.exception("closing session %s failed", sid)
+        del slot
+        _freeze_gc(reclaim=True)
         log.info("session %s closed", sid)
 
     def _check_watched(self) -> None:

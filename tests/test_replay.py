@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 # MuJoCo fixes its GL backend at import: default to EGL on a display-less Linux box.
 if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
@@ -26,6 +27,7 @@ from gym_remote.replay import (
     MujocoReplayWrapper,
     Replayer,
     Trajectory,
+    VideoError,
     configure_headless_gl,
     load_trajectory,
     replay,
@@ -254,3 +256,51 @@ def test_headless_gl_is_chosen_before_mujoco_loads() -> None:
     backend, imported = out.stdout.split()
     assert backend in ("egl", "osmesa") and imported == "False"
     assert configure_headless_gl() == os.environ["MUJOCO_GL"]  # an explicit choice always wins
+
+
+# ---------------------------------------------------- nothing recorded is lost at save time (item 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"width": 321, "height": 241}, ValueError, "width=321: frames must be even-sized.*use 320 or 322"),
+        ({"width": 320, "height": 241}, ValueError, "height=241"),
+        ({"width": 0}, ValueError, "width=0"),
+        ({"width": 640.0}, TypeError, "width must be an int"),
+        ({"fps": -1}, ValueError, "fps must be a positive number"),
+        ({"record": "yes"}, TypeError, "record must be True or False"),
+        ({"env_index": -1}, ValueError, "env_index"),
+        ({"camera": 1.5}, TypeError, "camera must be"),
+        ({"camera": "no_such_camera"}, ValueError, "no camera 'no_such_camera'"),
+    ],
+)
+def test_every_option_is_checked_at_construction(run: Run, fields: dict, error: type, match: str) -> None:
+    remote = run.env.env  # the live RemoteEnv: nothing is sent to it by a refused construction
+    state_before = remote.with_state
+    with pytest.raises(error, match=match):
+        MujocoReplayWrapper(remote, **fields)
+    assert remote.with_state == state_before
+
+
+def test_a_video_that_cannot_be_written_keeps_the_recording(run: Run, tmp_path: Path) -> None:
+    recorded = run.env.trajectory()
+    # Encoding succeeds, then the file cannot take its name (a folder is there): kept beside it.
+    blocked = tmp_path / "run.mp4"
+    blocked.mkdir()
+    with pytest.raises(VideoError, match="run.mp4 failed.*kept in .*run.npz.*gym-remote replay") as info:
+        run.env.save_video(blocked)
+    assert info.value.trajectory_path == tmp_path / "run.npz"
+    np.testing.assert_array_equal(load_trajectory(info.value.trajectory_path).states, recorded.states)
+    # Nothing can be written beside it (its folder is a file): kept in the temp folder, never lost.
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(VideoError) as info:
+        run.env.save_video(tmp_path / "afile" / "out.mp4")
+    kept = info.value.trajectory_path
+    try:
+        assert kept is not None and kept.parent == Path(tempfile.gettempdir())
+        assert str(kept) in str(info.value)
+        np.testing.assert_array_equal(load_trajectory(kept).states, recorded.states)
+    finally:
+        if kept is not None:
+            kept.unlink()

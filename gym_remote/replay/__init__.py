@@ -24,7 +24,7 @@ from gym_remote.replay.demo import run_demo
 from gym_remote.replay.gl import configure_headless_gl
 from gym_remote.replay.replayer import BUILTIN_TASK, NameMapSource, Replayer, resolve_model
 from gym_remote.replay.trajectory import Trajectory, load_trajectory, replay
-from gym_remote.replay.wrappers import MujocoReplayVectorWrapper, MujocoReplayWrapper, ReplayOptions
+from gym_remote.replay.wrappers import MujocoReplayVectorWrapper, MujocoReplayWrapper, ReplayOptions, VideoError
 
 __all__ = [
     "BUILTIN_TASK",
@@ -34,6 +34,7 @@ __all__ = [
     "ReplayOptions",
     "Replayer",
     "Trajectory",
+    "VideoError",
     "configure_headless_gl",
     "load_trajectory",
     "render_benchmark",

@@ -8,6 +8,8 @@ keeps the recording as the columns of a :class:`~gym_remote.replay.trajectory.Tr
 from __future__ import annotations
 
 import dataclasses
+import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,23 @@ from gym_remote.state import check_state
 if TYPE_CHECKING:
     import mujoco
 
-__all__ = ["MujocoReplayVectorWrapper", "MujocoReplayWrapper", "ReplayOptions"]
+__all__ = ["MujocoReplayVectorWrapper", "MujocoReplayWrapper", "ReplayOptions", "VideoError"]
+
+log = logging.getLogger(__name__)
+
+#: The largest frame side accepted (MuJoCo's offscreen buffer is enlarged to the frame size).
+MAX_FRAME_SIDE = 8192
+
+
+class VideoError(RuntimeError):
+    """Writing a video failed; the recording was kept on disk (:attr:`trajectory_path`), so no run is lost.
+
+    Render it again later with ``gym-remote replay TRAJ.npz -o out.mp4`` (or :func:`replay`).
+    """
+
+    def __init__(self, message: str, trajectory_path: Path | None) -> None:
+        super().__init__(message)
+        self.trajectory_path = trajectory_path
 
 
 @dataclass(frozen=True)
@@ -48,12 +66,43 @@ class ReplayOptions:
     #: the sub-env drawn when states are batched.
     env_index: int = 0
 
+    def __post_init__(self) -> None:
+        """Check every field now, so that no recording is lost to a bad value at save time.
+
+        Raises:
+            TypeError: a field of the wrong type (named).
+            ValueError: a field out of range (named): e.g. an odd width or height, which libx264
+                (``save_video``) cannot encode.
+        """
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int (pixels), got {type(value).__name__}")
+            if not 2 <= value <= MAX_FRAME_SIDE or value % 2:
+                near = f"; use {value - 1} or {value + 1}" if value % 2 and 2 < value < MAX_FRAME_SIDE else ""
+                raise ValueError(
+                    f"{name}={value}: frames must be even-sized, from 2 to {MAX_FRAME_SIDE} pixels, since libx264 "
+                    f"(save_video) encodes only even sizes{near}"
+                )
+        if self.fps is not None and (
+            isinstance(self.fps, bool) or not isinstance(self.fps, (int, float, np.number)) or not 0 < self.fps < 1e4
+        ):
+            raise ValueError(f"fps must be a positive number of frames per second or None, got {self.fps!r}")
+        if not isinstance(self.record, bool):
+            raise TypeError(f"record must be True or False, got {self.record!r}")
+        if isinstance(self.env_index, bool) or not isinstance(self.env_index, (int, np.integer)) or self.env_index < 0:
+            raise ValueError(f"env_index must be a sub-env index (an int >= 0), got {self.env_index!r}")
+        if self.camera is not None and (isinstance(self.camera, bool) or not isinstance(self.camera, (str, int))):
+            raise TypeError(f"camera must be a camera name, an id or None, got {type(self.camera).__name__}")
+
     @classmethod
     def of(cls, options: ReplayOptions | None, fields: dict[str, Any]) -> ReplayOptions:
         """``options`` (default: all defaults) with ``fields`` replaced.
 
         Raises:
-            TypeError: ``options`` is not a ReplayOptions, or a field name is unknown.
+            TypeError: ``options`` is not a ReplayOptions, a field name is unknown, or a field has
+                the wrong type.
+            ValueError: a field out of range (see :meth:`__post_init__`).
         """
         if options is not None and not isinstance(options, ReplayOptions):
             raise TypeError(
@@ -175,8 +224,26 @@ class _ReplayCore:
         )
 
     def save_video(self, path: str | Path, episode: int | None = None) -> int:
-        """Render the recorded states (one episode, or all) into an MP4; return the frame count."""
-        return self.replayer.write_video(self.trajectory().select(episode, self.env_index), path, self.fps)
+        """Render the recorded states (one episode, or all) into an MP4; return the frame count.
+
+        Raises:
+            ValueError: nothing recorded, or no such episode (nothing is written).
+            VideoError: rendering or encoding failed; the whole recording was saved first as a
+                trajectory beside ``path`` (else in the temp folder), named in the message and in
+                :attr:`VideoError.trajectory_path`, so the run can be rendered again later.
+        """
+        trajectory = self.trajectory()
+        states = trajectory.select(episode, self.env_index)
+        try:
+            return self.replayer.write_video(states, path, self.fps)
+        except Exception as exc:
+            kept = _keep(trajectory, Path(path))
+            where = (
+                f"the recording is kept in {kept}: render it with `gym-remote replay {kept} -o {path}`"
+                if kept is not None
+                else "keeping the recording failed too: call save_trajectory() with a writable path"
+            )
+            raise VideoError(f"writing the video {path} failed ({type(exc).__name__}: {exc}); {where}", kept) from exc
 
     def save_trajectory(self, path: str | Path) -> Path:
         """Write the recording to one ``.npz`` (atomically); read it back with :func:`load_trajectory`."""
@@ -186,6 +253,20 @@ class _ReplayCore:
         """Forget the recording (a long run otherwise keeps every state in memory)."""
         for column in self._columns.values():
             column.clear()
+
+
+def _keep(trajectory: Trajectory, video: Path) -> Path | None:
+    """Save ``trajectory`` beside ``video`` under a name no file has (else in the temp folder)."""
+    for folder in (video.parent, Path(tempfile.gettempdir())):
+        for n in range(1000):
+            candidate = folder / (f"{video.stem}.npz" if n == 0 else f"{video.stem}-{n}.npz")
+            if not candidate.exists():
+                break
+        try:
+            return trajectory.save(candidate)
+        except OSError as exc:
+            log.warning("could not keep the recording in %s: %s", candidate, exc)
+    return None
 
 
 class MujocoReplayWrapper(_ReplayCore, gym.Wrapper):
@@ -200,8 +281,12 @@ class MujocoReplayWrapper(_ReplayCore, gym.Wrapper):
             (``MujocoReplayWrapper(env, model="scene.xml", name_map="isaaclab_franka")``), which
             override the ones in ``options``.
 
+    Every option is checked here, before anything is recorded (an odd ``width`` or ``height``,
+    which libx264 cannot encode, is refused now rather than at :meth:`save_video`).
+
     Raises:
-        TypeError: ``env`` is not a gym-remote env, or an unknown keyword.
+        TypeError: ``env`` is not a gym-remote env, an unknown keyword, or an option of the wrong type.
+        ValueError: an option out of range (an odd frame size, a camera the model lacks...).
         StateError: the remote publishes no state schema, or the name map names what the model lacks.
     """
 
