@@ -372,7 +372,10 @@ def bench_vector(num_envs: int = 64, seconds: float = 3.0, rtt: float = 0.05, li
     from gym_remote.vector import RemoteVectorEnv
 
     out: dict[str, Any] = {"num_envs": num_envs}
-    server = LocalServer("gymnasium", "CartPole-v1", extra_args=["--max-sessions", str(num_envs + 8)])
+    sessions = str(num_envs + 8)  # the AsyncVectorEnv figure opens one session per sub-env, all from here
+    server = LocalServer(
+        "gymnasium", "CartPole-v1", extra_args=["--max-sessions", sessions, "--max-sessions-per-peer", sessions]
+    )
     img_server = LocalServer("gymnasium", "gym_remote/Payload-v0", {"shape": [84, 84, 3]})
     envs: list[Any] = []
     try:

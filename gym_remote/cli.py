@@ -33,6 +33,16 @@ def _json_map(text: str) -> dict[str, Any]:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 # --------------------------------------------------------------------------------------- serve
 
 
@@ -43,9 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import zmq.auth
 
     import gym_remote  # noqa: F401  (registers the built-in tasks)
-    from gym_remote.backends import make_factory
+    from gym_remote.backends import DEFAULT_MAX_ENVS, DEFAULT_MAX_PROCESSES, PYTHON_ENV_BACKENDS, make_factory
     from gym_remote.protocol import Limits
     from gym_remote.server import EnvServer
+    from gym_remote.session import SessionLimits
 
     # stdout carries one line, READY, which launchers wait for; anything a simulator prints there (Isaac
     # Lab's [INFO] lines, C libraries) goes to stderr instead, before and after READY.
@@ -71,6 +82,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if backend != "isaaclab":
             raise SystemExit("--override is Isaac Lab's Hydra override syntax: use it with --backend isaaclab")
         kwargs["overrides"] = [*kwargs.get("overrides", []), *args.overrides]
+    if backend in PYTHON_ENV_BACKENDS:
+        options["max_processes"] = args.max_processes
+    elif args.vectorization != "sync" or args.max_processes != DEFAULT_MAX_PROCESSES:
+        raise SystemExit(
+            f"--vectorization and --max-processes are for the gymnasium and python backends; {backend} batches natively"
+        )
+    session_limits = SessionLimits(
+        max_envs=args.max_envs or DEFAULT_MAX_ENVS.get(backend, SessionLimits.max_envs),
+        max_kwargs_bytes=args.max_kwargs_bytes,
+    )
     factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
@@ -81,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         factory,
         args.address,
         max_sessions=args.max_sessions,
+        max_sessions_per_peer=args.max_sessions_per_peer,
+        session_limits=session_limits,
         idle_timeout=args.idle_timeout or None,
         max_message_bytes=args.max_message_bytes,
         limits=Limits(max_array_bytes=args.max_message_bytes),
@@ -97,6 +120,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from gym_remote.backends import DEFAULT_MAX_PROCESSES
+    from gym_remote.session import SessionLimits
+
     p = sub.add_parser(
         "serve",
         help="serve an env to gym-remote clients",
@@ -125,7 +151,36 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="Isaac Lab Hydra override, repeatable (e.g. presets=newton_mjwarp, env.scene.replicate_physics=true)",
     )
     p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
-    p.add_argument("--max-sessions", type=int, default=16, help="concurrent client sessions (default 16)")
+    p.add_argument("--max-sessions", type=_positive, default=16, help="concurrent client sessions (default 16)")
+    p.add_argument(
+        "--max-sessions-per-peer",
+        type=_positive,
+        metavar="N",
+        help="sessions one peer (an IP address, or a client key with --curve-clients) may hold (default: half "
+        "of --max-sessions), so that one client cannot lock the others out",
+    )
+    p.add_argument(
+        "--max-envs",
+        type=_positive,
+        metavar="N",
+        help="sub-envs one session may ask for (default 1024 for gymnasium and python, 16384 for isaaclab and "
+        "roboverse)",
+    )
+    p.add_argument(
+        "--max-processes",
+        type=_positive,
+        default=DEFAULT_MAX_PROCESSES,
+        metavar="N",
+        help=f"worker processes --vectorization async may run over all sessions (default {DEFAULT_MAX_PROCESSES}: "
+        "twice the CPUs)",
+    )
+    p.add_argument(
+        "--max-kwargs-bytes",
+        type=_positive,
+        default=SessionLimits.max_kwargs_bytes,
+        metavar="N",
+        help=f"size of a client's task_kwargs (default {SessionLimits.max_kwargs_bytes})",
+    )
     p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
     p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
     p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")

@@ -48,7 +48,7 @@ from gym_remote.protocol import (
     recv_frames,
     send_frames,
 )
-from gym_remote.session import Session, SessionOptions
+from gym_remote.session import Session, SessionLimits, SessionOptions
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class _SessionSlot:
     session: Session
     options: SessionOptions
     hello_id: str
+    peer: str = ""
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -125,6 +126,12 @@ class EnvServer:
         factory: builds a :class:`Session` for each HELLO.
         address: ZeroMQ endpoint to bind; port ``*`` picks a free one (see :attr:`endpoint`).
         max_sessions: HELLOs past this many open sessions get a "server busy" error.
+        max_sessions_per_peer: sessions one peer may hold at once (``None``: half of
+            ``max_sessions``), so that one client cannot lock everyone else out until its sessions
+            idle out. A peer is a client key when ``curve_clients`` admits keys one by one, else an
+            IP address (every client of an SSH tunnel is its local end, 127.0.0.1: one peer).
+        session_limits: what one client may ask the server to build (:class:`SessionLimits`:
+            sub-envs per session, keyword sizes, fixed and allowed keywords).
         idle_timeout: seconds without a request after which a session is closed (``None``: never).
         max_message_bytes: larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE).
         curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
@@ -146,6 +153,8 @@ class EnvServer:
         address: str = "tcp://127.0.0.1:5555",
         *,
         max_sessions: int = 16,
+        max_sessions_per_peer: int | None = None,
+        session_limits: SessionLimits | None = None,
         idle_timeout: float | None = 600.0,
         max_message_bytes: int = 1 << 30,
         limits: Limits = DEFAULT_LIMITS,
@@ -169,6 +178,12 @@ class EnvServer:
         self.factory = factory
         self.address = address
         self.max_sessions = max_sessions
+        if max_sessions_per_peer is None:
+            max_sessions_per_peer = max(1, max_sessions // 2)
+        self.max_sessions_per_peer = max_sessions_per_peer
+        self.session_limits = session_limits or SessionLimits()
+        self._keys_are_peers = curve_secret_key is not None and bool(curve_clients)
+        self._frame: Any = None  # the latest request's first frame: its metadata names the peer
         self.idle_timeout = idle_timeout
         self.limits = limits
         self.backend = backend
@@ -246,12 +261,14 @@ class EnvServer:
     def _serve_one(self) -> None:
         sock = self._sock
         try:
-            identity = sock.recv(0)
+            # A frame, not bytes: its metadata (peer address, CURVE user) is read at HELLO.
+            self._frame = frame = sock.recv(0, copy=False)
         except zmq.Again:
             return
         except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
             log.warning("receive failed: %s", exc)
             return
+        identity = frame.bytes
         # REQ clients send [identity, b"", header, arrays...]; anything else is still answered.
         payload: list[Any] = []
         envelope = [identity]
@@ -382,24 +399,47 @@ class EnvServer:
                 return self._describe(sid, slot)
         if len(self._sessions) >= self.max_sessions:
             raise ServerBusyError(
-                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions})"
+                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions}; "
+                "serve --max-sessions raises it)"
             )
-        try:
-            options = SessionOptions.from_hello(body)
-        except (TypeError, ValueError) as exc:
-            raise BadRequestError(str(exc)) from exc
+        peer = self._peer()
+        held = sum(1 for s in self._sessions.values() if s.peer == peer)
+        if held >= self.max_sessions_per_peer:
+            raise ServerBusyError(
+                f"server busy for {peer}: it already holds {held} sessions here "
+                f"(max_sessions_per_peer={self.max_sessions_per_peer}; serve --max-sessions-per-peer raises it); "
+                "close the envs it no longer uses (abandoned sessions close after the server's --idle-timeout)"
+            )
+        options = SessionOptions.from_hello(body, self.session_limits)
         session = self.factory(options)
         sid = secrets.token_hex(8)
-        self._sessions[sid] = slot = _SessionSlot(session, options, hello_id)
+        self._sessions[sid] = slot = _SessionSlot(session, options, hello_id, peer)
         _freeze_gc()
         log.info(
-            "session %s opened by %s: task=%s num_envs=%s",
+            "session %s opened by %s from %s: task=%s num_envs=%s",
             sid,
             clip(str(body.get("client")), 200),
+            peer,
             options.task,
             options.num_envs,
         )
         return self._describe(sid, slot)
+
+    def _peer(self) -> str:
+        """Who sent the request being served: its CURVE key when keys are admitted one by one (a
+        key is then a client), else its IP address (``Peer-Address``)."""
+        frame = self._frame
+        if frame is None:
+            return "unknown"
+        if self._keys_are_peers:
+            try:
+                return f"client key {frame.get('User-Id')}"
+            except zmq.ZMQError:
+                pass
+        try:
+            return str(frame.get("Peer-Address"))
+        except zmq.ZMQError:  # ipc:// and inproc:// carry no address: one local peer
+            return "local"
 
     def _describe(self, sid: str, slot: _SessionSlot) -> dict[str, Any]:
         s = slot.session

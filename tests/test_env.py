@@ -176,7 +176,7 @@ def test_version_mismatch_names_both_versions(serve):
 
 
 def test_max_sessions_gives_server_busy(serve):
-    server = serve("CartPole-v1", "gymnasium", "--max-sessions", "2")
+    server = serve("CartPole-v1", "gymnasium", "--max-sessions", "2", "--max-sessions-per-peer", "2")
     a, b = connect(server), connect(server)
     with pytest.raises(ServerBusyError, match="max_sessions=2"):
         connect(server)

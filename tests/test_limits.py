@@ -1,12 +1,22 @@
-"""What a client sends is bounded where it reaches a log line or an error reply (issue 13, item 5)."""
+"""What a client sends is bounded: where it reaches a log line or an error reply (issue 13, item 5),
+and in what it can make a server build: sub-envs, keyword sizes, worker processes, sessions per peer
+(item 6). Every refusal names the limit and the serve option that raises it."""
 
 from __future__ import annotations
 
 import os
+import time
 
+import numpy as np
 import pytest
+import zmq
+import zmq.auth
 
-from gym_remote import BadRequestError, RemoteEnv, ServerError
+from gym_remote import BadRequestError, RemoteEnv, ServerBusyError, ServerError
+from gym_remote.client import Connection
+from gym_remote.client_session import hello_body
+from gym_remote.protocol import Kind
+from gym_remote.vector import RemoteVectorEnv
 
 
 def test_a_huge_hello_does_not_come_back_huge_nor_fill_the_log(serve):
@@ -29,3 +39,99 @@ def test_a_huge_hello_does_not_come_back_huge_nor_fill_the_log(serve):
             RemoteEnv(server.local_host, server.local_port, task=task, task_kwargs=kwargs)
         assert len(str(info.value)) < 30_000, len(str(info.value))
     assert os.path.getsize(server.log_path) - size_before < 50_000
+
+
+# ------------------------------------------------------------------ client-chosen sizes (item 6)
+
+
+def raw_hello(server, **fields):
+    """A HELLO as any client could send it (no client-side checks): the reply or the error."""
+    conn = Connection(server.local_host, server.local_port, timeout=20.0, retries=0)
+    try:
+        return conn.request(Kind.HELLO, {**hello_body("test"), "hello_id": "h", **fields})
+    finally:
+        conn.close()
+
+
+def test_sub_envs_per_session_are_capped_and_the_refusal_names_the_option(serve):
+    server = serve("CartPole-v1", "gymnasium", "--max-envs", "8")
+    t0 = time.monotonic()
+    for n in (9, 5000, 2**62):  # 2**62 must not even be tried
+        with pytest.raises(BadRequestError, match=r"num_envs=\d+ exceeds .* 8 sub-envs .*serve --max-envs"):
+            raw_hello(server, task="CartPole-v1", num_envs=n)
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(BadRequestError, match="serve --max-envs"):
+        RemoteVectorEnv(9, server.local_host, server.local_port)
+    venv = RemoteVectorEnv(8, server.local_host, server.local_port)  # the limit itself is fine
+    venv.reset(seed=0)
+    venv.close()
+    default = serve("CartPole-v1")  # a safe default without the option
+    with pytest.raises(BadRequestError, match="limit of 1024 sub-envs"):
+        raw_hello(default, task="CartPole-v1", num_envs=5000)
+
+
+def test_task_kwargs_size_is_capped(serve):
+    server = serve("CartPole-v1", "gymnasium", "--max-kwargs-bytes", "1000")
+    with pytest.raises(BadRequestError, match="exceed this server's limit of 1000 .*serve --max-kwargs-bytes"):
+        RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": True, "pad": "x" * 2000})
+    with RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": True}) as env:
+        env.reset(seed=0)
+
+
+def test_async_worker_processes_are_capped_over_all_sessions(serve):
+    server = serve("CartPole-v1", "gymnasium", "--vectorization", "async", "--max-processes", "3")
+    endpoint = (server.local_host, server.local_port)
+    with pytest.raises(BadRequestError, match="4 worker processes, past this server's limit of 3 .*--max-processes"):
+        RemoteVectorEnv(4, *endpoint)
+    first = RemoteVectorEnv(2, *endpoint)
+    first.reset(seed=0)
+    with pytest.raises(ServerBusyError, match="2 of 3 worker processes.*--max-processes"):
+        RemoteVectorEnv(2, *endpoint)
+    first.close()  # its workers end with its session: room again
+    second = RemoteVectorEnv(3, *endpoint)
+    second.reset(seed=0)
+    second.step(np.zeros(3, np.int64))
+    second.close()
+
+
+def test_one_peer_cannot_lock_the_others_out(serve, tmp_path):
+    """A peer is a client key when the server admits keys one by one: alice filling her share leaves bob room."""
+    for folder in ("server", "clients"):
+        (tmp_path / folder).mkdir()
+    _, server_secret = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
+    keys = {}
+    for name in ("alice", "bob"):
+        _, secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), name)
+        keys[name] = zmq.auth.load_certificate(secret_file)
+    server = serve(
+        "CartPole-v1", "gymnasium", "--curve-secret", server_secret, "--curve-clients", str(tmp_path / "clients"),
+        "--max-sessions", "4",
+    )
+    server_public, _ = zmq.auth.load_certificate(server_secret)
+
+    def env(name):
+        public, secret = keys[name]
+        return RemoteEnv(
+            server.local_host, server.local_port, curve_server_key=server_public,
+            curve_public_key=public, curve_secret_key=secret,
+        )
+
+    alice = [env("alice"), env("alice")]  # half of --max-sessions 4
+    with pytest.raises(ServerBusyError, match=r"holds 2 sessions .*max_sessions_per_peer=2.*--max-sessions-per-peer"):
+        env("alice")
+    bob = env("bob")
+    bob.reset(seed=0)
+    bob.step(0)
+    alice[0].close()
+    alice.append(env("alice"))  # a closed session frees her share
+    for e in (*alice, bob):
+        e.close()
+
+
+def test_sessions_per_peer_by_address_and_the_option_that_raises_it(serve):
+    server = serve("CartPole-v1", "gymnasium", "--max-sessions", "6", "--max-sessions-per-peer", "3")
+    envs = [RemoteEnv(server.local_host, server.local_port) for _ in range(3)]
+    with pytest.raises(ServerBusyError, match=r"server busy for 127\.0\.0\.1: it already holds 3 sessions"):
+        RemoteEnv(server.local_host, server.local_port)
+    for e in envs:
+        e.close()

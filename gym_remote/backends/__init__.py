@@ -18,6 +18,7 @@ and config instead. Factories without it are not checked.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ from gym_remote.errors import ConfigError, did_you_mean
 from gym_remote.server import SessionFactory
 
 BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
+
+#: Sub-envs one session may ask for unless ``serve --max-envs`` says otherwise. The gymnasium and
+#: python backends build a Python env per sub-env, one after the other on the serving thread; Isaac
+#: Lab and MetaSim allocate one batch on the device (and cap it further with their ``num_envs`` setting).
+DEFAULT_MAX_ENVS = {"gymnasium": 1024, "python": 1024, "isaaclab": 16384, "roboverse": 16384}
+
+#: Backends that take the ``vectorization`` and ``max_processes`` options (the natively batched ones do not).
+PYTHON_ENV_BACKENDS = ("gymnasium", "python")
+
+#: Worker processes ``--vectorization async`` may run at once, over all sessions: twice the CPUs.
+DEFAULT_MAX_PROCESSES = max(2, 2 * (os.cpu_count() or 1))
 
 
 def make_factory(

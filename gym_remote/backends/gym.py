@@ -13,13 +13,55 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
-from gym_remote.errors import BadRequestError, ConfigError, RemoteEnvError, clip, did_you_mean
+from gym_remote.backends import DEFAULT_MAX_PROCESSES
+from gym_remote.errors import BadRequestError, ConfigError, RemoteEnvError, ServerBusyError, clip, did_you_mean
 from gym_remote.session import GymSession, Session, SessionOptions, choose_task
 
 log = logging.getLogger(__name__)
 
 
-def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.vector.VectorEnv:
+class ProcessBudget:
+    """The worker processes of ``--vectorization async`` (one per sub-env), bounded over all sessions.
+
+    Args:
+        limit: the most worker processes alive at once (``serve --max-processes``).
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_PROCESSES) -> None:
+        self.limit = int(limit)
+        self._envs: list[gym.vector.VectorEnv] = []
+
+    @property
+    def in_use(self) -> int:
+        self._envs = [e for e in self._envs if not e.closed]
+        return sum(e.num_envs for e in self._envs)
+
+    def check(self, n: int) -> None:
+        """Refuse ``n`` more processes: BadRequestError past the limit alone, ServerBusyError past what is left.
+
+        Raises:
+            BadRequestError: ``n`` alone exceeds the limit (no wait makes room).
+            ServerBusyError: other sessions' workers leave too few.
+        """
+        if n > self.limit:
+            raise BadRequestError(
+                f"num_envs={n} would start {n} worker processes, past this server's limit of {self.limit} "
+                "(serve --max-processes raises it; serve --vectorization sync runs sub-envs without processes)"
+            )
+        used = self.in_use
+        if used + n > self.limit:
+            raise ServerBusyError(
+                f"server busy: its sessions run {used} of {self.limit} worker processes, {n} more asked "
+                "(serve --max-processes raises the limit); retry when sessions close"
+            )
+
+    def add(self, env: gym.vector.VectorEnv) -> None:
+        self._envs.append(env)
+
+
+def _vectorize(
+    make_one: Any, opts: SessionOptions, vectorization: str, budget: ProcessBudget | None = None
+) -> gym.vector.VectorEnv:
     assert opts.num_envs is not None
     fns = [make_one] * opts.num_envs
     # copy=False: the reply is serialised (or sent zero-copy and fully delivered) before the
@@ -31,7 +73,11 @@ def _vectorize(make_one: Any, opts: SessionOptions, vectorization: str) -> gym.v
     elif opts.autoreset_mode != "next_step":
         raise BadRequestError(f"this server's Gymnasium {gym.__version__} only supports next_step autoreset")
     if vectorization == "async":
-        return gym.vector.AsyncVectorEnv(fns, **kwargs)
+        budget = budget or ProcessBudget()
+        budget.check(opts.num_envs)
+        env = gym.vector.AsyncVectorEnv(fns, **kwargs)
+        budget.add(env)
+        return env
     return gym.vector.SyncVectorEnv(fns, **kwargs)
 
 
@@ -116,6 +162,7 @@ class GymnasiumFactory:
         default_kwargs: keywords for every env, under the client's own.
         vectorization: ``"sync"`` or ``"async"``: how a batch of ``num_envs`` sub-envs is stepped.
         allow_any_task: let clients name another registered id.
+        max_processes: the most ``async`` worker processes alive at once, over all sessions.
     """
 
     def __init__(
@@ -125,11 +172,13 @@ class GymnasiumFactory:
         *,
         vectorization: str = "sync",
         allow_any_task: bool = True,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
     ) -> None:
         self.default_task = default_task
         self.default_kwargs = dict(default_kwargs)
         self.vectorization = vectorization
         self.allow_any_task = allow_any_task
+        self.processes = ProcessBudget(max_processes)
 
     def validate(self) -> None:
         """Check the default task at start-up: the id exists, takes the keywords, and one env builds.
@@ -166,7 +215,10 @@ class GymnasiumFactory:
             kwargs["render_mode"] = opts.render_mode
         make_one = partial(gym.make, task, **kwargs)
         try:
-            env = make_one() if opts.num_envs is None else _vectorize(make_one, opts, self.vectorization)
+            if opts.num_envs is None:
+                env = make_one()
+            else:
+                env = _vectorize(make_one, opts, self.vectorization, self.processes)
         except TypeError as exc:
             if not _UNEXPECTED_KEYWORD.search(str(exc)):
                 raise
@@ -186,7 +238,15 @@ class PythonFactory:
         ConfigError: the entry point does not import (at construction).
     """
 
-    def __init__(self, entry: str, default_kwargs: dict[str, Any], *, vectorization: str = "sync", **_: Any) -> None:
+    def __init__(
+        self,
+        entry: str,
+        default_kwargs: dict[str, Any],
+        *,
+        vectorization: str = "sync",
+        max_processes: int = DEFAULT_MAX_PROCESSES,
+        **_: Any,
+    ) -> None:
         from gym_remote.backends import load_entry_point
 
         try:
@@ -204,6 +264,7 @@ class PythonFactory:
         self.entry = entry
         self.default_kwargs = dict(default_kwargs)
         self.vectorization = vectorization
+        self.processes = ProcessBudget(max_processes)
 
     def make_one(self, opts: SessionOptions) -> gym.Env:
         kwargs = {**self.default_kwargs, **opts.task_kwargs}
@@ -239,7 +300,7 @@ class PythonFactory:
         choose_task(opts, self.entry, allow_any_task=False)  # clients never name code to import
         if opts.num_envs is None:
             return GymSession(self.make_one(opts), self.entry, opts.max_episode_steps)
-        vector = _vectorize(partial(self.make_one, opts), opts, self.vectorization)
+        vector = _vectorize(partial(self.make_one, opts), opts, self.vectorization, self.processes)
         return GymSession(vector, self.entry, opts.max_episode_steps)
 
 
