@@ -136,6 +136,8 @@ class Connection:
             sock = self._ctx.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # a send with no live peer waits (SNDTIMEO), never queues
+            if ":" in self.host:  # an IPv6 literal (tcp://[::1]:PORT); names keep libzmq's IPv4 lookup
+                sock.setsockopt(zmq.IPV6, 1)
             if self._curve is not None:
                 sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
             sock.connect(self.endpoint)
