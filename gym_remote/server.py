@@ -206,7 +206,8 @@ class EnvServer:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self._sock.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:PORT binds; IPv4 addresses bind as before
+        if "[" in address:  # an IPv6 literal (tcp://[::1]:PORT); IPv4 endpoints stay IPv4-only, as reported
+            self._sock.setsockopt(zmq.IPV6, 1)
         if curve_secret_key is not None:
             if curve_public_key is None:
                 curve_public_key = zmq.curve_public(curve_secret_key)

@@ -47,3 +47,9 @@ def test_serve_binds_ipv6_loopback_and_every_client_reaches_it(serve):
 def test_ipv6_wildcard_needs_curve_or_insecure_like_ipv4():
     with pytest.raises(LaunchError, match="reachable from other machines"):
         LocalServer("gymnasium", "CartPole-v1", address="tcp://[::]:*", startup_timeout=60)
+
+
+def test_ipv4_endpoints_are_reported_as_before(serve):
+    """IPv6 is enabled only for IPv6 addresses: an IPv4 server's READY line is not an IPv4-mapped address."""
+    server = serve("CartPole-v1")
+    assert server.endpoint.startswith("tcp://127.0.0.1:") and server.local_host == "127.0.0.1"
