@@ -5,27 +5,26 @@ Isaac Lab resolves every asset under one root, ``ISAACSIM_ASSET_ROOT`` (read onc
 A GPU box behind a firewall, like these CPU machines, cannot reach the server; pointing the root at
 a local mirror makes the tasks build with no code change (the ``isaaclab`` backend's ``asset_root``
 setting does exactly that). Copy NVIDIA's real files into such a folder when you have them; this
-module writes small stand-ins for the files the tested tasks need, from what the installed
-``isaaclab`` wheel itself ships:
+module writes small stand-ins for the files the tested tasks need:
 
 - the Cartpole robot, cut out of the golden test stage ``isaaclab_tasks/test/golden_stages/cartpole``
-  (NVIDIA's own prims: bodies ``slider``/``cart``/``pole``, joints ``slider_to_cart`` and
-  ``cart_to_pole``, masses and limits as shipped);
+  that the installed ``isaaclab`` wheel ships (NVIDIA's own prims: bodies ``slider``/``cart``/``pole``,
+  joints ``slider_to_cart`` and ``cart_to_pole``, masses and limits as shipped);
 - the default ground plane: a 100 m x 100 m collision ``Plane`` under ``Environment`` plus the
   ``Looks/theGrid/Shader`` prim that ``GroundPlaneCfg(color=...)`` writes to. It is flat grey, not
   NVIDIA's checker texture;
-- the Franka cube-stacking scene of ``IsaacContrib-Stack-Cube-Franka`` (and ``Isaac-Lift-Franka``'s
-  robot): ``franka_panda.usda``, ``{blue,red,green}_block.usd`` and ``table_instanceable.usd``, written
-  by :mod:`~gym_remote.backends.isaaclab.stack_scene` from gym-remote's own Franka MJCF
-  (``gym_remote/assets/stack_cube.xml``): same body and joint names, layout and kinematics as NVIDIA's
-  Franka, so the real task's frame transformer, actions and observations work unchanged.
+- the Franka cube-stacking scene of ``IsaacContrib-Stack-Cube-Franka``: ``franka_panda.usda``,
+  ``{blue,red,green}_block.usd`` and ``table_instanceable.usd``, written by
+  :mod:`~gym_remote.backends.isaaclab.stack_scene` from gym-remote's own Franka MJCF
+  (``gym_remote/assets/stack_cube.xml``), with the real Franka's body and joint names, prim layout
+  and kinematics, so the task's frame transformer, actions and observations work unchanged.
 
 What the stand-ins are not (details in :mod:`~gym_remote.backends.isaaclab.stack_scene`): the Franka
-weighs 9.9 kg (NVIDIA's ~18 kg), has primitive shapes, colliders only on the hand and finger pads
-(NVIDIA's arm collides too), its own drive gains and no variant sets (Isaac Lab logs that it cannot
-select the ``Physics``/``Colliders`` variants and carries on); the blocks are plain 4.06 cm boxes of
-50 g; the table is one box; the ground is grey. Physics results (grasps, contacts) are therefore
-Newton's on these shapes, not on NVIDIA's.
+weighs 9.9 kg (NVIDIA's is reported at ~18 kg; not checked here), has primitive shapes, colliders
+only on the hand and finger pads (NVIDIA's arm collides too), drive gains of its own and no variant
+sets (Isaac Lab logs that it cannot select the ``Physics``/``Colliders`` variants and carries on);
+the blocks are plain 4.06 cm boxes of 50 g; the table is one box; the ground is grey. Physics results
+(grasps, contacts) are therefore Newton's on these shapes, not on NVIDIA's.
 
 Run it inside the Isaac Lab venv (it needs ``pxr``)::
 

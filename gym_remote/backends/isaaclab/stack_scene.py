@@ -28,19 +28,20 @@ The Franka (default prim ``/Robot``, with ``PhysicsArticulationRootAPI``):
 - shapes: the MJCF's capsules, cylinders and boxes; only the hand and the two finger pads collide
   (friction 1.5), the arm links are visual only.
 
-Blocks: a 4.06 cm cube (NVIDIA's block edge; the task's own stacking test expects centres ~4.7 cm
-apart at most), a rigid body of 50 g (the MJCF cube's mass), friction 1.0, one colour each. Table: one
+Blocks: a 4.06 cm cube (the edge the task's spawn height of 0.0203 m on the table implies; its
+``stack_1`` test allows centres up to 0.0468 + 0.005 m apart vertically), a rigid body of 50 g (the
+MJCF cube's mass), friction 1.0, one colour each. Table: one
 static box collider whose top is the plane z = 0 of the table prim, sized and placed so that, at the
 task's table pose (0.5 m ahead of the robot, turned a quarter turn about z), it covers the MJCF
 table exactly (1.3 m x 1.2 m, 0.75 m thick).
 
 Differences from NVIDIA's assets, so nobody mistakes the stand-ins for them:
 
-- the Franka weighs 9.9 kg (NVIDIA's ~18 kg); its arm links have no colliders (NVIDIA's
-  ``Colliders`` variant ``primitives`` gives the arm colliders); it has no variant sets (Isaac Lab
-  logs that it cannot select ``Physics``/``Colliders`` and carries on); shapes are primitives, not
-  meshes; drive gains are the ones above, not NVIDIA's authored ones;
-- the blocks are plain boxes of a guessed mass (NVIDIA's carry textured meshes);
+- the Franka weighs 9.9 kg (NVIDIA's is reported at ~18 kg; its file is not reachable here); its
+  arm links have no colliders (NVIDIA's ``Colliders`` variant ``primitives`` gives the arm colliders);
+  it has no variant sets (Isaac Lab logs that it cannot select ``Physics``/``Colliders`` and carries
+  on); shapes are primitives, not meshes; drive gains are the ones above, not NVIDIA's authored ones;
+- the blocks are plain boxes whose mass is the MJCF's, not read from NVIDIA's files;
 - the table is one box with no legs; the floor (Isaac Lab's ground plane at z = -1.05 m) is not
   under it (the MJCF floor is at -0.75 m).
 """
