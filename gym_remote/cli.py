@@ -246,27 +246,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from gym_remote.bench import add_arguments
+
     p = sub.add_parser(
         "bench",
-        help="measure latency and throughput against a server",
-        description="Measure reset/step/get_state latency and steps/s against a server, with the raw ZeroMQ "
-        "REQ/REP floor for the same payload sizes measured in the same run (the overhead is the ratio). "
-        "Without HOST:PORT a local server is started.",
+        help="every figure as a ratio to its floor, p50 and p99, in one run",
+        description="Measure in one run, in interleaved blocks, each figure against its floor: a single step "
+        "and a ping against raw ZeroMQ REQ/REP of the same byte sizes and against a pickle-over-ZeroMQ peer; "
+        "batched steps against a local SyncVectorEnv for N in 1..1024 with fitted fixed and per-env costs; "
+        "image batches in GB/s; an emulated slow link with 1, 2, 4 and 8 groups in flight. Without HOST:PORT "
+        "local servers are started; with it, only the single-env figures are measured against that server.",
     )
     p.add_argument(
         "target", nargs="?", type=_host_port, metavar="HOST:PORT", help="server (default: start one locally)"
     )
-    p.add_argument("--task", default=None, help="task to ask for (default: CartPole-v1 locally, else the server's)")
-    p.add_argument("--steps", type=int, default=3000, help="timed steps (default 3000)")
-    p.add_argument("--payload", action="store_true", help="also time a 1 MiB observation against msgpack-numpy")
-    p.add_argument("--with-state", action="store_true", help="also time steps with the state attached")
-    p.add_argument("--vector", action="store_true", help="batched vector-env figures instead (starts its own servers)")
-    p.add_argument("--render", action="store_true", help="local MuJoCo replay rendering frames/s instead")
-    p.add_argument("--tunnel", metavar="SSH_HOST", help="compare direct, OpenSSH and Fabric tunnels to SSH_HOST")
-    p.add_argument("--config", help="host config YAML for --tunnel")
-    p.add_argument("--num-envs", type=int, default=64, help="sub-envs for --vector (default 64)")
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds per --vector figure (default 3)")
-    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    add_arguments(p)
     p.set_defaults(func=cmd_bench)
 
 
