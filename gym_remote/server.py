@@ -31,6 +31,7 @@ from gym_remote.errors import (
     RemoteEnvError,
     ServerBusyError,
     SessionLostError,
+    StateError,
     VersionMismatchError,
     clip,
 )
@@ -58,6 +59,10 @@ REPLY_CLIP = 4000
 TRACEBACK_CLIP = 20000
 
 _RCVMORE = int(zmq.RCVMORE)
+
+#: What Python raises for bad arguments: when building a client's env raises one, the client's
+#: options are the likely cause, and the reply is ``bad_request`` rather than ``env``.
+_ARGUMENT_ERRORS: tuple[type[BaseException], ...] = (TypeError, ValueError, LookupError, AssertionError)
 _SNDMORE = int(zmq.SNDMORE)
 
 
@@ -314,7 +319,9 @@ class EnvServer:
         except VersionMismatchError as exc:
             return self._error_reply(seq, ErrorCode.VERSION, exc)
         except (BadRequestError, RemoteEnvError) as exc:
-            return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc)
+            cause = exc.__cause__  # a client's env that failed to build: its traceback helps
+            tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
+            return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc, tb)
         except Exception as exc:  # the env raised: report it, keep serving
             log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
             return self._error_reply(seq, ErrorCode.ENV, exc, traceback.format_exc())
@@ -341,13 +348,10 @@ class EnvServer:
         slot = self._slot(req.session)
         body = req.body if isinstance(req.body, dict) else {}
         session = slot.session
+        if body.get("with_state") and not session.has_state:  # refused before the env acts, not after
+            raise StateError(f"this env ({session.task}) does not expose its state: ask without with_state")
         if req.kind is Kind.RESET:
-            seed = body.get("seed")
-            if seed is not None and not isinstance(seed, (int, list)):
-                raise BadRequestError(f"seed must be an int, a list of ints or None, got {type(seed).__name__}")
-            options = body.get("options")
-            if options is not None and not isinstance(options, dict):
-                raise BadRequestError("options must be a dict or None")
+            seed, options = session.check_reset(body.get("seed"), body.get("options"))
             obs, info = session.reset(seed=seed, options=options)
             out: dict[str, Any] = {"obs": obs, "info": info}
         elif req.kind is Kind.GET_STATE:
@@ -355,7 +359,12 @@ class EnvServer:
         elif req.kind is Kind.SET_STATE:
             if "state" not in body:
                 raise BadRequestError("set_state request lacks a state")
-            return session.set_state(body["state"])  # None, or what the simulator could not restore
+            try:
+                return session.set_state(body["state"])  # None, or what the simulator could not restore
+            except RemoteEnvError:
+                raise
+            except (TypeError, ValueError) as exc:  # a state that is no array of numbers, or of the wrong size
+                raise BadRequestError(f"set_state: {type(exc).__name__}: {clip(str(exc), LOG_CLIP)}") from exc
         elif req.kind is Kind.RENDER:
             return {"frame": session.render()}
         elif req.kind is Kind.CALL:
@@ -413,7 +422,7 @@ class EnvServer:
                 "close the envs it no longer uses (abandoned sessions close after the server's --idle-timeout)"
             )
         options = SessionOptions.from_hello(body, self.session_limits)
-        session = self.factory(options)
+        session = self._build(options)
         sid = secrets.token_hex(8)
         self._sessions[sid] = slot = _SessionSlot(session, options, hello_id, peer)
         _freeze_gc()
@@ -426,6 +435,28 @@ class EnvServer:
             options.num_envs,
         )
         return self._describe(sid, slot)
+
+    def _build(self, options: SessionOptions) -> Session:
+        """The factory's session for ``options``; a build that fails on what the client chose is its mistake.
+
+        Raises:
+            BadRequestError: the backend refused the request, or building the env raised the
+                exceptions Python uses for bad arguments (TypeError, ValueError, KeyError,
+                IndexError, AssertionError; OSError when the client sent keywords: a file it named).
+            Exception: anything else the simulator raised (an ``env`` error: the server's side).
+        """
+        mistakes: tuple[type[BaseException], ...] = _ARGUMENT_ERRORS + ((OSError,) if options.task_kwargs else ())
+        try:
+            return self.factory(options)
+        except RemoteEnvError:
+            raise
+        except mistakes as exc:
+            raise BadRequestError(
+                f"building {clip(repr(options.task or self.task), 200)} with this client's options (task_kwargs "
+                f"{clip(repr(options.task_kwargs), 300)}, num_envs={options.num_envs}, render_mode="
+                f"{clip(repr(options.render_mode), 50)}, max_episode_steps={options.max_episode_steps}) failed: "
+                f"{type(exc).__name__}: {clip(str(exc), 600)}"
+            ) from exc
 
     def _peer(self) -> str:
         """Who sent the request being served: its CURVE key when keys are admitted one by one (a

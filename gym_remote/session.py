@@ -119,6 +119,29 @@ class SessionLimits:
                 )
 
 
+def check_reset_mask(
+    mask: Any, num_envs: int | None, type_error: type[Exception], value_error: type[Exception]
+) -> None:
+    """Gymnasium's checks of ``options["reset_mask"]`` (``SyncVectorEnv.reset``), raising the given classes.
+
+    Raises:
+        type_error: not a numpy array, or not of dtype bool.
+        value_error: a single env, not of shape ``(num_envs,)``, or no True entry.
+    """
+    if num_envs is None:
+        raise value_error("reset_mask is for vector envs: a single env resets whole")
+    if not isinstance(mask, np.ndarray):
+        raise type_error(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+    if mask.shape != (num_envs,):
+        raise value_error(f"`options['reset_mask']` must have shape `({num_envs},)`, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise type_error(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+    if not mask.any():
+        raise value_error(
+            f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
+        )
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -219,6 +242,54 @@ class Session(abc.ABC):
     def check_action(self, action: Any) -> Any:
         """The action cast to the space's dtype; a ValueError naming the mismatch otherwise."""
         return validate_action(self.batched_action_space, action)
+
+    #: Whether :meth:`reset` takes a list of options, one map per sub-env (SB3's ``set_options``);
+    #: otherwise per-sub-env options are accepted only when they are all equal.
+    per_env_options: bool = False
+
+    @property
+    def has_state(self) -> bool:
+        """Whether :meth:`get_state` can answer (checked before a ``with_state`` request acts)."""
+        return type(self).get_state is not Session.get_state
+
+    def check_reset(self, seed: Any, options: Any) -> tuple[Any, Any]:
+        """A client's reset arguments, checked as Gymnasium's vector envs check them.
+
+        Returns:
+            ``(seed, options)``; per-sub-env options that are all equal become one map.
+        Raises:
+            BadRequestError: a seed that is not an int >= 0 (or a list of them, one per sub-env,
+                ``None`` allowed), options that are not a map (or a list of maps, one per sub-env),
+                or a ``reset_mask`` that is not a bool array of shape ``(num_envs,)`` with a True.
+        """
+        n = self.num_envs
+        if seed is not None:
+            if isinstance(seed, list):
+                if n is None:
+                    raise BadRequestError("a single env takes an int seed, not a list")
+                if len(seed) != n:
+                    raise BadRequestError(f"{len(seed)} seeds for {n} sub-envs: give one per sub-env")
+            for s in seed if isinstance(seed, list) else [seed]:
+                if s is not None and (type(s) is not int or s < 0):
+                    raise BadRequestError(f"a seed must be an int >= 0 or None, got {clip(repr(s), 100)}")
+        if isinstance(options, list):
+            if n is None or len(options) != n:
+                raise BadRequestError(f"{len(options)} option maps for {n or 1} (sub-)envs: give one per sub-env")
+            if not all(o is None or isinstance(o, dict) for o in options):
+                raise BadRequestError("per-sub-env options must each be a map or None")
+            if all(_same(o, options[0]) for o in options):
+                options = options[0]
+            elif not self.per_env_options:
+                raise BadRequestError(
+                    f"this {type(self).__name__} resets every sub-env with the same options; different options per "
+                    "sub-env are refused"
+                )
+        elif options is not None and not isinstance(options, dict):
+            raise BadRequestError(f"options must be a map or None, got {type(options).__name__}")
+        for opts in options if isinstance(options, list) else [options]:
+            if opts and "reset_mask" in opts:
+                check_reset_mask(opts["reset_mask"], n, BadRequestError, BadRequestError)
+        return seed, options
 
     @abc.abstractmethod
     def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]: ...
@@ -360,7 +431,7 @@ class GymSession(Session):
     def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         if self.num_envs is None:
             if isinstance(seed, list):
-                raise ValueError("a single env takes an int seed, not a list")
+                raise BadRequestError("a single env takes an int seed, not a list")
             return self.env.reset(seed=seed, options=options)
         obs, info = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]  # lists are fine
         return obs, wrap_object_arrays(info)
@@ -376,6 +447,10 @@ class GymSession(Session):
             np.asarray(truncated),
             wrap_object_arrays(info),
         )
+
+    @property
+    def has_state(self) -> bool:
+        return bool(self._access) and self._access[0].available
 
     def get_state(self) -> Any:
         if not self._access or not self._access[0].available:
