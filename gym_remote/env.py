@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
+from gym_remote.checks import check_client_keywords, check_launch_options
 from gym_remote.client import Connection
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.errors import RemoteEnvError, SessionLostError
@@ -150,10 +151,26 @@ class RemoteEnv(gym.Env):
         max_episode_steps: int | None = None,
         **launch_options: Any,
     ) -> None:
-        if launch_options and not launch:
-            raise TypeError(
-                f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)"
-            )
+        self._closed = True  # nothing to close until the session exists
+        check_client_keywords(
+            "RemoteEnv",
+            host=host,
+            port=port,
+            task=task,
+            task_kwargs=task_kwargs,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            render_mode=render_mode,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+            with_state=with_state,
+            launch=launch,
+            backend=backend,
+            max_episode_steps=max_episode_steps,
+        )
+        check_launch_options("RemoteEnv", launch, launch_options)
         check_render_mode(render_mode)
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})

@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space, iterate
 
+from gym_remote.checks import check_client_keywords, check_launch_options, check_vector_keywords
 from gym_remote.client import Connection, parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
@@ -170,10 +171,27 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         backend: str = "gymnasium",
         **launch_options: Any,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        if launch_options and not launch:
-            raise TypeError(f"unexpected keyword arguments {sorted(launch_options)} (launch options need launch=True)")
+        self._closed = True  # nothing to close until the sessions exist
+        check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
+        check_client_keywords(
+            "RemoteVectorEnv",
+            host=host,
+            port=port,
+            task=task,
+            task_kwargs=task_kwargs,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            render_mode=render_mode,
+            curve_server_key=curve_server_key,
+            curve_public_key=curve_public_key,
+            curve_secret_key=curve_secret_key,
+            with_state=with_state,
+            launch=launch,
+            backend=backend,
+            max_episode_steps=max_episode_steps,
+        )
+        check_launch_options("RemoteVectorEnv", launch, launch_options)
         check_render_mode(render_mode)
         mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
         if mode not in ("next_step", "same_step", "disabled"):

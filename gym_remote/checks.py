@@ -1,0 +1,177 @@
+"""Checks of the client classes' public keywords, each error naming the keyword and what it takes.
+
+``RemoteEnv``, ``RemoteVectorEnv`` (so ``gym.make``/``gym.make_vec``) and SB3's ``RemoteVecEnv``
+check every keyword here, at construction and before anything starts (no server, no SSH): a wrong
+type is a ``TypeError``, a wrong value a ``ValueError``, and the message reads
+``RemoteVectorEnv(num_envs=...) takes an int >= 1, got '64' (str)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_client_keywords", "check_vector_keywords"]
+
+#: What ``launch=`` takes, said once for every message.
+LAUNCH_HELP = (
+    "True (start the server over SSH, with launch options as keywords: config=, setup=, python=...), a dict of "
+    "those options, or False"
+)
+
+RAY_HELP = (
+    "launch='ray' is not a launch mode: start the servers as a Ray pool first, then connect to it: "
+    "`from gym_remote.launch.ray_pool import start_pool; pool = start_pool(N, backend=..., task=..., "
+    "resources={'GPU': 1})`, then `RemoteVectorEnv(num_envs, hosts=pool.hosts, task=..., **pool.client_options())` "
+    "(or gym.make_vec with the same keywords); pool.close() stops the servers"
+)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:80]}... ({type(value).__name__})" if len(text) > 80 else f"{text} ({type(value).__name__})"
+
+
+def _fail(owner: str, name: str, value: Any, takes: str, error: type[Exception] = TypeError) -> None:
+    raise error(f"{owner}({name}=...) takes {takes}, got {_shown(value)}")
+
+
+def _int(value: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, np.integer))
+
+
+def _check_optional_str(owner: str, name: str, value: Any, takes: str) -> None:
+    if value is not None and not isinstance(value, str):
+        _fail(owner, name, value, takes)
+
+
+def check_client_keywords(owner: str, **kw: Any) -> None:
+    """Check the keywords every client class takes (those given; absent ones are not checked).
+
+    Raises:
+        TypeError: a keyword of the wrong type (named, with what it takes).
+        ValueError: a keyword of the right type but a wrong value (a port out of range, a negative
+            timeout, an unknown backend, ``launch='ray'``...).
+    """
+    if "host" in kw:
+        _check_optional_str(owner, "host", kw["host"], "a host name or address (str), or None for a local server")
+        if isinstance(kw["host"], str) and not kw["host"].strip():
+            _fail(owner, "host", kw["host"], "a host name or address, or None for a local server", ValueError)
+    if "port" in kw:
+        port = kw["port"]
+        if not _int(port):
+            _fail(owner, "port", port, "a TCP port (an int from 1 to 65535)")
+        if not 1 <= int(port) <= 65535:
+            _fail(owner, "port", port, "a TCP port (an int from 1 to 65535)", ValueError)
+    if "task" in kw:
+        _check_optional_str(owner, "task", kw["task"], "an env id (str) or None for the server's default")
+    if "task_kwargs" in kw:
+        value = kw["task_kwargs"]
+        if value is not None and (not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value)):
+            _fail(owner, "task_kwargs", value, "a dict with str keys (the env's keyword arguments) or None")
+    for name in ("timeout", "connect_timeout", "probe_timeout"):
+        if name in kw:
+            value = kw[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _fail(owner, name, value, "a number of seconds > 0")
+            if not (value > 0 and math.isfinite(value)):
+                _fail(owner, name, value, "a number of seconds > 0", ValueError)
+    if "retries" in kw:
+        if not _int(kw["retries"]):
+            _fail(owner, "retries", kw["retries"], "an int >= 0 (re-sends of idempotent requests)")
+        if kw["retries"] < 0:
+            _fail(owner, "retries", kw["retries"], "an int >= 0 (re-sends of idempotent requests)", ValueError)
+    if "render_mode" in kw:
+        _check_optional_str(owner, "render_mode", kw["render_mode"], "a render mode (str, e.g. 'rgb_array') or None")
+    if "with_state" in kw and not isinstance(kw["with_state"], bool):
+        _fail(owner, "with_state", kw["with_state"], "True or False")
+    if "max_episode_steps" in kw and kw["max_episode_steps"] is not None:
+        value = kw["max_episode_steps"]
+        if not _int(value):
+            _fail(owner, "max_episode_steps", value, "an int >= 1 or None")
+        if value < 1:
+            _fail(owner, "max_episode_steps", value, "an int >= 1 or None", ValueError)
+    for name in ("curve_server_key", "curve_public_key", "curve_secret_key"):
+        value = kw.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, (bytes, str)):
+            _fail(owner, name, value, "a Z85 CURVE key (40 characters, str or bytes) or None")
+        if len(value) != 40:
+            _fail(owner, name, value, "a Z85 CURVE key of 40 characters (zmq.curve_keypair())", ValueError)
+    if (kw.get("curve_public_key") is None) != (kw.get("curve_secret_key") is None):
+        raise ValueError(f"{owner}: give curve_public_key and curve_secret_key together, or neither (generated)")
+    if "launch" in kw:
+        launch = kw["launch"]
+        if isinstance(launch, str) and launch.lower() == "ray":
+            raise ValueError(f"{owner}(launch='ray'): {RAY_HELP}")
+        if not isinstance(launch, (bool, Mapping)):
+            _fail(owner, "launch", launch, LAUNCH_HELP)
+    if "backend" in kw:
+        from gym_remote.errors import did_you_mean
+
+        backends = ("gymnasium", "python", "isaaclab", "roboverse")  # gym_remote.backends.BACKENDS (server side)
+        if not isinstance(kw["backend"], str):
+            _fail(owner, "backend", kw["backend"], f"one of {', '.join(backends)}")
+        if kw["backend"] not in backends:
+            raise ValueError(
+                f"{owner}(backend=...) takes one of {', '.join(backends)}, got {kw['backend']!r}."
+                f"{did_you_mean(kw['backend'], backends)}"
+            )
+
+
+def check_vector_keywords(owner: str, **kw: Any) -> None:
+    """Check the keywords only vector clients take: ``num_envs`` and ``hosts``.
+
+    Raises:
+        TypeError, ValueError: as :func:`check_client_keywords`.
+    """
+    if "num_envs" in kw:
+        n = kw["num_envs"]
+        if not _int(n):
+            _fail(owner, "num_envs", n, "an int >= 1 (the number of sub-envs)")
+        if n < 1:
+            _fail(owner, "num_envs", n, "an int >= 1 (the number of sub-envs)", ValueError)
+    hosts = kw.get("hosts")
+    if hosts is not None:
+        if isinstance(hosts, (str, bytes)) or not isinstance(hosts, Sequence):
+            _fail(owner, "hosts", hosts, "a list of 'host:port' strings (one per server), or None")
+        if not hosts:
+            _fail(owner, "hosts", hosts, "a non-empty list of 'host:port' strings, or None", ValueError)
+        for h in hosts:
+            if not isinstance(h, str):
+                _fail(owner, "hosts", hosts, "a list of 'host:port' strings (one per server), or None")
+
+
+def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) -> None:
+    """Launch options (``launch=True`` plus keywords, or ``launch={...}``) name :class:`HostConfig` fields.
+
+    Raises:
+        TypeError: launch options without ``launch=True``, or an unknown option (with close matches).
+    """
+    if options and not launch:
+        raise TypeError(
+            f"{owner}: unexpected keyword arguments {sorted(options)} (launch options need launch=True; "
+            f"launch takes {LAUNCH_HELP})"
+        )
+    if not launch:
+        return
+    import dataclasses
+
+    from gym_remote.errors import did_you_mean
+    from gym_remote.launch.config import HostConfig
+
+    known = {f.name for f in dataclasses.fields(HostConfig)} | {"config"}
+    given = {**(launch if isinstance(launch, Mapping) else {}), **options}
+    for name in sorted(given):
+        if name not in known:
+            raise TypeError(
+                f"{owner}: unknown launch option {name!r}.{did_you_mean(name, known)} Launch options: "
+                f"{', '.join(sorted(known))}"
+            )
