@@ -20,6 +20,9 @@ from typing import Any
 
 __all__ = ["CurveKeys", "ServerActor", "node_address"]
 
+#: ``serve --max-sessions``'s default (a pool server lets its pool's one client key hold all of them).
+DEFAULT_MAX_SESSIONS = 16
+
 
 def node_address(node_id: str) -> str:
     """The address Ray registered for node ``node_id`` (``ray.init(_node_ip_address=...)``)."""
@@ -109,6 +112,11 @@ class ServerActor:
                 _write_certificate(secret, keys.server_public, keys.server_secret)
                 _write_certificate(os.path.join(clients, "pool.key"), keys.client_public)
                 args += ["--curve-secret", secret, "--curve-clients", clients]
+                if "--max-sessions-per-peer" not in args:
+                    # Every client of the pool holds the same client key, so the server would count
+                    # them all as one peer: let that peer have every session.
+                    given = args.index("--max-sessions") + 1 if "--max-sessions" in args else None
+                    args += ["--max-sessions-per-peer", args[given] if given else str(DEFAULT_MAX_SESSIONS)]
             elif bind != "127.0.0.1":
                 args.append("--insecure")
             self.server = LocalServer(
