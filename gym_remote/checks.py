@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_client_keywords", "check_vector_keywords"]
+__all__ = ["check_client_keywords", "check_launch_options", "check_reset_mask", "check_vector_keywords"]
 
 #: What ``launch=`` takes, said once for every message.
 LAUNCH_HELP = (
@@ -175,3 +175,26 @@ def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) ->
                 f"{owner}: unknown launch option {name!r}.{did_you_mean(name, known)} Launch options: "
                 f"{', '.join(sorted(known))}"
             )
+
+
+def check_reset_mask(
+    mask: Any, num_envs: int | None, type_error: type[Exception], value_error: type[Exception]
+) -> None:
+    """Gymnasium's checks of ``options["reset_mask"]`` (``SyncVectorEnv.reset``), raising the given classes.
+
+    Raises:
+        type_error: not a numpy array, or not of dtype bool.
+        value_error: a single env, not of shape ``(num_envs,)``, or no True entry.
+    """
+    if num_envs is None:
+        raise value_error("reset_mask is for vector envs: a single env resets whole")
+    if not isinstance(mask, np.ndarray):
+        raise type_error(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+    if mask.shape != (num_envs,):
+        raise value_error(f"`options['reset_mask']` must have shape `({num_envs},)`, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise type_error(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+    if not mask.any():
+        raise value_error(
+            f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
+        )

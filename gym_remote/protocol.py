@@ -6,7 +6,7 @@ received as a read-only ``np.frombuffer`` view), and the header refers to it by 
 numpy scalars and tuples travel inline as msgpack extension types, so nested dicts, lists and tuples
 of arrays round-trip with dtype and shape exact.
 
-Nothing received is ever unpickled or evaluated: the only extension types are the four below, dtypes
+Nothing received is ever unpickled or evaluated: the only extension types are the six below, dtypes
 with Python objects are refused in both directions, and every count, size and depth is checked
 against :class:`Limits` before it is trusted. This module knows nothing of Gymnasium.
 """
@@ -39,6 +39,10 @@ EXT_ARRAY_INLINE = 2  # the bytes follow the prefix
 EXT_SCALAR = 3  # a numpy scalar such as np.float32(1.5)
 EXT_TUPLE = 4  # a msgpack list that decodes to a tuple
 EXT_OBJECT_LIST = 5  # a msgpack list that decodes to a 1-D numpy object array (see ObjectList)
+EXT_BIG_INT = 6  # a Python int past msgpack's 64 bits (Gymnasium's 128-bit seeds): signed big-endian bytes
+
+#: Bytes of the largest int that travels (a 128-bit seed needs 17; a bigger one is refused).
+MAX_BIG_INT_BYTES = 64
 
 _ALLOWED_KINDS = frozenset("biufcSUMm")  # bool, ints, floats, complex, bytes, str, datetimes
 
@@ -206,6 +210,12 @@ class Codec:
             return msgpack.ExtType(EXT_OBJECT_LIST, self._pack_nested(list(o)))
         if isinstance(o, enum.Enum):
             return o.value
+        if type(o) is int:  # msgpack calls here only for ints past 64 bits
+            size = (o.bit_length() + 8) // 8
+            if size > MAX_BIG_INT_BYTES:
+                bits = 8 * MAX_BIG_INT_BYTES - 1
+                raise ProtocolError(f"an int of {o.bit_length()} bits cannot travel (at most {bits})")
+            return msgpack.ExtType(EXT_BIG_INT, o.to_bytes(size, "big", signed=True))
         # Subclasses of the plain types (OrderedDict, user str subclasses).
         for plain in (bool, int, float, str, bytes, dict, list):
             if isinstance(o, plain):
@@ -292,6 +302,10 @@ class Codec:
                     f"array {dtype.str}{tuple(shape)} needs {nbytes} bytes but its data has {buf.nbytes}"
                 )
             return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        if code == EXT_BIG_INT:
+            if not 0 < len(data) <= MAX_BIG_INT_BYTES:
+                raise ProtocolError(f"a big int of {len(data)} bytes (at most {MAX_BIG_INT_BYTES})")
+            return int.from_bytes(data, "big", signed=True)
         if code in (EXT_TUPLE, EXT_OBJECT_LIST):
             if self._ext_depth >= self.limits.max_depth:
                 raise ProtocolError(f"message nests deeper than max_depth={self.limits.max_depth}")

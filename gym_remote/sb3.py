@@ -74,7 +74,15 @@ class RemoteVecEnv(VecEnv):
 
     def reset(self) -> Any:
         seeds = [s if s is None else int(s) for s in self._seeds] if any(s is not None for s in self._seeds) else None
-        options = self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
+        if self._options and any(o != self._options[0] for o in self._options):
+            options = list(self._options)
+            self._reset_options()  # as DummyVecEnv: options count for one reset, refused or not
+            raise ValueError(
+                "RemoteVecEnv resets every sub-env with the same options: set_options() with different options per "
+                f"sub-env is refused on purpose ({options!r}); give one dict to set_options(), or use one "
+                "RemoteVecEnv per options"
+            )
+        options = self._options[0] if self._options else None
         obs, info = self.venv.reset(seed=seeds, options=options or None)
         self.reset_infos = split_infos(info, self.num_envs)
         self._reset_seeds()
@@ -136,7 +144,17 @@ class RemoteVecEnv(VecEnv):
         return [values[i] for i in self._indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: int | Iterable[int] | None = None) -> list[bool]:
-        return [False for _ in self._indices(indices)]
+        """Whether each sub-env is wrapped in ``wrapper_class`` on the server, as DummyVecEnv answers it.
+
+        The server walks each sub-env's wrapper chain and compares class names (module and qualified
+        name, subclasses included).
+
+        Raises:
+            BadRequestError: the server cannot tell (a natively batched simulator, or sub-envs in
+                worker processes): no answer rather than a wrong one.
+        """
+        values = self.venv.call("env_is_wrapped", f"{wrapper_class.__module__}.{wrapper_class.__qualname__}")
+        return [bool(values[i]) for i in self._indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         frames = self.venv.render()

@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from gym_remote.checks import check_reset_mask
 from gym_remote.errors import BadRequestError, StateError, clip
 from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
 from gym_remote.spaces import space_to_dict, validate_action
@@ -117,29 +118,6 @@ class SessionLimits:
                     "not do; give a bare file name the env resolves itself, or let the server's operator set it "
                     "(serve --kwargs), or allow it (serve --allow-client-paths)"
                 )
-
-
-def check_reset_mask(
-    mask: Any, num_envs: int | None, type_error: type[Exception], value_error: type[Exception]
-) -> None:
-    """Gymnasium's checks of ``options["reset_mask"]`` (``SyncVectorEnv.reset``), raising the given classes.
-
-    Raises:
-        type_error: not a numpy array, or not of dtype bool.
-        value_error: a single env, not of shape ``(num_envs,)``, or no True entry.
-    """
-    if num_envs is None:
-        raise value_error("reset_mask is for vector envs: a single env resets whole")
-    if not isinstance(mask, np.ndarray):
-        raise type_error(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
-    if mask.shape != (num_envs,):
-        raise value_error(f"`options['reset_mask']` must have shape `({num_envs},)`, got {mask.shape}")
-    if mask.dtype != np.bool_:
-        raise type_error(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
-    if not mask.any():
-        raise value_error(
-            f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
-        )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -476,6 +454,8 @@ class GymSession(Session):
         return self.env.render()
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if name == "env_is_wrapped":  # SB3's VecEnv.env_is_wrapped, answered from the real wrapper chains
+            return self._env_is_wrapped(str(args[0]) if args else "")
         if name not in CALLABLE_ALLOWLIST:
             raise StateError(f"{name!r} is not on the remote call allow-list {sorted(CALLABLE_ALLOWLIST)}")
         envs = [a.env for a in self._access] or [self.env.unwrapped]
@@ -489,6 +469,23 @@ class GymSession(Session):
                 value = getattr(env, name, None)
                 values.append(dict(value) if isinstance(value, dict) else value)
         return values[0] if self.num_envs is None else values
+
+    def _env_is_wrapped(self, wrapper: str) -> Any:
+        """Whether each (sub-)env is wrapped in the class named ``module.QualName`` (or a subclass)."""
+        envs = [self.env] if self.num_envs is None else list(getattr(self.env, "envs", []))
+        if not envs:
+            raise StateError(
+                "env_is_wrapped cannot be answered here: the sub-envs live in worker processes "
+                "(serve --vectorization async)"
+            )
+        answers = []
+        for env in envs:
+            found = False
+            while isinstance(env, gym.Wrapper) and not found:
+                found = any(f"{c.__module__}.{c.__qualname__}" == wrapper for c in type(env).__mro__)
+                env = env.env
+            answers.append(found)
+        return answers[0] if self.num_envs is None else answers
 
     def close(self) -> None:
         self.env.close()

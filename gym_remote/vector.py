@@ -19,7 +19,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space, iterate
 
-from gym_remote.checks import check_client_keywords, check_launch_options, check_vector_keywords
+from gym_remote.async_batches import AsyncBatches, group_layout
+from gym_remote.checks import check_client_keywords, check_launch_options, check_reset_mask, check_vector_keywords
 from gym_remote.client import Connection, parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
@@ -135,7 +136,7 @@ class _Shard:
         return self.link.name
 
 
-class RemoteVectorEnv(gym.vector.VectorEnv):
+class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
     """``num_envs`` remote sub-envs behind Gymnasium's ``VectorEnv`` API.
 
     Args:
@@ -145,6 +146,9 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         autoreset_mode: ``"next_step"`` (Gymnasium's default), ``"same_step"`` or ``"disabled"``.
         max_episode_steps: per sub-env time limit, enforced on the server.
         with_state: attach the batched state (``[num_envs, D]``) to each reply (``last_state``).
+        batch_size: split the sub-envs into groups of this many, each its own session (dealt over
+            ``hosts`` round-robin), for EnvPool's async API: ``async_reset``, ``send(actions, env_ids)``,
+            ``recv()`` (see :mod:`gym_remote.async_batches`). ``step`` and ``reset`` still step every group.
         Other keywords are those of :class:`gym_remote.env.RemoteEnv`.
     """
 
@@ -169,6 +173,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         curve_secret_key: bytes | str | None = None,
         launch: bool | dict[str, Any] = False,
         backend: str = "gymnasium",
+        batch_size: int | None = None,
         **launch_options: Any,
     ) -> None:
         self._closed = True  # nothing to close until the sessions exist
@@ -205,8 +210,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self._closed = False
         self._shards: list[_Shard] = []
         endpoints = [parse_host_port(h, DEFAULT_PORT) for h in hosts] if hosts else [(host, port)]
-        if len(endpoints) > num_envs:
-            raise ValueError(f"{len(endpoints)} hosts for {num_envs} sub-envs: some would serve none")
+        layout = group_layout(num_envs, len(endpoints), batch_size)
+        self.batch_size = batch_size
         self.options = ConnectOptions(
             timeout=timeout,
             connect_timeout=connect_timeout,
@@ -221,15 +226,20 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.recover_in_step = False
         try:
             start = 0
-            for (h, p), count in zip(endpoints, _split(num_envs, len(endpoints)), strict=True):
-                server = start_server_for(
-                    h,
-                    launch=launch,
-                    backend=backend,
-                    task=task,
-                    task_kwargs=task_kwargs,
-                    launch_options=launch_options,
-                )
+            servers: dict[int, Any] = {}  # one per endpoint, owned by its first group's session
+            for index, count in layout:
+                h, p = endpoints[index]
+                owner = index not in servers
+                if owner:
+                    servers[index] = start_server_for(
+                        h,
+                        launch=launch,
+                        backend=backend,
+                        task=task,
+                        task_kwargs=task_kwargs,
+                        launch_options=launch_options,
+                    )
+                server = servers[index]
                 if server is not None:
                     h, p = server.local_host, server.local_port
                 hello = hello_body(
@@ -241,7 +251,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                     render_mode=render_mode,
                     max_episode_steps=max_episode_steps,
                 )
-                link = ClientSession(self.options.connect(str(h), int(p), server), hello, connect_timeout, server)
+                conn = self.options.connect(str(h), int(p), server)
+                link = ClientSession(conn, hello, connect_timeout, server if owner else None)
                 self._shards.append(_Shard(link, start, count))
                 start += count
             self._apply_hello(self._open(self._shards))
@@ -332,6 +343,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        self._check_idle("reset")
         if isinstance(seed, (int, np.integer)):
             super().reset(seed=int(seed))  # seeds self.np_random, as Gymnasium's vector envs do
         if seed is None:
@@ -343,10 +355,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-envs")
         mask = None if options is None else options.get("reset_mask")
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape != (self.num_envs,):
-                raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
+        if options is not None and "reset_mask" in options:  # as SyncVectorEnv: TypeError or ValueError
+            check_reset_mask(mask, self.num_envs, TypeError, ValueError)
         bodies: list[dict[str, Any]] = []
         for shard in self._shards:
             sl = slice(shard.start, shard.start + shard.count)
@@ -394,6 +404,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         return self._merge(filled, ("obs", "info"))
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self._check_idle("step")
         actions = validate_action(self.action_space, actions)
         bodies = [
             {
@@ -490,6 +501,11 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     def get_attr(self, name: str) -> tuple[Any, ...]:
         return self.call(name)
 
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
+        """Each sub-env's seed, as ``SyncVectorEnv.np_random_seed`` gives it (128-bit ints when unseeded)."""
+        return self.call("np_random_seed")
+
     def render(self) -> Any:
         if self.render_mode is None:
             return None
@@ -506,6 +522,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         if self._closed:
             return
         self._closed = True
+        self._abandon_in_flight()
         for shard in self._shards:
             shard.link.close()
 

@@ -238,3 +238,17 @@ def test_container_marker_count_bounds_the_nesting_depth():
     for depth in range(0, 30):
         header, _ = encode(nested(depth), Limits(inline_threshold=1 << 20))
         assert _container_markers(header) >= depth
+
+
+def test_ints_past_64_bits_travel_and_giants_are_refused():
+    """Gymnasium's seeds are 128-bit ints (np_random_seed of an unseeded env): they travel exactly."""
+    from gym_remote.protocol import EXT_BIG_INT, MAX_BIG_INT_BYTES
+
+    for value in (2**64, 2**128 - 1, -(2**100), {"seeds": (2**127, 5, -1)}):
+        header, buffers = encode(value)
+        assert decode(header, buffers) == value
+    with pytest.raises(ProtocolError, match="cannot travel"):
+        encode(2 ** (8 * MAX_BIG_INT_BYTES))
+    for data in (b"", b"\x01" * (MAX_BIG_INT_BYTES + 1)):  # a peer's malformed big int
+        with pytest.raises(ProtocolError, match="big int"):
+            decode(msgpack.packb(msgpack.ExtType(EXT_BIG_INT, data)))

@@ -112,3 +112,37 @@ def test_sb3_wrappers_run_on_top(server, kind):
         vec.step(np.zeros(N, np.int64))
     assert vec.get_attr("render_mode") == [None] * N
     vec.close()
+
+
+@pytest.mark.parametrize("kind", ["DummyVecEnv", "RemoteVecEnv"])
+def test_env_is_wrapped_answers_from_the_real_wrappers(server, kind):
+    from gymnasium.wrappers import TimeLimit
+    from stable_baselines3.common.monitor import Monitor
+
+    vec = makers(server, "CartPole-v1")[kind]()
+    assert vec.env_is_wrapped(TimeLimit) == [True] * N  # gym.make wraps in TimeLimit, on the server too
+    assert vec.env_is_wrapped(Monitor) == [False] * N
+    assert vec.env_is_wrapped(TimeLimit, indices=[1]) == [True]
+    vec.close()
+
+
+def test_set_options_equal_per_sub_env_reach_every_reset(server):
+    """CartPole's reset takes low/high bounds: equal options on both give equal observations."""
+    results = []
+    for make in makers(server, "CartPole-v1").values():
+        vec = make()
+        vec.seed(3)
+        vec.set_options({"low": 0.2, "high": 0.3})
+        results.append(vec.reset())
+        vec.close()
+    np.testing.assert_allclose(*results, rtol=1e-6)
+    assert (results[1] >= 0.2).all()
+
+
+def test_different_options_per_sub_env_are_refused_on_purpose(server):
+    vec = makers(server, "CartPole-v1")["RemoteVecEnv"]()
+    vec.set_options([{"low": 0.2, "high": 0.3}, None, {"low": -0.3, "high": -0.2}])
+    with pytest.raises(ValueError, match="refused on purpose"):
+        vec.reset()
+    vec.reset()  # the options went with the refused reset, as DummyVecEnv consumes them
+    vec.close()
