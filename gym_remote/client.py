@@ -311,6 +311,19 @@ class Connection:
     def pending(self) -> bool:
         return self._pending is not None
 
+    @property
+    def socket(self) -> zmq.Socket | None:
+        """The live REQ socket (``None`` before the first request and after a timeout replaced it), for
+        polling several connections at once (a vector env's groups in flight)."""
+        return self._sock
+
+    def abandon(self) -> None:
+        """Forget the pending request: its socket is closed (a new one opens on the next request), so its
+        reply, if it ever comes, is never read."""
+        if self._pending is not None:
+            self._pending = None
+            self._reset_socket()
+
     def _error(self, cls: type[RemoteEnvError], message: str, kind: Kind, **extra: Any) -> RemoteEnvError:
         tail = None
         if self.diagnostics is not None:

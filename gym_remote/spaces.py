@@ -165,6 +165,13 @@ def validate_action(space: spaces.Space, action: Any) -> Any:
         start, n = int(space.start), int(space.n)
         if start <= action < start + n:
             return np.int64(action)
+    # A batch of Discrete actions (a vector env's): an integer array of the right shape, in range.
+    multi = type(space) is spaces.MultiDiscrete and type(action) is np.ndarray
+    if multi and action.shape == space.shape and action.dtype.kind in "iu":
+        cast = action if action.dtype == space.dtype else action.astype(space.dtype)
+        lo = space.start  # MultiDiscrete.contains, without its generic checks (10 us a call)
+        if bool(((cast >= lo) & (cast - lo < space.nvec)).all()):
+            return cast
     if isinstance(space, spaces.Box):
         arr = _numeric(action, "action", space.shape)
         if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
