@@ -43,6 +43,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _names(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())
+
+
 # --------------------------------------------------------------------------------------- serve
 
 
@@ -69,14 +73,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
-    options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not args.fixed_task}
     backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
+    fixed_task, allow_kwargs = args.fixed_task, args.allow_kwargs
     if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
         from gym_remote.config import TaskConfig, load
 
         cfg = load(TaskConfig, args.config, kind="tasks")
         backend, task = backend or cfg.backend, task or cfg.task
         kwargs = {**cfg.task_kwargs, **kwargs}
+        fixed_task = fixed_task or cfg.fixed_task
+        if allow_kwargs is None and cfg.allow_kwargs is not None:
+            allow_kwargs = frozenset(cfg.allow_kwargs)
+    options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not fixed_task}
     backend = backend or "gymnasium"
     if args.overrides:
         if backend != "isaaclab":
@@ -91,6 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     session_limits = SessionLimits(
         max_envs=args.max_envs or DEFAULT_MAX_ENVS.get(backend, SessionLimits.max_envs),
         max_kwargs_bytes=args.max_kwargs_bytes,
+        allowed_kwargs=allow_kwargs,
+        fixed_kwargs=dict(kwargs) if fixed_task else {},
+        allow_client_paths=args.allow_client_paths,
     )
     factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
@@ -184,7 +195,23 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
     p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
     p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
-    p.add_argument("--fixed-task", action="store_true", help="refuse clients that ask for another task")
+    p.add_argument(
+        "--fixed-task",
+        action="store_true",
+        help="refuse clients that ask for another task, or for other values of the keywords given here (--kwargs, "
+        "or the task config's)",
+    )
+    p.add_argument(
+        "--allow-kwargs",
+        type=_names,
+        metavar="NAMES",
+        help="the only task keywords clients may set, comma-separated ('' for none; default: any)",
+    )
+    p.add_argument(
+        "--allow-client-paths",
+        action="store_true",
+        help="let client keywords name files on this server (by default '/x', '~/x', './x' and '..' are refused)",
+    )
     p.add_argument(
         "--import",
         dest="imports",

@@ -65,6 +65,10 @@ class TaskConfig:
     task: str | None = None
     task_kwargs: dict[str, Any] = field(default_factory=dict)
     num_envs: int | None = None
+    #: Serve only this task, and these ``task_kwargs`` as given (clients may not change them).
+    fixed_task: bool = False
+    #: The only keywords clients may set (``None``: any; ``[]``: none).
+    allow_kwargs: list[str] | None = None
     name_map: str | dict[str, Any] | None = None  # for MujocoReplayWrapper
     model: str | None = None  # local MJCF for replay
     description: str = ""

@@ -135,3 +135,50 @@ def test_sessions_per_peer_by_address_and_the_option_that_raises_it(serve):
         RemoteEnv(server.local_host, server.local_port)
     for e in envs:
         e.close()
+
+
+# ------------------------------------------------------ what a client can make a server do (item 8)
+
+
+def test_client_keywords_cannot_name_server_files_by_default(serve, tmp_path):
+    """Ant-v5's xml_file opens any path it is given: a client may not name one, and learns nothing of it."""
+    server = serve("CartPole-v1")
+    secret = tmp_path / "secret.xml"
+    secret.write_text("<mujoco/>")
+    for path in (str(secret), "/nonexistent.xml", "~/x.xml", "./x.xml", "sub/../../../x.xml"):
+        with pytest.raises(BadRequestError, match="names a file on the server") as info:
+            RemoteEnv(server.local_host, server.local_port, task="Ant-v5", task_kwargs={"xml_file": path})
+        assert "does not exist" not in info.value.message  # the same answer whether the file exists or not
+    with pytest.raises(BadRequestError, match="names a file"):  # nested, and in Hydra-style overrides
+        RemoteEnv(server.local_host, server.local_port, task_kwargs={"overrides": ["env.asset=/etc/passwd"]})
+    allowing = serve("CartPole-v1", "gymnasium", "--allow-client-paths")
+    with pytest.raises(BadRequestError, match="nonexistent.xml") as info:  # the operator's choice: it reaches Ant
+        RemoteEnv(allowing.local_host, allowing.local_port, task="Ant-v5", task_kwargs={"xml_file": "/nonexistent.xml"})
+    assert "names a file" not in str(info.value)
+
+
+def test_fixed_task_fixes_the_servers_keywords_and_allow_kwargs_lists_the_clients(serve):
+    server = serve(
+        "CartPole-v1", "gymnasium", "--fixed-task", "--kwargs", '{"sutton_barto_reward": true}',
+        "--allow-kwargs", "render_mode",
+    )
+    endpoint = (server.local_host, server.local_port)
+    with pytest.raises(BadRequestError, match=r"\['sutton_barto_reward'\] are fixed by this server"):
+        RemoteEnv(*endpoint, task_kwargs={"sutton_barto_reward": False})
+    with pytest.raises(BadRequestError, match=r"not allowed by this server; it allows: render_mode .*--allow-kwargs"):
+        RemoteEnv(*endpoint, task_kwargs={"max_episode_steps": 3})
+    with pytest.raises(BadRequestError, match="only serves 'CartPole-v1'"):
+        RemoteEnv(*endpoint, task="Acrobot-v1")
+    with RemoteEnv(*endpoint, task_kwargs={"sutton_barto_reward": True}) as env:  # the fixed value itself is fine
+        env.reset(seed=0)
+        assert env.step(0)[1] == 0.0  # Sutton and Barto's reward: 0 while the pole stands
+
+
+def test_a_task_config_fixes_and_allow_lists_keywords(serve, tmp_path):
+    config = tmp_path / "cartpole.yaml"
+    config.write_text("backend: gymnasium\ntask: CartPole-v1\nfixed_task: true\nallow_kwargs: []\n")
+    server = serve(None, "gymnasium", "--config", str(config))
+    with pytest.raises(BadRequestError, match="it allows: none"):
+        RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": True})
+    with RemoteEnv(server.local_host, server.local_port) as env:
+        env.reset(seed=0)
