@@ -39,6 +39,31 @@ DEFAULT_PORT = 5555
 SERVER_ONLY_RENDER_MODES = frozenset({"human"})
 
 
+class _AnyRenderMode(tuple):
+    """A ``render_modes`` that admits every mode: what the class says before a server is known."""
+
+    def __contains__(self, mode: object) -> bool:
+        return True
+
+
+class _ServerMetadata:
+    """``RemoteEnv.metadata``: the server env's metadata on an instance (set after HELLO).
+
+    On the class, which ``gym.make`` reads before the env exists (Gymnasium 1.0-1.4 check it to be a
+    dict and may wrap for a ``render_mode`` it lacks), it is a dict whose ``render_modes`` admits
+    every mode: ``gym.make`` neither warns nor wraps, and ``RemoteEnv`` checks the requested mode
+    against the server's once they are known.
+    """
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> dict[str, Any]:
+        if obj is None:
+            return {"render_modes": _AnyRenderMode()}
+        return obj.__dict__.get("_metadata", {"render_modes": []})
+
+    def __set__(self, obj: Any, value: dict[str, Any]) -> None:
+        obj.__dict__["_metadata"] = dict(value)
+
+
 def client_metadata(server_metadata: dict[str, Any] | None) -> dict[str, Any]:
     """The server env's metadata with ``render_modes`` cut to those whose output travels here."""
     meta = dict(server_metadata or {})
@@ -105,19 +130,12 @@ class RemoteEnv(gym.Env):
             :mod:`gym_remote.launch`).
     """
 
-    # ``metadata`` and ``spec`` are properties. ``gym.make`` checks a class's ``render_modes`` before
-    # the env exists, unless ``metadata`` is a property (as for wrappers); the modes that count are
-    # the server's, known after HELLO. ``spec`` takes ``max_episode_steps`` from the server when
+    # ``metadata`` is a descriptor and ``spec`` a property. ``gym.make`` reads the class's
+    # ``render_modes`` before the env exists; the modes that count are the server's, known after
+    # HELLO (see ``_ServerMetadata``). ``spec`` takes ``max_episode_steps`` from the server when
     # ``gym.make`` sets it (the registered spec cannot know the remote task's limit).
 
-    @property  # type: ignore[override]
-    def metadata(self) -> dict[str, Any]:
-        """The server env's metadata; ``render_modes`` lists only modes that work on this side."""
-        return self.__dict__.get("_metadata", {"render_modes": []})
-
-    @metadata.setter
-    def metadata(self, value: dict[str, Any]) -> None:
-        self.__dict__["_metadata"] = dict(value)
+    metadata = _ServerMetadata()  # type: ignore[assignment]
 
     @property  # type: ignore[override]
     def spec(self) -> EnvSpec | None:
