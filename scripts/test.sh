@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md (and of CI): install what is missing, build the server venvs, lint,
-# then run every test. On a fresh machine about 15 minutes (the Isaac Lab venv alone ~6, the MetaSim
-# venv ~3, Warp's first kernel compile ~2); later runs skip what is installed and built: ~8 minutes.
+# then run every test. On a fresh machine about 20 minutes (the Isaac Lab venv alone ~6, the MetaSim
+# venv ~3, the Ray venv ~2, Warp's first kernel compile ~2); later runs skip what is installed and built: ~8 minutes.
 # Arguments go to pytest (e.g. `bash scripts/test.sh -q -k vector`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ echo "[test] Isaac Lab 3.0 server venv" >&2
 bash scripts/build_isaaclab_venv.sh >/dev/null
 echo "[test] RoboVerse MetaSim server venv" >&2
 bash scripts/build_metasim_venv.sh >/dev/null
+echo "[test] Ray 2.60 / RLlib venv (its gymnasium 1.2 pin stays out of the client's)" >&2
+bash scripts/build_ray_venv.sh >/dev/null
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 $PY -m ruff check gym_remote tests examples
 $PY -m pytest "$@"
