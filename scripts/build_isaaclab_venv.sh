@@ -70,8 +70,9 @@ EOF
   echo "$want" > "$stamp"
 fi
 # Link this checkout (cheap, every run): the server runs the code under test.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" \
-  >/dev/null
+if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1); then
+  echo "$out" >&2; step "could not install $here into the venv"; exit 1
+fi
 "$venv/bin/python" -c "import isaaclab, isaaclab_tasks, gym_remote" >/dev/null
 # Offline stand-ins of the assets the Cartpole tasks load (NVIDIA's asset server is not reachable
 # from every box); serve with --kwargs '{"asset_root": "<venv>/assets"}'. Existing files are kept.

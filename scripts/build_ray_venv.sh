@@ -49,8 +49,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 # Link this checkout (cheap, every run): gym-remote's core and Fabric, never a newer Gymnasium.
 step "3/3 gym-remote (this checkout)"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" >/dev/null
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0" \
-  "fabric>=3.2" >/dev/null
+if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1 \
+    && "$venv/bin/python" -m pip install -q --disable-pip-version-check "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0" \
+      "fabric>=3.2" 2>&1); then
+  echo "$out" >&2; step "could not install $here into the venv"; exit 1
+fi
 "$venv/bin/python" -c "import ray, ray.rllib, torch, gymnasium, gym_remote" >/dev/null
 echo "$venv/bin/python"
