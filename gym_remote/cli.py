@@ -448,10 +448,13 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gym_remote.replay import run_demo
 
+    # Progress as it happens (episodes, rendering), also when stderr is no terminal and tqdm is quiet.
+    for name in ("gym_remote.replay", "gym_remote.local"):
+        logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
     if args.backend == "isaaclab":
         return _demo_isaaclab(args)
     where = "a local server" if args.target is None else f"{args.target[0]}:{args.target[1]}"
-    print(f"gym-remote demo: stack-cube on {where}, {args.episodes} episodes, states replayed locally")
+    print(f"gym-remote demo: stack-cube on {where}, {args.episodes} episodes, states replayed locally", flush=True)
     host, port = args.target if args.target else (None, None)
     r = run_demo(args.output, args.episodes, args.seed, host, port, args.width, args.height, args.camera)
     print(f"success rate      {r['success_rate']:.0%} ({r['successes']}/{r['episodes']} episodes stacked)")
@@ -467,7 +470,8 @@ def _demo_isaaclab(args: argparse.Namespace) -> int:
 
     host, port = args.target if args.target else (None, None)
     where = "a local Isaac Lab 3.0 server (its venv)" if host is None else f"{host}:{port}"
-    print(f"gym-remote demo: {args.task or 'IsaacContrib-Stack-Cube-Franka'} on {where}, {args.episodes} episodes")
+    task = args.task or "IsaacContrib-Stack-Cube-Franka"
+    print(f"gym-remote demo: {task} on {where}, {args.episodes} episodes", flush=True)
     r = run_isaaclab_demo(
         args.output, args.episodes, args.seed, host, port, args.task, args.width, args.height, args.camera or "oblique"
     )

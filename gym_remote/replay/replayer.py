@@ -160,6 +160,7 @@ class Replayer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         cache: list[Any] = [-1, None]
+        log.info("rendering %d frames (%dx%d) into %s", n, self.width, self.height, path)
         with tqdm(total=n, desc=f"render {path.name}", unit="frame", disable=None) as bar:
 
             def frame_at(t: float) -> np.ndarray:
