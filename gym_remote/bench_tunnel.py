@@ -128,17 +128,30 @@ def tunnel_benchmark(
 
 
 def format_results(results: Sequence[TunnelResult]) -> str:
-    """A table of the figures (milliseconds, MiB/s), one row per mode."""
+    """A table of the figures (milliseconds, MiB/s), one row per mode, with each p50 as a ratio to direct's."""
     if not results:
         return "no results"
     size = results[0].obs_bytes / 2**20
+    direct = next((r for r in results if r.mode == "direct"), None)
     head = (
-        f"{'mode':<8} {'launch s':>8} {'16 B p50 ms':>11} {'p99 ms':>7} "
-        f"{f'{size:g} MiB p50 ms':>15} {'p99 ms':>7} {'MiB/s':>7}"
+        f"{'mode':<8} {'launch s':>8} {'16 B p50 ms':>11} {'p99 ms':>7} {'x direct':>8} "
+        f"{f'{size:g} MiB p50 ms':>15} {'p99 ms':>7} {'x direct':>8} {'MiB/s':>7}"
     )
-    rows = [
-        f"{r.mode:<8} {r.launch_s:>8.2f} {r.small_ms:>11.3f} {r.small_p99_ms:>7.3f} {r.big_ms:>15.2f} "
-        f"{r.big_p99_ms:>7.2f} {r.mib_per_s:>7.0f}"
-        for r in results
-    ]
-    return "\n".join([head, *rows])
+    rows = []
+    for r in results:
+        small_x = f"{r.small_ms / direct.small_ms:.2f}x" if direct else "-"
+        big_x = f"{r.big_ms / direct.big_ms:.2f}x" if direct else "-"
+        rows.append(
+            f"{r.mode:<8} {r.launch_s:>8.2f} {r.small_ms:>11.3f} {r.small_p99_ms:>7.3f} {small_x:>8} {r.big_ms:>15.2f} "
+            f"{r.big_p99_ms:>7.2f} {big_x:>8} {r.mib_per_s:>7.0f}"
+        )
+    notes = []
+    if direct:
+        targets = {"openssh": 2.0, "fabric": 3.0}
+        for r in results:
+            if r.mode in targets:
+                ratio = r.big_ms / direct.big_ms
+                verdict = "met" if ratio <= targets[r.mode] else "not met"
+                target = targets[r.mode]
+                notes.append(f"{r.mode}: {size:g} MiB step {ratio:.2f}x direct (target <= {target:g}x: {verdict})")
+    return "\n".join([head, *rows, *notes])

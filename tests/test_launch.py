@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gym_remote.client import Connection
@@ -159,6 +160,31 @@ def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd:
     finally:
         venv.close()
     assert all(_wait_gone(pid) for pid in pids)
+
+
+def test_fabric_tunnel_carries_large_observations_on_several_connections(ssh_host: dict[str, Any]) -> None:
+    """The paramiko forwarder (wide window, large packets and reads) moves 4 MiB observations intact,
+    for two clients at once and for one that connects after the others closed."""
+    from gym_remote.env import RemoteEnv
+
+    kwargs = {"shape": [2048, 2048]}
+    handle = launch_server(**{**ssh_host, "task": "gym_remote/Payload-v0", "task_kwargs": kwargs}, tunnel="fabric")
+    try:
+        envs = [RemoteEnv(handle.local_host, handle.local_port, task_kwargs=kwargs) for _ in range(2)]
+        for env in envs:
+            env.reset(seed=0)
+        for t in range(1, 6):
+            for env in envs:
+                obs, reward, *_ = env.step(np.zeros(4, np.float32))
+                assert obs.shape == (2048, 2048) and obs.flat[0] == t and reward == float(t)
+                assert not obs.flat[1:].any()
+        for env in envs:
+            env.close()
+        late = RemoteEnv(handle.local_host, handle.local_port, task_kwargs=kwargs)
+        assert late.reset(seed=0)[0].shape == (2048, 2048)
+        late.close()
+    finally:
+        handle.close()
 
 
 @pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
