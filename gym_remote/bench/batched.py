@@ -186,7 +186,7 @@ def bench_link(
                     done, t0 = 0, time.perf_counter()
                     while (elapsed := time.perf_counter() - t0) < seconds:
                         done += turn()
-                    rates[f"{g} groups"] = done / elapsed
+                    rates[f"{g} group" + "s" * (g > 1)] = done / elapsed
                 finally:
                     venv.close()
                 bar.update(1)
@@ -207,6 +207,6 @@ def bench_link(
         "rtt_ms": rtt * 1e3,
         "rates": rates,
         "bound_env_steps_per_s": num_envs / rtt,
-        "over_local": {k: v / local_rate for k, v in rates.items() if k.endswith("groups")},
-        "over_bound": {k: v / (num_envs / rtt) for k, v in rates.items() if k.endswith("groups")},
+        "over_local": {k: v / local_rate for k, v in rates.items() if "group" in k},
+        "over_bound": {k: v / (num_envs / rtt) for k, v in rates.items() if "group" in k},
     }
