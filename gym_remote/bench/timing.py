@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["Timing", "fit_line", "interleave", "interleave_for", "progress"]
 
@@ -48,6 +50,8 @@ class Timing:
 
 def progress(total: float, desc: str, unit: str = "call") -> tqdm:
     """The progress bar every long figure shows (on stderr, gone when done)."""
+    from tqdm import tqdm  # here, not at import: `serve` builds the bench parser on core-only installs
+
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
