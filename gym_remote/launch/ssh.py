@@ -101,6 +101,18 @@ def prepare_known_hosts(path: str) -> str:
     return str(full)
 
 
+def _gcm_first_transport(sock: Any, **kwargs: Any) -> Any:
+    """A paramiko ``Transport`` that offers AES-GCM first (paramiko's own first choice is AES-CTR with
+    HMAC-SHA2, two passes over every byte; GCM is one, on the AES-NI/PCLMUL units): what the Fabric
+    tunnel's large observations cost in CPU. Every other cipher is still offered after it."""
+    import paramiko
+
+    transport = paramiko.Transport(sock, **kwargs)
+    gcm = tuple(c for c in transport._preferred_ciphers if "gcm" in c)
+    transport._preferred_ciphers = gcm + tuple(c for c in transport._preferred_ciphers if "gcm" not in c)
+    return transport
+
+
 def fabric_connection(target: Target, cfg: HostConfig, gateway: Any = None) -> Any:
     """A Fabric ``Connection`` (not yet open) to ``target`` with our key and host-key policy."""
     from fabric import Connection
@@ -113,6 +125,7 @@ def fabric_connection(target: Target, cfg: HostConfig, gateway: Any = None) -> A
         connect_kwargs.update(
             key_filename=os.path.expanduser(target.key_filename), look_for_keys=False, allow_agent=False
         )
+    connect_kwargs["transport_factory"] = _gcm_first_transport
     conn = Connection(
         target.host,
         user=target.user,
