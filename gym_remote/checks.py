@@ -19,14 +19,14 @@ __all__ = ["check_client_keywords", "check_launch_options", "check_reset_mask", 
 #: What ``launch=`` takes, said once for every message.
 LAUNCH_HELP = (
     "True (start the server over SSH, with launch options as keywords: config=, setup=, python=...), a dict of "
-    "those options, or False"
+    "those options, 'ray' (servers placed by Ray: servers=, resources=...), or False"
 )
 
-RAY_HELP = (
-    "launch='ray' is not a launch mode: start the servers as a Ray pool first, then connect to it: "
-    "`from gym_remote.launch.ray_pool import start_pool; pool = start_pool(N, backend=..., task=..., "
-    "resources={'GPU': 1})`, then `RemoteVectorEnv(num_envs, hosts=pool.hosts, task=..., **pool.client_options())` "
-    "(or gym.make_vec with the same keywords); pool.close() stops the servers"
+#: Keywords of ``launch="ray"``: those of :func:`gym_remote.launch.ray_pool.start_pool` (``servers``
+#: for vector envs only).
+RAY_OPTIONS = frozenset(
+    {"servers", "resources", "serve_args", "python", "env", "bind_host", "curve", "startup_timeout"}
+    | {"wait_for_resources"}
 )
 
 
@@ -109,9 +109,9 @@ def check_client_keywords(owner: str, **kw: Any) -> None:
         raise ValueError(f"{owner}: give curve_public_key and curve_secret_key together, or neither (generated)")
     if "launch" in kw:
         launch = kw["launch"]
-        if isinstance(launch, str) and launch.lower() == "ray":
-            raise ValueError(f"{owner}(launch='ray'): {RAY_HELP}")
-        if not isinstance(launch, (bool, Mapping)):
+        if isinstance(launch, str) and launch != "ray":
+            raise ValueError(f"{owner}(launch=...) takes {LAUNCH_HELP}, got {launch!r}")
+        if not isinstance(launch, (bool, Mapping, str)):
             _fail(owner, "launch", launch, LAUNCH_HELP)
     if "backend" in kw:
         from gym_remote.errors import did_you_mean
@@ -165,6 +165,26 @@ def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) ->
     import dataclasses
 
     from gym_remote.errors import did_you_mean
+
+    if launch == "ray":
+        known_ray = RAY_OPTIONS if owner == "RemoteVectorEnv" else RAY_OPTIONS - {"servers"}
+        for name in sorted(options):
+            if name not in known_ray:
+                raise TypeError(
+                    f"{owner}(launch='ray'): unknown option {name!r}.{did_you_mean(name, known_ray)} "
+                    f"Options: {', '.join(sorted(known_ray))}"
+                )
+        servers = options.get("servers", 1)
+        if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
+            raise ValueError(f"{owner}(servers=...) takes a positive int (Ray pool servers), got {servers!r}")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError(
+                f"{owner}(launch='ray') needs Ray on this machine: pip install 'gym-remote[ray]' and ray.init() "
+                "(or connect to your cluster) first; RLlib users: bash scripts/build_ray_venv.sh"
+            )
+        return
     from gym_remote.launch.config import HostConfig
 
     known = {f.name for f in dataclasses.fields(HostConfig)} | {"config"}

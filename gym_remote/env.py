@@ -88,7 +88,7 @@ def default_local_task() -> str:
 def start_server_for(
     host: str | None,
     *,
-    launch: bool | dict[str, Any],
+    launch: bool | str | dict[str, Any],
     backend: str,
     task: str | None,
     task_kwargs: dict[str, Any] | None,
@@ -98,7 +98,15 @@ def start_server_for(
 
     No host: a subprocess on this machine. ``launch=True``: started over SSH by
     :mod:`gym_remote.launch` (imported only then; this module knows nothing of SSH).
+    ``launch="ray"``: one server placed by Ray (:mod:`gym_remote.launch.ray_pool`); its handle also
+    gives the pool's CURVE keys (``client_options()``).
     """
+    if launch == "ray":
+        if host is not None:
+            raise ValueError("launch='ray' lets Ray place the server: give no host")
+        from gym_remote.launch.ray_pool import start_pool
+
+        return start_pool(1, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options).handles[0]
     if host is None:
         from gym_remote.local import LocalServer
 
@@ -164,7 +172,7 @@ class RemoteEnv(gym.Env):
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
         with_state: bool = False,
-        launch: bool | dict[str, Any] = False,
+        launch: bool | str | dict[str, Any] = False,
         backend: str = "gymnasium",
         max_episode_steps: int | None = None,
         **launch_options: Any,
@@ -215,6 +223,8 @@ class RemoteEnv(gym.Env):
             curve_public_key=curve_public_key,
             curve_secret_key=curve_secret_key,
         )
+        if callable(getattr(self._server, "client_options", None)):  # a Ray pool's server: its CURVE keys
+            self.options = dataclasses.replace(self.options, **self._server.client_options())
         hello = hello_body(
             "RemoteEnv",
             task=task,

@@ -171,7 +171,7 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
         curve_server_key: bytes | str | None = None,
         curve_public_key: bytes | str | None = None,
         curve_secret_key: bytes | str | None = None,
-        launch: bool | dict[str, Any] = False,
+        launch: bool | str | dict[str, Any] = False,
         backend: str = "gymnasium",
         batch_size: int | None = None,
         **launch_options: Any,
@@ -209,7 +209,29 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
         self.last_state: np.ndarray | None = None
         self._closed = False
         self._shards: list[_Shard] = []
-        endpoints = [parse_host_port(h, DEFAULT_PORT) for h in hosts] if hosts else [(host, port)]
+        pool_servers: list[Any] = []  # launch="ray": one Ray-placed server per endpoint
+        if launch == "ray":
+            if host is not None or hosts:
+                raise ValueError("RemoteVectorEnv(launch='ray') lets Ray place the servers: give servers=N, no host(s)")
+            from gym_remote.launch.ray_pool import start_pool
+
+            launch_options = dict(launch_options)
+            count = launch_options.pop("servers", 1)
+            if count > num_envs:
+                raise ValueError(f"RemoteVectorEnv: {count} servers for {num_envs} sub-envs; some would serve none")
+            pool = start_pool(count, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options)
+            pool_servers = list(pool.handles)
+            curve = pool.client_options()
+            curve_server_key = curve.get("curve_server_key", curve_server_key)
+            curve_public_key = curve.get("curve_public_key", curve_public_key)
+            curve_secret_key = curve.get("curve_secret_key", curve_secret_key)
+        endpoints = (
+            [(s.local_host, s.local_port) for s in pool_servers]
+            if pool_servers
+            else [parse_host_port(h, DEFAULT_PORT) for h in hosts]
+            if hosts
+            else [(host, port)]
+        )
         layout = group_layout(num_envs, len(endpoints), batch_size)
         self.batch_size = batch_size
         self.options = ConnectOptions(
@@ -230,7 +252,9 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
             for index, count in layout:
                 h, p = endpoints[index]
                 owner = index not in servers
-                if owner:
+                if owner and pool_servers:
+                    servers[index] = pool_servers[index]
+                elif owner:
                     servers[index] = start_server_for(
                         h,
                         launch=launch,
@@ -258,6 +282,8 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
             self._apply_hello(self._open(self._shards))
         except BaseException:
             self.close()
+            for server in pool_servers:  # those not yet handed to a session (closing is idempotent)
+                server.close()
             raise
 
     # --------------------------------------------------------------------------- handshake

@@ -9,6 +9,8 @@ CartPole servers, then one of:
   ``pool.close()``) are printed as one JSON line for the test to assert on.
 - ``fanout``: a ``RemoteVectorEnv`` over the pool; then one actor is killed and the next step's error
   must name that server's Ray node.
+- ``make_vec``: ``gym.make_vec(..., launch="ray", servers=2)`` places its own 2 servers (no pool
+  object in sight), steps, and closes them with the env.
 - ``hang``: prints the pool's PIDs and waits to be killed (the test kills this driver with SIGKILL
   and checks that nothing it started outlives it).
 
@@ -194,9 +196,36 @@ def fanout(pool: RayServerPool) -> None:
         pool.close()
 
 
+def make_vec() -> None:
+    """``gym.make_vec(..., launch="ray", servers=2)``: Ray places the servers, the env owns them."""
+    import gymnasium as gym
+
+    import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+
+    venv = gym.make_vec(
+        "Remote-IsaacSim-v0", num_envs=6, task=TASK, launch="ray", servers=2, resources={"sim_gpu": 1}, timeout=10
+    )
+    remote = venv.unwrapped
+    handles = [shard.link.server for shard in remote._shards if shard.link.server is not None]
+    pids = [p for h in handles for p in (h.pid, h.actor_pid)]
+    obs, _ = venv.reset(seed=0)
+    for _ in range(20):
+        venv.step(venv.action_space.sample())
+    hosts = [h.host_port for h in handles]
+    keys = handles[0].client_options()
+    venv.close()
+    emit(
+        mode="make_vec",
+        obs_shape=list(obs.shape),
+        hosts=hosts,
+        curve=bool(keys.get("curve_server_key")),
+        gone_after_close=wait_gone(pids, timeout=30),
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["train", "fanout", "hang"])
+    p.add_argument("mode", choices=["train", "fanout", "hang", "make_vec"])
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--temp-dir", required=True, help="Ray's temp dir (its processes name it on their command line)")
     args = p.parse_args()
@@ -210,6 +239,11 @@ def main() -> int:
         log_to_driver=False,
     )
     ray_s = time.monotonic() - t0
+    if args.mode == "make_vec":
+        print("POOL " + json.dumps({"ray_s": ray_s}), flush=True)
+        make_vec()
+        ray.shutdown()
+        return 0
     t0 = time.monotonic()
     pool = start_pool(2, task=TASK, resources={"sim_gpu": 1})  # binds the node's address: 127.0.0.1 here
     print(

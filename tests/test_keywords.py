@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -48,8 +49,7 @@ COMMON = [  # keyword, value, error, words the message must hold
     ("curve_server_key", 123, TypeError, "curve_server_key=...) takes a Z85 CURVE key"),
     ("curve_server_key", "short", ValueError, "40 characters"),
     ("curve_public_key", "x" * 40, ValueError, "curve_public_key and curve_secret_key together"),
-    ("launch", "ray", ValueError, "start_pool"),
-    ("launch", "yes", TypeError, "launch=...) takes True"),
+    ("launch", "yes", ValueError, "launch=...) takes True"),
     ("launch", 1, TypeError, "launch=...) takes True"),
     ("backend", "isaacsim", ValueError, "backend=...) takes one of gymnasium"),
 ]
@@ -85,13 +85,18 @@ def test_remote_vector_env_keywords(name, value, error, match):
         refused(lambda: gym.make_vec("Remote-IsaacSim-v0", **kwargs), error, re.escape(match))
 
 
-def test_launch_ray_says_how_to_use_the_pool_and_starts_nothing():
-    """The issue's exact input: a truthy launch used to start one local server silently."""
+def test_launch_ray_is_checked_and_starts_nothing_without_ray():
+    """The issue's exact input: a truthy launch used to start one local server silently. Here (no Ray in
+    the project's Python; tests/test_ray_pool.py runs it where Ray is) it names what to install."""
+    assert importlib.util.find_spec("ray") is None
     refused(
         lambda: gym.make_vec("Remote-IsaacSim-v0", num_envs=64, launch="ray", servers=2, task="CartPole-v1"),
-        ValueError,
-        r"launch='ray'.*start_pool\(N.*hosts=pool.hosts.*pool.client_options\(\)",
+        ImportError,
+        r"launch='ray'.*gym-remote\[ray\]",
     )
+    refused(lambda: RemoteVectorEnv(4, launch="ray", sever=2), TypeError, "'sever'.*Did you mean 'servers'")
+    refused(lambda: RemoteEnv(launch="ray", servers=2), TypeError, "'servers'")
+    refused(lambda: RemoteVectorEnv(4, launch="rya"), ValueError, "launch=")
 
 
 def test_launch_options_are_checked_before_ssh():

@@ -191,3 +191,12 @@ def test_fanout_and_a_lost_server_names_its_node(python: str) -> None:
     diagnostics = result["diagnostics"]
     assert f"on Ray node {result['victim_node']}" in diagnostics
     assert "Ray actor is unreachable (ActorDiedError)" in diagnostics
+
+
+def test_make_vec_with_launch_ray_places_its_own_servers(python: str) -> None:
+    """The issue's form: ``gym.make_vec(..., launch="ray", servers=2)``; the servers go with the env."""
+    _, result = _run(python, "make_vec")
+    assert result["obs_shape"] == [6, 4]
+    assert len(result["hosts"]) == 2 and all(h.startswith("127.0.0.1:") for h in result["hosts"])
+    assert result["curve"] is True
+    assert result["gone_after_close"] is True
