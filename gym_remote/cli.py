@@ -294,8 +294,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------------------- launch
 
 
-def _host_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("host", metavar="HOST", help="SSH target (user@host[:port]) or a name in configs/hosts/")
+def _host_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument(
+        "host",
+        metavar="HOST",
+        nargs="?" if optional else None,
+        help="SSH target (user@host[:port]) or a name in configs/hosts/",
+    )
     p.add_argument("--config", help="a host config YAML (fields of configs/hosts/example.yaml)")
     p.add_argument("--ssh-port", type=int, dest="port", help="SSH port")
     p.add_argument("--key", dest="key_filename", help="SSH private key")
@@ -317,6 +322,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     from gym_remote.launch import launch_server
 
+    if args.ray is not None:
+        return _launch_ray(args)
+    if args.host is None:
+        raise SystemExit("gym-remote launch: give a HOST to start a server over SSH, or --ray N for a Ray pool")
     cfg = _host_config(
         args,
         python=args.python,
@@ -347,6 +356,56 @@ def cmd_launch(args: argparse.Namespace) -> int:
         pass
     finally:
         handle.close()
+    return 0
+
+
+def _launch_ray(args: argparse.Namespace) -> int:
+    """``launch --ray N``: N servers as Ray actors; endpoints on stdout, the client keys in a 0600 file."""
+    import shutil
+    import signal
+    import tempfile
+    import threading
+
+    import ray
+
+    from gym_remote.launch.ray_pool import start_pool
+
+    if args.host is not None:
+        raise SystemExit("gym-remote launch --ray: Ray places the servers; give no HOST")
+    ray.init(address=args.ray_address, log_to_driver=False)
+    pool = start_pool(
+        args.ray,
+        backend=args.backend or "gymnasium",
+        task=args.task,
+        task_kwargs=args.kwargs,
+        resources=args.resources,
+        startup_timeout=args.ready_timeout or 300.0,
+    )
+    folder = tempfile.mkdtemp(prefix="gym-remote-pool-")  # 0700: only this user reads the keys
+    try:
+        keys = os.path.join(folder, "client_keys.json")
+        fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: v.decode() if isinstance(v, bytes) else v for k, v in pool.client_options().items()}, f)
+        for handle in pool.handles:
+            print(f"GYM_REMOTE ENDPOINT {handle.host_port}")
+        print(f"GYM_REMOTE KEYS {keys}")
+        print(
+            f"  gym.make_vec('Remote-IsaacSim-v0', num_envs=N, hosts={pool.hosts!r}, "
+            f"**json.load(open({keys!r})))"
+        )
+        print("Ctrl-C stops the servers and deletes the keys.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        pool.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        ray.shutdown()
     return 0
 
 
@@ -394,10 +453,16 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
         "launch",
         help="start a server over SSH and tunnel to it",
         description="Start 'gym-remote serve' on HOST over SSH (stale servers on the same port are stopped by "
-        "PID), wait for READY, tunnel a local port to it and print the endpoint. Runs until Ctrl-C, then stops "
-        "the tunnel and the server.",
+        "PID), wait for READY, tunnel a local port to it and print the endpoint; or, with --ray N, N servers as "
+        "Ray actors on the nodes Ray picks (endpoints printed, the pool's client keys in a 0600 file). Runs "
+        "until Ctrl-C, then stops the tunnel and the server(s).",
     )
-    _host_options(p)
+    _host_options(p, optional=True)
+    p.add_argument("--ray", type=int, metavar="N", help="start N servers as Ray actors instead of over SSH")
+    p.add_argument(
+        "--resources", type=_json_map, help='with --ray: what each server asks Ray for (default {"GPU": 1})'
+    )
+    p.add_argument("--ray-address", help="with --ray: the cluster to join (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--python", help="remote interpreter, e.g. '~/isaaclab/isaaclab.sh -p'")
     p.add_argument("--setup", help="shell line run first, e.g. 'source ~/venv/bin/activate'")
     p.add_argument("--workdir", help="remote working directory")

@@ -200,3 +200,48 @@ def test_make_vec_with_launch_ray_places_its_own_servers(python: str) -> None:
     assert len(result["hosts"]) == 2 and all(h.startswith("127.0.0.1:") for h in result["hosts"])
     assert result["curve"] is True
     assert result["gone_after_close"] is True
+
+
+def test_cli_launch_ray_prints_endpoints_and_a_private_key_file(python: str) -> None:
+    """``gym-remote launch --ray 2``: endpoints on stdout, the pool's client keys in a 0600 file in a
+    0700 folder, a client connects with them; SIGTERM stops the servers and deletes the keys."""
+    import numpy as np
+
+    from gym_remote.errors import RemoteEnvError
+    from gym_remote.vector import RemoteVectorEnv
+
+    env = {**os.environ, "GYM_REMOTE_TEST_TAG": TAG, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [python, "-m", "gym_remote", "launch", "--ray", "2", "--task", "CartPole-v1"]
+    cmd += ["--resources", json.dumps({"CPU": 0.5})]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        hosts, keys_path = [], None
+        deadline = time.monotonic() + 180
+        while keys_path is None and time.monotonic() < deadline:
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line or proc.poll() is None, "gym-remote launch --ray exited early"
+            if line.startswith("GYM_REMOTE ENDPOINT "):
+                hosts.append(line.split()[-1])
+            elif line.startswith("GYM_REMOTE KEYS "):
+                keys_path = Path(line.split(" ", 2)[2].strip())
+        assert keys_path is not None and len(hosts) == 2
+        assert all(h.startswith("127.0.0.1:") for h in hosts)
+        assert keys_path.stat().st_mode & 0o777 == 0o600 and keys_path.parent.stat().st_mode & 0o777 == 0o700
+        keys = json.loads(keys_path.read_text())
+        venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", **keys)
+        try:
+            obs, _ = venv.reset(seed=0)
+            venv.step(np.zeros(4, dtype=np.int64))
+            assert obs.shape == (4, 4)
+        finally:
+            venv.close()
+        with pytest.raises(RemoteEnvError):  # without the pool's client key: refused
+            RemoteVectorEnv(2, hosts=hosts[:1], task="CartPole-v1", connect_timeout=3, retries=0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not keys_path.parent.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
