@@ -317,9 +317,6 @@ def _host_config(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from gym_remote.launch import launch_server
 
     if args.ray is not None:
@@ -347,6 +344,18 @@ def cmd_launch(args: argparse.Namespace) -> int:
     print(f"GYM_REMOTE ENDPOINT {handle.local_host}:{handle.local_port}")
     print(f"  gym.make('Remote-IsaacSim-v0', host='{handle.local_host}', port={handle.local_port})")
     print("Ctrl-C stops the tunnel and the server.", flush=True)
+    try:
+        _wait_for_stop()
+    finally:
+        handle.close()
+    return 0
+
+
+def _wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -354,17 +363,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        handle.close()
-    return 0
 
 
 def _launch_ray(args: argparse.Namespace) -> int:
     """``launch --ray N``: N servers as Ray actors; endpoints on stdout, the client keys in a 0600 file."""
     import shutil
-    import signal
     import tempfile
-    import threading
 
     import ray
 
@@ -395,13 +399,7 @@ def _launch_ray(args: argparse.Namespace) -> int:
             f"**json.load(open({keys!r})))"
         )
         print("Ctrl-C stops the servers and deletes the keys.", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        _wait_for_stop()
     finally:
         pool.close()
         shutil.rmtree(folder, ignore_errors=True)

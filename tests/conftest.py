@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,3 +35,29 @@ def serve() -> Iterator[Callable[..., LocalServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+def in_venv(python: str, module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in a server venv, serving this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([python, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def isaaclab_python() -> str:
+    """The Isaac Lab 3.0 venv's Python (scripts/build_isaaclab_venv.sh; CI builds it: missing is a failure)."""
+    from gym_remote.venvs import server_python
+
+    try:
+        return server_python("isaaclab")
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def isaaclab_assets(isaaclab_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh offline asset root written by ``gym_remote.backends.isaaclab.assets`` (every stand-in)."""
+    root = tmp_path_factory.mktemp("isaac-assets")
+    out = in_venv(isaaclab_python, "gym_remote.backends.isaaclab.assets", str(root), timeout=300)
+    assert out.returncode == 0, out.stderr
+    return root

@@ -24,7 +24,7 @@ import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.errors import BadRequestError, LaunchError
 from gym_remote.local import LocalServer
 from gym_remote.protocol import READY_PREFIX
-from gym_remote.venvs import server_python
+from tests.conftest import in_venv
 
 pytestmark = pytest.mark.isaaclab
 
@@ -32,27 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CONNECT = 300.0  # seconds: a cold Warp kernel cache compiles for about 100 s on the first env
 
 
-def in_venv(python: str, module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``python -m module args`` in the server venv, serving this checkout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([python, "-m", module, *args], capture_output=True, text=True, timeout=timeout, env=env)
+@pytest.fixture(scope="module")
+def python(isaaclab_python: str) -> str:
+    return isaaclab_python
 
 
 @pytest.fixture(scope="module")
-def python() -> str:
-    try:
-        return server_python("isaaclab")
-    except FileNotFoundError as exc:  # CI builds it first (scripts/test.sh): missing is a failure
-        pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def asset_root(python: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    root = tmp_path_factory.mktemp("isaac-assets")
-    out = in_venv(python, "gym_remote.backends.isaaclab.assets", str(root), timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert (root / "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd").is_file()
-    return str(root)
+def asset_root(isaaclab_assets: Path) -> str:
+    assert (isaaclab_assets / "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd").is_file()
+    return str(isaaclab_assets)
 
 
 def _server(python: str, asset_root: str, task: str, **kwargs: object) -> LocalServer:

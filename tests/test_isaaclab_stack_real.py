@@ -13,8 +13,6 @@ about 80 steps. When the venv is missing the tests fail and name the command tha
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from gym_remote.tasks.isaaclab_stack import (
     replay_scene,
     stacked,
 )
-from gym_remote.venvs import server_python
+from tests.conftest import in_venv
 
 pytestmark = pytest.mark.isaaclab
 
@@ -52,25 +50,13 @@ SETTLE = 8  # steps after stack_1 first holds: it must still hold (the cube rest
 
 
 @pytest.fixture(scope="module")
-def python() -> str:
-    try:
-        return server_python("isaaclab")
-    except FileNotFoundError as exc:  # CI builds it first (scripts/test.sh): missing is a failure
-        pytest.fail(str(exc), pytrace=False)
+def python(isaaclab_python: str) -> str:
+    return isaaclab_python
 
 
 @pytest.fixture(scope="module")
-def asset_root(python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("isaac-stack-assets")
-    out = subprocess.run(
-        [python, "-m", "gym_remote.backends.isaaclab.assets", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert out.returncode == 0, out.stderr
-    return root
+def asset_root(isaaclab_assets: Path) -> Path:
+    return isaaclab_assets
 
 
 @pytest.fixture(scope="module")
@@ -121,23 +107,12 @@ def test_stack_standins_are_written_marked_and_kept(python: str, asset_root: Pat
     table = asset_root / STANDINS[-1]
     table.write_text("#usda 1.0\n# somebody's own table\n", encoding="utf-8")
     before = {rel: (asset_root / rel).stat().st_mtime_ns for rel in STANDINS[:-1]}
-    out = subprocess.run(
-        [python, "-m", "gym_remote.backends.isaaclab.assets", str(asset_root)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out = in_venv(python, "gym_remote.backends.isaaclab.assets", str(asset_root), timeout=300)
     assert out.returncode == 0, out.stderr
     assert {rel: (asset_root / rel).stat().st_mtime_ns for rel in STANDINS[:-1]} == before
     assert "somebody's own table" in table.read_text(encoding="utf-8")
-    out = subprocess.run(  # put the stand-in back for the tests that follow (--force rewrites everything)
-        [python, "-m", "gym_remote.backends.isaaclab.assets", str(asset_root), "--force"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    # put the stand-in back for the tests that follow (--force rewrites everything)
+    out = in_venv(python, "gym_remote.backends.isaaclab.assets", str(asset_root), "--force", timeout=300)
     assert out.returncode == 0 and "gym-remote stand-in v" in table.read_text(encoding="utf-8")
 
 
