@@ -44,8 +44,12 @@ if [ "$what" = test ] && ! $PY -c "import torch" >/dev/null 2>&1; then
 fi
 
 stamp=".setup-$what"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16) $($PY -c 'import sys; print(sys.prefix)')"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && $PY -c "import gym_remote" >/dev/null 2>&1; then
+want="$(sha256sum < pyproject.toml | cut -c1-16) $($PY -c 'import sys; print(sys.prefix)') $(pwd)"
+here=$(pwd)
+installed() {  # gym_remote importable from outside this folder, and it is this checkout
+  (cd / && $PY -c "import gym_remote, sys; sys.exit(not gym_remote.__file__.startswith('$here/'))") >/dev/null 2>&1
+}
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && installed; then
   say "gym-remote$extras already installed"
 else
   say "pip install -e .$extras"
