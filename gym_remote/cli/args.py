@@ -1,0 +1,40 @@
+"""Argument types the sub-commands share: HOST:PORT, a JSON object, a positive count, a set of names."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    from gym_remote.client import parse_host_port
+
+    try:
+        return parse_host_port(text, 5555)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _json_map(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"frame_skip\": 4}'")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())

@@ -1,0 +1,190 @@
+"""``gym-remote serve``: a simulator task served over ZeroMQ until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gym_remote.cli.args import _json_map, _names, _positive
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    import zmq
+    import zmq.auth
+
+    import gym_remote  # noqa: F401  (registers the built-in tasks)
+    from gym_remote.backends import DEFAULT_MAX_ENVS, DEFAULT_MAX_PROCESSES, PYTHON_ENV_BACKENDS, make_factory
+    from gym_remote.protocol import Limits
+    from gym_remote.server import EnvServer
+    from gym_remote.session import SessionLimits
+
+    # stdout carries one line, READY, which launchers wait for; anything a simulator prints there (Isaac
+    # Lab's [INFO] lines, C libraries) goes to stderr instead, before and after READY.
+    sys.stdout.flush()
+    # Paths first: a backend may change the working directory (MetaSim's data_dir).
+    for name in ("curve_secret", "curve_clients"):
+        if getattr(args, name):
+            setattr(args, name, Path(getattr(args, name)).resolve())
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for module in args.imports:
+        importlib.import_module(module)  # operator-given modules that register env ids
+    backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
+    fixed_task, allow_kwargs = args.fixed_task, args.allow_kwargs
+    if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
+        from gym_remote.config import TaskConfig, load
+
+        cfg = load(TaskConfig, args.config, kind="tasks")
+        backend, task = backend or cfg.backend, task or cfg.task
+        kwargs = {**cfg.task_kwargs, **kwargs}
+        fixed_task = fixed_task or cfg.fixed_task
+        if allow_kwargs is None and cfg.allow_kwargs is not None:
+            allow_kwargs = frozenset(cfg.allow_kwargs)
+    options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not fixed_task}
+    backend = backend or "gymnasium"
+    if args.overrides:
+        if backend != "isaaclab":
+            raise SystemExit("--override is Isaac Lab's Hydra override syntax: use it with --backend isaaclab")
+        kwargs["overrides"] = [*kwargs.get("overrides", []), *args.overrides]
+    if backend in PYTHON_ENV_BACKENDS:
+        options["max_processes"] = args.max_processes
+    elif args.vectorization != "sync" or args.max_processes != DEFAULT_MAX_PROCESSES:
+        raise SystemExit(
+            f"--vectorization and --max-processes are for the gymnasium and python backends; {backend} batches natively"
+        )
+    session_limits = SessionLimits(
+        max_envs=args.max_envs or DEFAULT_MAX_ENVS.get(backend, SessionLimits.max_envs),
+        max_kwargs_bytes=args.max_kwargs_bytes,
+        allowed_kwargs=allow_kwargs,
+        fixed_kwargs=dict(kwargs) if fixed_task else {},
+        allow_client_paths=args.allow_client_paths,
+    )
+    factory = make_factory(backend, task, kwargs, **options)
+    secret = public = None
+    if args.curve_secret:
+        public, secret = zmq.auth.load_certificate(args.curve_secret)
+        if secret is None:
+            raise SystemExit(f"{args.curve_secret} holds no secret key")
+    server = EnvServer(
+        factory,
+        args.address,
+        max_sessions=args.max_sessions,
+        max_sessions_per_peer=args.max_sessions_per_peer,
+        session_limits=session_limits,
+        idle_timeout=args.idle_timeout or None,
+        max_message_bytes=args.max_message_bytes,
+        limits=Limits(max_array_bytes=args.max_message_bytes),
+        curve_secret_key=secret,
+        curve_public_key=public,
+        curve_clients=str(args.curve_clients) if args.curve_clients else None,
+        insecure=args.insecure,
+        backend=backend,
+        task=task,
+        watch_pid=args.watch_pid,
+    )
+    server.serve_forever(ready=ready)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from gym_remote.backends import DEFAULT_MAX_PROCESSES
+    from gym_remote.session import SessionLimits
+
+    p = sub.add_parser(
+        "serve",
+        help="serve an env to gym-remote clients",
+        description="Serve a simulator task over ZeroMQ. Prints 'GYM_REMOTE READY <endpoint>' on stdout when "
+        "ready; logs go to stderr. Binds 127.0.0.1 unless told otherwise: reach it through an SSH tunnel.",
+    )
+    p.add_argument("--backend", choices=["gymnasium", "python", "isaaclab", "roboverse"], help="default: gymnasium")
+    p.add_argument(
+        "--config",
+        metavar="NAME",
+        help="a task config (configs/tasks/NAME.yaml or a path): backend, task and kwargs; flags override it",
+    )
+    p.add_argument(
+        "--task",
+        "--env",
+        dest="task",
+        help="env id (gymnasium, isaaclab, roboverse) or pkg.module:factory (python)",
+    )
+    p.add_argument("--kwargs", type=_json_map, default={}, help="task keyword arguments as a JSON object")
+    p.add_argument(
+        "--override",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Isaac Lab Hydra override, repeatable (e.g. presets=newton_mjwarp, env.scene.replicate_physics=true)",
+    )
+    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
+    p.add_argument("--max-sessions", type=_positive, default=16, help="concurrent client sessions (default 16)")
+    p.add_argument(
+        "--max-sessions-per-peer",
+        type=_positive,
+        metavar="N",
+        help="sessions one peer (an IP address, or a client key with --curve-clients) may hold (default: half "
+        "of --max-sessions), so that one client cannot lock the others out",
+    )
+    p.add_argument(
+        "--max-envs",
+        type=_positive,
+        metavar="N",
+        help="sub-envs one session may ask for (default 1024 for gymnasium and python, 16384 for isaaclab and "
+        "roboverse)",
+    )
+    p.add_argument(
+        "--max-processes",
+        type=_positive,
+        default=DEFAULT_MAX_PROCESSES,
+        metavar="N",
+        help=f"worker processes --vectorization async may run over all sessions (default {DEFAULT_MAX_PROCESSES}: "
+        "twice the CPUs)",
+    )
+    p.add_argument(
+        "--max-kwargs-bytes",
+        type=_positive,
+        default=SessionLimits.max_kwargs_bytes,
+        metavar="N",
+        help=f"size of a client's task_kwargs (default {SessionLimits.max_kwargs_bytes})",
+    )
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
+    p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
+    p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
+    p.add_argument(
+        "--fixed-task",
+        action="store_true",
+        help="refuse clients that ask for another task, or for other values of the keywords given here (--kwargs, "
+        "or the task config's)",
+    )
+    p.add_argument(
+        "--allow-kwargs",
+        type=_names,
+        metavar="NAMES",
+        help="the only task keywords clients may set, comma-separated ('' for none; default: any)",
+    )
+    p.add_argument(
+        "--allow-client-paths",
+        action="store_true",
+        help="let client keywords name files on this server (by default '/x', '~/x', './x' and '..' are refused)",
+    )
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (to register env ids)",
+    )
+    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
+    p.add_argument(
+        "--curve-clients", type=Path, metavar="DIR", help="client public keys allowed in (with --curve-secret)"
+    )
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without CURVE")
+    p.add_argument("--watch-pid", type=int, metavar="PID", help="exit when process PID is gone (set by local clients)")
+    p.set_defaults(func=cmd_serve)
