@@ -188,7 +188,12 @@ class EnvServer:
         self.max_sessions_per_peer = max_sessions_per_peer
         self.session_limits = session_limits or SessionLimits()
         self._keys_are_peers = curve_secret_key is not None and bool(curve_clients)
-        self._frame: Any = None  # the latest request's first frame: its metadata names the peer
+        # The peer of a connection is read from a request's frame metadata (Peer-Address, CURVE
+        # User-Id) once: ROUTER-assigned routing ids (a zero byte, then a counter) are never reused
+        # by this socket, so they map to one peer; a known id's requests arrive as plain bytes.
+        self._frame: Any = None  # the latest unknown connection's request frame, read at HELLO
+        self._identity = b""
+        self._peers: dict[bytes, str] = {}
         self.idle_timeout = idle_timeout
         self.limits = limits
         self.backend = backend
@@ -268,19 +273,22 @@ class EnvServer:
     def _serve_one(self) -> None:
         sock = self._sock
         try:
-            # A frame, not bytes: its metadata (peer address, CURVE user) is read at HELLO.
-            self._frame = frame = sock.recv(0, copy=False)
+            identity = sock.recv(0)
         except zmq.Again:
             return
         except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
             log.warning("receive failed: %s", exc)
             return
-        identity = frame.bytes
+        self._identity, self._frame = identity, None
         # REQ clients send [identity, b"", header, arrays...]; anything else is still answered.
         payload: list[Any] = []
         envelope = [identity]
         if sock.get(_RCVMORE):
-            second = sock.recv(0)
+            if identity in self._peers:
+                second = sock.recv(0)
+            else:  # a frame, not bytes: its metadata (peer address, CURVE user) is read at HELLO
+                self._frame = frame = sock.recv(0, copy=False)
+                second = frame.bytes
             if second == b"":
                 envelope.append(b"")
             else:
@@ -461,7 +469,16 @@ class EnvServer:
     def _peer(self) -> str:
         """Who sent the request being served: its CURVE key when keys are admitted one by one (a
         key is then a client), else its IP address (``Peer-Address``)."""
-        frame = self._frame
+        peer = self._peers.get(self._identity)
+        if peer is None:
+            peer = self._peer_of(self._frame)
+            if self._identity[:1] == b"\x00":  # assigned by this socket: never another connection's
+                if len(self._peers) >= 65536:
+                    self._peers.clear()
+                self._peers[self._identity] = peer
+        return peer
+
+    def _peer_of(self, frame: Any) -> str:
         if frame is None:
             return "unknown"
         if self._keys_are_peers:
