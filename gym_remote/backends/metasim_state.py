@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gym_remote.backends.batched import to_host
+from gym_remote.backends.host_arrays import to_host
 from gym_remote.errors import StateError
 from gym_remote.state import ROOT_POSE, ROOT_VEL, Entity, StateSchema
 

@@ -50,17 +50,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gym_remote.backends.batched import (
-    BatchedSimSession,
-    SessionSlot,
-    batch_size,
-    check_autoreset,
+from gym_remote.backends.batched import BatchedSimSession, SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.host_arrays import (
     copy_tree,
     first_dim,
     info_to_host,
     put_rows,
     space_from_batch,
-    split_kwargs,
     to_host,
     tree_to_host,
 )

@@ -16,14 +16,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gym_remote.backends.batched import (
-    RESET_IN_STEP_KEY,
-    BatchedSimSession,
-    info_to_host,
-    space_from_batch,
-    to_host,
-    tree_to_host,
-)
+from gym_remote.backends.batched import RESET_IN_STEP_KEY, BatchedSimSession
+from gym_remote.backends.host_arrays import info_to_host, space_from_batch, to_host, tree_to_host
 from gym_remote.backends.isaaclab.state import isaaclab_schema, joint_names, quat_permutation
 from gym_remote.errors import BadRequestError
 from gym_remote.state import QuatOrder
