@@ -1,0 +1,135 @@
+"""One request in, one reply out: decode, dispatch by kind to the session, and every failure as an
+ERROR reply (a code, the exception type, a clipped message and the remote traceback)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any
+
+from gym_remote import __version__
+from gym_remote.errors import (
+    BadRequestError,
+    ProtocolError,
+    RemoteEnvError,
+    ServerBusyError,
+    SessionLostError,
+    StateError,
+    VersionMismatchError,
+    clip,
+)
+from gym_remote.protocol import (
+    Codec,
+    ErrorCode,
+    ErrorInfo,
+    Kind,
+    Reply,
+    Request,
+)
+from gym_remote.server.sessions import SessionTable
+from gym_remote.session import Session
+
+log = logging.getLogger("gym_remote.server")
+
+#: Characters of client-influenced text kept in a log line, an error reply's message, its traceback.
+LOG_CLIP = 500
+REPLY_CLIP = 4000
+TRACEBACK_CLIP = 20000
+
+
+class RequestHandling(SessionTable):
+    """The request half of :class:`~gym_remote.server.EnvServer`: one decoded request to one reply,
+    dispatched by kind; every failure becomes an ERROR reply."""
+
+    _codec: Codec
+
+    def _handle(self, payload: list[Any]) -> Reply:
+        seq = 0
+        try:
+            request = self._codec.unpack_request(payload)
+            seq = request.seq
+            body = self._dispatch(request)
+            return Reply(seq, body)
+        except ProtocolError as exc:
+            log.warning("malformed request: %s", clip(exc.message, LOG_CLIP))
+            return self._error_reply(seq, ErrorCode.PROTOCOL, exc)
+        except SessionLostError as exc:
+            return self._error_reply(seq, ErrorCode.SESSION_LOST, exc)
+        except ServerBusyError as exc:
+            return self._error_reply(seq, ErrorCode.BUSY, exc)
+        except VersionMismatchError as exc:
+            return self._error_reply(seq, ErrorCode.VERSION, exc)
+        except (BadRequestError, RemoteEnvError) as exc:
+            cause = exc.__cause__  # a client's env that failed to build: its traceback helps
+            tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
+            return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc, tb)
+        except Exception as exc:  # the env raised: report it, keep serving
+            log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
+            return self._error_reply(seq, ErrorCode.ENV, exc, traceback.format_exc())
+
+    @staticmethod
+    def _error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
+        # Error texts may quote what a client sent (kwargs, actions): bounded, so a 1 MiB HELLO
+        # does not come back as a multi-megabyte error or fill the log.
+        message = exc.message if isinstance(exc, RemoteEnvError) else str(exc)
+        info = ErrorInfo(code, type(exc).__name__, clip(message, REPLY_CLIP), clip(tb, TRACEBACK_CLIP))
+        return Reply(seq, error=info)
+
+    def _dispatch(self, req: Request) -> Any:
+        if req.kind is Kind.STEP:  # the hot path first
+            return self._step(self._slot(req.session).session, req.body)
+        if req.kind is Kind.PING:
+            return {"time": time.time(), "sessions": len(self._sessions), "version": __version__}
+        if req.kind is Kind.HELLO:
+            return self._hello(req.body)
+        if req.kind is Kind.CLOSE:
+            if req.session is not None:
+                self._close_session(req.session)
+            return None
+        slot = self._slot(req.session)
+        body = req.body if isinstance(req.body, dict) else {}
+        session = slot.session
+        if body.get("with_state") and not session.has_state:  # refused before the env acts, not after
+            raise StateError(f"this env ({session.task}) does not expose its state: ask without with_state")
+        if req.kind is Kind.RESET:
+            seed, options = session.check_reset(body.get("seed"), body.get("options"))
+            obs, info = session.reset(seed=seed, options=options)
+            out: dict[str, Any] = {"obs": obs, "info": info}
+        elif req.kind is Kind.GET_STATE:
+            return {"state": session.get_state()}
+        elif req.kind is Kind.SET_STATE:
+            if "state" not in body:
+                raise BadRequestError("set_state request lacks a state")
+            try:
+                return session.set_state(body["state"])  # None, or what the simulator could not restore
+            except RemoteEnvError:
+                raise
+            except (TypeError, ValueError) as exc:  # a state that is no array of numbers, or of the wrong size
+                raise BadRequestError(f"set_state: {type(exc).__name__}: {clip(str(exc), LOG_CLIP)}") from exc
+        elif req.kind is Kind.RENDER:
+            return {"frame": session.render()}
+        elif req.kind is Kind.CALL:
+            name = body.get("name")
+            if not isinstance(name, str):
+                raise BadRequestError("call request lacks a name")
+            return {"value": session.call(name, body.get("args") or [], body.get("kwargs") or {})}
+        else:  # pragma: no cover - every Kind is handled above
+            raise BadRequestError(f"unhandled request kind {req.kind}")
+        if body.get("with_state"):
+            out["state"] = session.get_state()
+        return out
+
+    @staticmethod
+    def _step(session: Session, body: Any) -> dict[str, Any]:
+        if type(body) is not dict or "action" not in body:
+            raise BadRequestError("step request lacks an action")
+        try:
+            action = session.check_action(body["action"])
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from exc
+        obs, reward, terminated, truncated, info = session.step(action)
+        out = {"obs": obs, "reward": reward, "terminated": terminated, "truncated": truncated, "info": info}
+        if body.get("with_state"):
+            out["state"] = session.get_state()
+        return out

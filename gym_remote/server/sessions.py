@@ -1,0 +1,205 @@
+"""The sessions one server holds: opened at HELLO within the server's and each peer's limits, found by
+id on every request, closed on CLOSE, on idle timeout or with the server."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from gym_remote import __version__
+from gym_remote.errors import (
+    BadRequestError,
+    RemoteEnvError,
+    ServerBusyError,
+    SessionLostError,
+    VersionMismatchError,
+    clip,
+)
+from gym_remote.protocol import (
+    PROTOCOL_VERSION,
+)
+from gym_remote.server.startup import SessionFactory
+from gym_remote.session import Session, SessionLimits, SessionOptions
+
+log = logging.getLogger("gym_remote.server")
+
+#: What Python raises for bad arguments: when building a client's env raises one, the client's
+#: options are the likely cause, and the reply is ``bad_request`` rather than ``env``.
+_ARGUMENT_ERRORS: tuple[type[BaseException], ...] = (TypeError, ValueError, LookupError, AssertionError)
+
+
+def _freeze_gc(reclaim: bool = False) -> None:
+    """Move every object alive now out of the garbage collector's sight (``gc.freeze``).
+
+    A built simulator is a large, long-lived object graph; left in the collected generations, each
+    full collection walks all of it in the middle of some step: the serving path's tail. Frozen
+    after each HELLO, collections only see what requests allocate. ``reclaim`` (a session closed)
+    unfreezes and collects first, so a closed session's cycles are freed rather than kept frozen.
+    """
+    if reclaim:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+@dataclass
+class _SessionSlot:
+    session: Session
+    options: SessionOptions
+    hello_id: str
+    peer: str = ""
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class SessionTable:
+    """The session half of :class:`~gym_remote.server.EnvServer`: HELLO (version, per-server and
+    per-peer limits, the factory's build), who the peer is, lookup by id, close and idle expiry.
+    :class:`~gym_remote.server.EnvServer` sets the attributes below."""
+
+    factory: SessionFactory
+    backend: str
+    task: str | None
+    max_sessions: int
+    max_sessions_per_peer: int
+    session_limits: SessionLimits
+    idle_timeout: float | None
+    _keys_are_peers: bool
+    _frame: Any
+    _identity: bytes
+    _peers: dict[bytes, str]
+    _sessions: dict[str, _SessionSlot]
+
+    def _hello(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequestError("hello body must be a map")
+        version = body.get("protocol")
+        if version != PROTOCOL_VERSION:
+            raise VersionMismatchError(
+                f"protocol version mismatch: client speaks {version!r}, server speaks {PROTOCOL_VERSION} "
+                f"(server gym-remote {__version__}); install the same gym-remote version on both ends"
+            )
+        hello_id = str(body.get("hello_id", ""))
+        for sid, slot in self._sessions.items():  # a retried HELLO gets the session it already made
+            if hello_id and slot.hello_id == hello_id:
+                slot.last_used = time.monotonic()
+                return self._describe(sid, slot)
+        if len(self._sessions) >= self.max_sessions:
+            raise ServerBusyError(
+                f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions}; "
+                "serve --max-sessions raises it)"
+            )
+        peer = self._peer()
+        held = sum(1 for s in self._sessions.values() if s.peer == peer)
+        if held >= self.max_sessions_per_peer:
+            raise ServerBusyError(
+                f"server busy for {peer}: it already holds {held} sessions here "
+                f"(max_sessions_per_peer={self.max_sessions_per_peer}; serve --max-sessions-per-peer raises it); "
+                "close the envs it no longer uses (abandoned sessions close after the server's --idle-timeout)"
+            )
+        options = SessionOptions.from_hello(body, self.session_limits)
+        session = self._build(options)
+        sid = secrets.token_hex(8)
+        self._sessions[sid] = slot = _SessionSlot(session, options, hello_id, peer)
+        _freeze_gc()
+        log.info(
+            "session %s opened by %s from %s: task=%s num_envs=%s",
+            sid,
+            clip(str(body.get("client")), 200),
+            peer,
+            options.task,
+            options.num_envs,
+        )
+        return self._describe(sid, slot)
+
+    def _build(self, options: SessionOptions) -> Session:
+        """The factory's session for ``options``; a build that fails on what the client chose is its mistake.
+
+        Raises:
+            BadRequestError: the backend refused the request, or building the env raised the
+                exceptions Python uses for bad arguments (TypeError, ValueError, KeyError,
+                IndexError, AssertionError; OSError when the client sent keywords: a file it named).
+            Exception: anything else the simulator raised (an ``env`` error: the server's side).
+        """
+        mistakes: tuple[type[BaseException], ...] = _ARGUMENT_ERRORS + ((OSError,) if options.task_kwargs else ())
+        try:
+            return self.factory(options)
+        except RemoteEnvError:
+            raise
+        except mistakes as exc:
+            raise BadRequestError(
+                f"building {clip(repr(options.task or self.task), 200)} with this client's options (task_kwargs "
+                f"{clip(repr(options.task_kwargs), 300)}, num_envs={options.num_envs}, render_mode="
+                f"{clip(repr(options.render_mode), 50)}, max_episode_steps={options.max_episode_steps}) failed: "
+                f"{type(exc).__name__}: {clip(str(exc), 600)}"
+            ) from exc
+
+    def _peer(self) -> str:
+        """Who sent the request being served: its CURVE key when keys are admitted one by one (a
+        key is then a client), else its IP address (``Peer-Address``)."""
+        peer = self._peers.get(self._identity)
+        if peer is None:
+            peer = self._peer_of(self._frame)
+            if self._identity[:1] == b"\x00":  # assigned by this socket: never another connection's
+                if len(self._peers) >= 65536:
+                    self._peers.clear()
+                self._peers[self._identity] = peer
+        return peer
+
+    def _peer_of(self, frame: Any) -> str:
+        if frame is None:
+            return "unknown"
+        if self._keys_are_peers:
+            try:
+                return f"client key {frame.get('User-Id')}"
+            except zmq.ZMQError:
+                pass
+        try:
+            return str(frame.get("Peer-Address"))
+        except zmq.ZMQError:  # ipc:// and inproc:// carry no address: one local peer
+            return "local"
+
+    def _describe(self, sid: str, slot: _SessionSlot) -> dict[str, Any]:
+        s = slot.session
+        return {
+            "session": sid,
+            "server_version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "backend": self.backend,
+            **s.describe(),
+        }
+
+    def _slot(self, sid: str | None) -> _SessionSlot:
+        slot = self._sessions.get(sid) if sid is not None else None
+        if slot is None:
+            raise SessionLostError(
+                f"unknown session {sid!r}: the server restarted or closed it (idle timeout); reset() opens a new one"
+            )
+        slot.last_used = time.monotonic()
+        return slot
+
+    def _close_session(self, sid: str) -> None:
+        slot = self._sessions.pop(sid, None)
+        if slot is None:
+            return
+        try:
+            slot.session.close()
+        except Exception:  # a failing close must not take the server down
+            log.exception("closing session %s failed", sid)
+        del slot
+        _freeze_gc(reclaim=True)
+        log.info("session %s closed", sid)
+
+    def _expire_idle(self) -> None:
+        if self.idle_timeout is None:
+            return
+        now = time.monotonic()
+        for sid, slot in list(self._sessions.items()):
+            if now - slot.last_used > self.idle_timeout:
+                log.info("session %s idle for %.0f s: closing it", sid, now - slot.last_used)
+                self._close_session(sid)
