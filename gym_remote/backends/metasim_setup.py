@@ -9,7 +9,9 @@ These are the parts of serving MetaSim that are about MetaSim's habits rather th
 - ``ScenarioCfg.update`` sets any attribute it is given, so a misspelt keyword is silently ignored
   (:func:`check_scenario_keys`);
 - no handler seeds, so a reproducible start is a start state drawn with the session's generator from
-  the task's own initial states (:func:`start_state_pool`).
+  the task's own initial states (:func:`start_state_pool`);
+- ``RLTaskEnv`` tasks reset inside ``step()``, ``BaseTaskEnv`` ones do not (:func:`resets_in_step_by_class`),
+  and each handler states its step time its own way (:func:`control_period`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from typing import Any
 
 from gym_remote.errors import BadRequestError
 
-__all__ = ["check_scenario_keys", "default_device", "enter_data_dir", "quiet_loguru", "start_state_pool"]
+__all__ = [
+    "check_scenario_keys",
+    "control_period",
+    "default_device",
+    "enter_data_dir",
+    "is_rl_task",
+    "quiet_loguru",
+    "resets_in_step_by_class",
+    "start_state_pool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +127,25 @@ def check_scenario_keys(scenario: Any, keys: Mapping[str, Any], source: str) -> 
         raise BadRequestError(
             f"unknown scenario keywords from the {source}: {', '.join(hints)}; ScenarioCfg has {fields}"
         )
+
+
+def is_rl_task(task_cls: type) -> bool:
+    """Whether a MetaSim task class derives from ``RLTaskEnv`` (by name: MetaSim need not be importable here)."""
+    return any(cls.__name__ == "RLTaskEnv" for cls in getattr(task_cls, "__mro__", ()))
+
+
+def control_period(handler: Any) -> float | None:
+    """Simulated seconds per env step, where the handler says: MuJoCo's timestep x decimation, or ``dt``."""
+    physics = getattr(handler, "physics", None)
+    try:
+        if physics is not None:
+            return float(physics.model.opt.timestep) * int(handler.decimation)
+        dt = getattr(handler, "dt", None)
+        return None if dt is None else float(dt)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def resets_in_step_by_class(task_cls: type) -> bool:
+    """MetaSim's ``RLTaskEnv`` resets finished sub-envs inside ``step()``; ``BaseTaskEnv`` does not."""
+    return is_rl_task(task_cls)

@@ -14,7 +14,7 @@ pretending it did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,17 @@ from gym_remote.backends.host_arrays import to_host
 from gym_remote.errors import StateError
 from gym_remote.state import ROOT_POSE, ROOT_VEL, Entity, StateSchema
 
-__all__ = ["ROOT_STATE", "tensor_state_schema", "tensor_state_to_flat", "unrestored_fields"]
+__all__ = ["ROOT_STATE", "is_tensor_state", "tensor_state_schema", "tensor_state_to_flat", "unrestored_fields"]
 
 #: Width of MetaSim's ``root_state``: our root pose plus our root velocity.
 ROOT_STATE = ROOT_POSE + ROOT_VEL
 #: Default tolerance of :func:`unrestored_fields`: MetaSim keeps states in float32.
 RESTORE_TOL = 1e-4
+
+
+def is_tensor_state(obs: Any) -> bool:
+    """Whether a task's observation is the ``TensorState`` itself (``robots`` and ``objects``, not a dict)."""
+    return hasattr(obs, "robots") and hasattr(obs, "objects") and not isinstance(obs, Mapping)
 
 
 def tensor_state_schema(

@@ -43,7 +43,7 @@ import dataclasses
 import importlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -68,13 +68,17 @@ from gym_remote.backends.metasim_actions import (
 )
 from gym_remote.backends.metasim_setup import (
     check_scenario_keys,
+    control_period,
     default_device,
     enter_data_dir,
+    is_rl_task,
     quiet_loguru,
+    resets_in_step_by_class,
     start_state_pool,
 )
 from gym_remote.backends.metasim_state import (
     ROOT_STATE,
+    is_tensor_state,
     tensor_state_schema,
     tensor_state_to_flat,
     unrestored_fields,
@@ -96,14 +100,6 @@ log = logging.getLogger(__name__)
 ROBOVERSE_SERVER_KEYS = frozenset(
     {"num_envs", "device", "simulator", "headless", "resets_in_step", "data_dir", "metasim_log_level"}
 )
-
-
-def _is_tensor_state(obs: Any) -> bool:
-    return hasattr(obs, "robots") and hasattr(obs, "objects") and not isinstance(obs, Mapping)
-
-
-def _is_rl_task(task_cls: type) -> bool:
-    return any(cls.__name__ == "RLTaskEnv" for cls in getattr(task_cls, "__mro__", ()))
 
 
 class MetaSimSession(BatchedSimSession):
@@ -151,12 +147,12 @@ class MetaSimSession(BatchedSimSession):
         tensor_ok = probe_tensor_order(
             self._handler, self._robots, action_space.low, action_space.high, torch, self._device
         )
-        self._action_path = choose_action_path(tensor_ok, not _is_rl_task(type(env)), type(self._handler).__name__)
+        self._action_path = choose_action_path(tensor_ok, not is_rl_task(type(env)), type(self._handler).__name__)
         log.info("actions reach %s as %s targets", type(self._handler).__name__, self._action_path)
         self._pool = start_state_pool(env)
         self.np_random, _ = gym.utils.seeding.np_random()  # unseeded until reset(seed=...)
         obs, _ = self._reset_env(None)  # one probe to learn what the observations look like
-        self._state_obs = _is_tensor_state(obs)
+        self._state_obs = is_tensor_state(obs)
         self._last_obs = self._obs_to_host(obs)
         if first_dim(self._last_obs) != n:
             raise ValueError(f"{task}: reset returned {first_dim(self._last_obs)} observations for {n} sub-envs")
@@ -244,7 +240,7 @@ class MetaSimSession(BatchedSimSession):
         return self._torch.cat([p.to(parts[0].dtype) for p in parts], dim=-1)
 
     def _obs_to_host(self, obs: Any) -> Any:
-        if _is_tensor_state(obs):
+        if is_tensor_state(obs):
             return to_host(self._flat_on_device(obs).float())  # one copy for the whole scene
         return tree_to_host(obs)
 
@@ -342,23 +338,6 @@ class MetaSimSession(BatchedSimSession):
 
     def _close_sim(self) -> None:
         self._env.close()
-
-
-def control_period(handler: Any) -> float | None:
-    """Simulated seconds per env step, where the handler says: MuJoCo's timestep x decimation, or ``dt``."""
-    physics = getattr(handler, "physics", None)
-    try:
-        if physics is not None:
-            return float(physics.model.opt.timestep) * int(handler.decimation)
-        dt = getattr(handler, "dt", None)
-        return None if dt is None else float(dt)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def resets_in_step_by_class(task_cls: type) -> bool:
-    """MetaSim's ``RLTaskEnv`` resets finished sub-envs inside ``step()``; ``BaseTaskEnv`` does not."""
-    return _is_rl_task(task_cls)
 
 
 def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -> Callable[[SessionOptions], Session]:
