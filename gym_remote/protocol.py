@@ -14,6 +14,7 @@ against :class:`Limits` before it is trusted. This module knows nothing of Gymna
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -197,13 +198,14 @@ class Codec:
 
     def _default(self, o: Any) -> Any:
         if isinstance(o, np.ndarray):
-            prefix = _array_prefix(o.dtype, o.shape)
-            if o.nbytes >= self.limits.inline_threshold and o.nbytes > 0:
+            prefix = _PREFIXES.get((o.dtype, o.shape)) or _array_prefix(o.dtype, o.shape)
+            nbytes = o.nbytes
+            if nbytes >= self.limits.inline_threshold and nbytes > 0:
                 self._buffers.append(np.ascontiguousarray(o))
-                return msgpack.ExtType(EXT_ARRAY_FRAME, prefix + _U32.pack(len(self._buffers) - 1))
-            return msgpack.ExtType(EXT_ARRAY_INLINE, prefix + o.tobytes())
+                return _ext((EXT_ARRAY_FRAME, prefix + _U32.pack(len(self._buffers) - 1)))
+            return _ext((EXT_ARRAY_INLINE, prefix + o.tobytes()))
         if isinstance(o, np.generic):
-            return msgpack.ExtType(EXT_SCALAR, _array_prefix(o.dtype, ()) + o.tobytes())
+            return _ext((EXT_SCALAR, _array_prefix(o.dtype, ()) + o.tobytes()))
         if isinstance(o, tuple):
             return msgpack.ExtType(EXT_TUPLE, self._pack_nested(list(o)))
         if isinstance(o, ObjectList):
@@ -273,7 +275,17 @@ class Codec:
 
     def _ext_hook(self, code: int, data: bytes) -> Any:
         if code in (EXT_ARRAY_INLINE, EXT_SCALAR):
-            dtype, shape, nbytes, start = self._descriptor(data)
+            # The descriptor cache inlined: a step reply holds several small arrays, each one call.
+            try:
+                n = data[0]
+                start = 2 + n + 8 * data[1 + n]
+            except IndexError as exc:
+                raise ProtocolError(f"malformed array descriptor: {exc}") from exc
+            known = self._descriptors.get(data[:start])
+            if known is None:
+                dtype, shape, nbytes, start = self._descriptor(data)
+            else:
+                dtype, shape, nbytes = known
             if len(data) - start != nbytes:
                 raise ProtocolError(
                     f"array {dtype.str}{tuple(shape)} needs {nbytes} bytes but its data has {len(data) - start}"
@@ -282,8 +294,8 @@ class Codec:
                 if shape:
                     raise ProtocolError("a scalar must have no dimensions")
                 return np.frombuffer(data, dtype, 1, start)[0]
-            if nbytes:
-                return np.frombuffer(data, dtype, offset=start).reshape(shape)
+            if nbytes:  # a read-only view of the bytes, as np.frombuffer(...).reshape(shape) gives
+                return np.ndarray(shape, dtype, data, start)
             return np.frombuffer(memoryview(data)[start:], dtype=dtype).reshape(shape)
         if code == EXT_ARRAY_FRAME:
             dtype, shape, nbytes, start = self._descriptor(data)
@@ -386,6 +398,10 @@ def reply_from_header(msg: Any) -> Reply:
 
 
 _U32 = struct.Struct("<I")
+
+#: ``msgpack.ExtType(code, data)`` without its Python-level type checks (the codes above and
+#: ``bytes`` data, always): a step reply holds several arrays, each one ExtType.
+_ext = functools.partial(tuple.__new__, msgpack.ExtType)
 _PREFIXES: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
 
 

@@ -432,6 +432,8 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         self._check_idle("step")
         actions = validate_action(self.action_space, actions)
+        if len(self._shards) == 1:
+            return self._step_one(self._shards[0], actions)
         bodies = [
             {
                 "action": slice_batch(self.single_action_space, actions, s.start, s.start + s.count),
@@ -457,6 +459,35 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
             np.asarray(terminated, bool),
             np.asarray(truncated, bool),
             info,
+        )
+
+    def _step_one(
+        self, shard: _Shard, actions: Any
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """``step`` with one shard: what ``_gather``, ``_raise_first`` and ``_merge`` do for one
+        reply, without their per-shard lists, closures and concatenations."""
+        self._check_open()
+        link = shard.link
+        action = slice_batch(self.single_action_space, actions, 0, shard.count)
+        try:
+            link.send(Kind.STEP, {"action": action, "with_state": self.with_state})
+            reply = link.recv()
+        except SessionLostError:
+            if not (self.recover_in_step and self.autoreset_mode == "same_step"):
+                raise
+            reply = self._restart_shard(shard)
+        obs, state = reply["obs"], reply.get("state")
+        shard.last = {"obs": obs, "state": state}
+        if self.with_state:
+            self.last_state = state
+        if self._restore_obs:
+            obs = restore_sample(self.observation_space, obs)
+        return (
+            obs,
+            np.asarray(reply["reward"], np.float64),
+            np.asarray(reply["terminated"], bool),
+            np.asarray(reply["truncated"], bool),
+            reply["info"],
         )
 
     def _restart_shard(self, shard: _Shard) -> dict[str, Any]:
