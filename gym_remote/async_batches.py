@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncBatches", "group_layout"]
 
+_POLLIN = int(zmq.POLLIN)
+
 
 def group_layout(num_envs: int, endpoints: int, batch_size: int | None) -> list[tuple[int, int]]:
     """``(endpoint index, sub-envs)`` per group, in sub-env order.
@@ -206,7 +208,10 @@ class AsyncBatches:
         groups, offset = [], 0
         while offset < len(ids):
             shard = state["starts"].get(int(ids[offset]))
-            if shard is None or not np.array_equal(ids[offset : offset + shard.count], state["ids"][id(shard)]):
+            own = None if shard is None else state["ids"][id(shard)]
+            if ids is own:  # the env_ids recv() returned for this group: whole by construction
+                return [(shard, 0)]
+            if shard is None or not np.array_equal(ids[offset : offset + shard.count], own):
                 sizes = sorted({s.count for s in self._shards})
                 raise ValueError(
                     f"env_ids must be whole groups (sizes {sizes}, each in ascending order, as recv() returns "
@@ -264,13 +269,14 @@ class AsyncBatches:
         """The oldest of ``shards`` whose reply has arrived, waiting up to ``timeout`` for one."""
         if len(shards) == 1:
             return shards[0]  # its own recv waits (and times out) as any request does
-        poller = zmq.Poller()
+        items = []
         for shard in shards:
             sock = shard.link.conn.socket
             if sock is None:  # its socket was replaced: let its recv report the error
                 return shard
-            poller.register(sock, zmq.POLLIN)
-        ready = dict(poller.poll(max(1, int(timeout * 1000))))
+            items.append((sock, _POLLIN))
+        # zmq_poll on the sockets directly: no Poller and no dict of registrations per call.
+        ready = {sock for sock, events in zmq.zmq_poll(items, max(1, int(timeout * 1000))) if events}
         for shard in shards:
             if shard.link.conn.socket in ready:
                 return shard
