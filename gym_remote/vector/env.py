@@ -1,142 +1,34 @@
-"""``RemoteVectorEnv``: a batch of remote sub-envs, one round trip per batched step.
-
-A GPU simulator steps thousands of sub-envs in one process; over a network every round trip costs
-milliseconds, so the whole batch travels in one request. Sub-envs may be spread over several
-servers (``hosts=[...]``): every request is sent before any reply is awaited, so the servers step
-concurrently, and the replies are merged in order. Autoreset happens on the server, in the mode
-the client asked for.
-"""
+"""The :class:`RemoteVectorEnv` class: ``num_envs`` remote sub-envs, one round trip per batched step."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-from gymnasium.vector.utils import batch_space, iterate
+from gymnasium.vector.utils import batch_space
 
 from gym_remote.async_batches import AsyncBatches, group_layout
 from gym_remote.checks import check_client_keywords, check_launch_options, check_reset_mask, check_vector_keywords
-from gym_remote.client import Connection, parse_host_port
+from gym_remote.client import parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
 from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
+from gym_remote.vector.batches import _slice_tree, concat_batches, concat_observations, slice_batch
+from gym_remote.vector.shards import _FanOut, _Shard
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gym_remote.vector")
 
 _AUTORESET = getattr(gym.vector, "AutoresetMode", None)
 
 
-def _split(total: int, parts: int) -> list[int]:
-    base, extra = divmod(total, parts)
-    return [base + (i < extra) for i in range(parts)]
-
-
-def _slice_tree(tree: Any, start: int, stop: int) -> Any:
-    if isinstance(tree, dict):
-        return {k: _slice_tree(v, start, stop) for k, v in tree.items()}
-    if isinstance(tree, tuple):
-        return tuple(_slice_tree(v, start, stop) for v in tree)
-    return tree[start:stop]
-
-
-def concat_batches(parts: Sequence[Any], counts: Sequence[int]) -> Any:
-    """Concatenate batched obs or vector infos from several servers along the batch axis.
-
-    Info keys that only some servers returned are filled with zeros (and ``False`` masks), as
-    Gymnasium's own vector envs do for sub-envs that did not report a key.
-    """
-    if len(parts) == 1:
-        return parts[0]
-    first = next((p for p in parts if p is not None), None)
-    if isinstance(first, dict):
-        keys = list(dict.fromkeys(k for p in parts for k in p))
-        out = {}
-        for k in keys:
-            present = [p[k] for p in parts if k in p]
-            out[k] = concat_batches(
-                [p[k] if k in p else _empty_like(present[0], n) for p, n in zip(parts, counts, strict=True)],
-                counts,
-            )
-        return out
-    if isinstance(first, tuple):
-        return tuple(concat_batches([p[i] for p in parts], counts) for i in range(len(first)))
-    arrays = [np.asarray(p) for p in parts]
-    if any(a.ndim == 0 for a in arrays):  # a per-batch figure (e.g. Isaac Lab's info["log"]): not per sub-env
-        return arrays[0]
-    return np.concatenate(arrays, axis=0)
-
-
-#: Spaces whose batch is a tuple with one sample per sub-env (Gymnasium's ``batch_space``).
-_PER_ENV_TUPLES = (spaces.Graph, spaces.Sequence, spaces.OneOf, spaces.Text)
-
-
-def slice_batch(space: spaces.Space, batch: Any, start: int, stop: int) -> Any:
-    """Sub-envs ``start:stop`` of a batch of the single-env ``space`` (the inverse of concatenation)."""
-    if isinstance(space, spaces.Dict):
-        return {k: slice_batch(s, batch[k], start, stop) for k, s in space.spaces.items()}
-    if isinstance(space, spaces.Tuple):
-        return tuple(slice_batch(s, b, start, stop) for s, b in zip(space.spaces, batch, strict=True))
-    return batch[start:stop]  # an array, or a tuple of one sample per sub-env
-
-
-def concat_observations(space: spaces.Space, parts: Sequence[Any], counts: Sequence[int]) -> Any:
-    """Concatenate batched observations of the single-env ``space`` from several servers, in order.
-
-    Arrays are concatenated along the batch axis; Graph, Sequence, OneOf and Text batches are
-    tuples of one sample per sub-env, so they are joined as tuples; Dict and Tuple recurse.
-    """
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(space, spaces.Dict):
-        return {k: concat_observations(s, [p[k] for p in parts], counts) for k, s in space.spaces.items()}
-    if isinstance(space, spaces.Tuple):
-        return tuple(concat_observations(s, [p[i] for p in parts], counts) for i, s in enumerate(space.spaces))
-    if isinstance(space, _PER_ENV_TUPLES):
-        return tuple(x for p in parts for x in p)
-    return np.concatenate([np.asarray(p) for p in parts], axis=0)
-
-
-def _empty_like(example: Any, n: int) -> Any:
-    if isinstance(example, dict):
-        return {k: _empty_like(v, n) for k, v in example.items()}
-    if isinstance(example, tuple):
-        return tuple(_empty_like(v, n) for v in example)
-    example = np.asarray(example)
-    if example.dtype == object:
-        return np.full(n, None, dtype=object)
-    return np.zeros((n, *example.shape[1:]), dtype=example.dtype)
-
-
-class _Shard:
-    """One server's slice of the batch: sub-envs ``start:start + count`` in one :class:`ClientSession`."""
-
-    def __init__(self, link: ClientSession, start: int, count: int) -> None:
-        self.link, self.start, self.count = link, start, count
-        self.last: dict[str, Any] = {}  # the latest obs (and state) of this shard's sub-envs
-
-    @property
-    def conn(self) -> Connection:
-        return self.link.conn
-
-    @property
-    def server(self) -> Any:
-        """The handle of the server this env started for the shard (``None``: an existing server)."""
-        return self.link.server
-
-    @property
-    def name(self) -> str:
-        return self.link.name
-
-
-class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
+class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
     """``num_envs`` remote sub-envs behind Gymnasium's ``VectorEnv`` API.
 
     Args:
@@ -288,11 +180,6 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
 
     # --------------------------------------------------------------------------- handshake
 
-    def _open(self, shards: Sequence[_Shard]) -> list[dict[str, Any]]:
-        """HELLO on ``shards`` concurrently (new sessions); their replies, in order."""
-        results = self._gather(shards, lambda sh: sh.link.send_open(), lambda sh: sh.link.recv_open())
-        return self._raise_first(shards, results)
-
     def _apply_hello(self, replies: list[dict[str, Any]]) -> None:
         first = replies[0]
         for shard, reply in zip(self._shards, replies, strict=True):
@@ -311,58 +198,6 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
         log.info("vector env of %d over %s", self.num_envs, [s.name for s in self._shards])
-
-    def _gather(
-        self, shards: Sequence[_Shard], send: Callable[[_Shard], None], recv: Callable[[_Shard], Any]
-    ) -> list[Any]:
-        """``send`` to every shard, then ``recv`` from each: a reply or the error, per shard, in order.
-
-        Every request is out before any reply is awaited, so the servers work concurrently. After a
-        failed send (a dead server makes a send wait its whole timeout) the rest are not sent, so
-        the call fails within one timeout; the replies already due are still collected.
-        """
-        self._check_open()
-        results: list[Any] = [None] * len(shards)
-        for i, shard in enumerate(shards):
-            try:
-                send(shard)
-            except RemoteEnvError as exc:
-                results[i] = exc
-                for j in range(i + 1, len(shards)):
-                    results[j] = RemoteEnvError(f"not sent: server {shard.name} failed first")
-                break
-        for i, shard in enumerate(shards):
-            if results[i] is None:
-                try:
-                    results[i] = recv(shard)
-                except RemoteEnvError as exc:
-                    results[i] = exc
-        return results
-
-    def _raise_first(self, shards: Sequence[_Shard], results: list[Any]) -> list[Any]:
-        """``results`` if none is an error; else raise the first, naming its server when there are several."""
-        for result in results:
-            if isinstance(result, RemoteEnvError):
-                if len(self._shards) > 1 and result.host is not None:
-                    result.message = f"server {result.host}:{result.port} failed: {result.message}"
-                    result.args = (result.message,)
-                raise result
-        return results
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RemoteEnvError("this vector env is closed: close() ended its sessions; make a new one to go on")
-
-    def _all(
-        self, kind: Kind, bodies: Sequence[Any], timeout: float | None = None, shards: Sequence[_Shard] | None = None
-    ) -> list[Any]:
-        """One request per shard, concurrently; the replies in order, or the first error raised."""
-        shards = self._shards if shards is None else shards
-        payload = dict(zip(map(id, shards), bodies, strict=True))
-        results = self._gather(
-            shards, lambda sh: sh.link.send(kind, payload[id(sh)], timeout), lambda sh: sh.link.recv(timeout)
-        )
-        return self._raise_first(shards, results)
 
     # ------------------------------------------------------------------------------ gym API
 
@@ -489,34 +324,6 @@ class RemoteVectorEnv(AsyncBatches, gym.vector.VectorEnv):
             np.asarray(reply["truncated"], bool),
             reply["info"],
         )
-
-    def _restart_shard(self, shard: _Shard) -> dict[str, Any]:
-        """A step reply for a shard whose server forgot its session: a new session, reset, and every
-        sub-env of the shard reported truncated (SAME_STEP: ``final_obs`` is its last observation)."""
-        log.warning("session on %s lost during a step: its %d sub-envs restart as truncated", shard.name, shard.count)
-        self._open([shard])
-        reply = shard.link.request(Kind.RESET, {"seed": None, "options": None, "with_state": self.with_state})
-        n = shard.count
-        final_obs = np.empty(n, dtype=object)
-        if shard.last.get("obs") is not None:
-            batched = batch_space(self.single_observation_space, n)
-            for j, obs in enumerate(iterate(batched, shard.last["obs"])):
-                final_obs[j] = obs
-        info = {
-            **(reply.get("info") or {}),
-            "final_obs": final_obs,
-            "_final_obs": np.ones(n, bool),
-            "final_info": {},
-            "_final_info": np.ones(n, bool),
-        }
-        return {
-            "obs": reply["obs"],
-            "reward": np.zeros(n),
-            "terminated": np.zeros(n, bool),
-            "truncated": np.ones(n, bool),
-            "info": info,
-            "state": reply.get("state"),
-        }
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
