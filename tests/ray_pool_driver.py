@@ -7,6 +7,9 @@ CartPole servers, then one of:
   its own pool server; checks made here (sessions per server while training and after
   ``algo.stop()``, the key files gone, strangers refused, the actors and servers gone after
   ``pool.close()``) are printed as one JSON line for the test to assert on.
+- ``train_sync``: the same PPO in RLlib's default ``sync`` mode (Gymnasium's ``SyncVectorEnv`` of
+  ``RemoteEnv`` sub-envs, one session per sub-env), with no ``PoolEnvRunner``: the runner's index
+  comes from the ``EnvContext`` RLlib passes in this mode.
 - ``fanout``: a ``RemoteVectorEnv`` over the pool; then one actor is killed and the next step's error
   must name that server's Ray node.
 - ``make_vec``: ``gym.make_vec(..., launch="ray", servers=2)`` places its own 2 servers (no pool
@@ -89,7 +92,7 @@ def wait_gone(pids: list[int], timeout: float = 15.0) -> bool:
     return False
 
 
-def train(pool: RayServerPool, iterations: int) -> None:
+def train(pool: RayServerPool, iterations: int, vectorize: str = "vector_entry_point") -> None:
     import zmq
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -114,8 +117,9 @@ def train(pool: RayServerPool, iterations: int) -> None:
         .env_runners(
             num_env_runners=2,
             num_envs_per_env_runner=4,
-            gym_env_vectorize_mode="vector_entry_point",
-            env_runner_cls=grl.PoolEnvRunner,
+            gym_env_vectorize_mode=vectorize,
+            # sync mode hands the creator an EnvContext with worker_index: no runner subclass needed
+            **({"env_runner_cls": grl.PoolEnvRunner} if vectorize == "vector_entry_point" else {}),
             rollout_fragment_length=64,
             num_cpus_per_env_runner=1,
         )
@@ -146,7 +150,7 @@ def train(pool: RayServerPool, iterations: int) -> None:
     pids = [h.pid for h in pool] + [h.actor_pid for h in pool]
     pool.close()
     emit(
-        mode="train",
+        mode="train" if vectorize == "vector_entry_point" else "train_sync",
         build_s=build_s,
         train_s=train_s,
         stop_s=stop_s,
@@ -225,7 +229,7 @@ def make_vec() -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["train", "fanout", "hang", "make_vec"])
+    p.add_argument("mode", choices=["train", "train_sync", "fanout", "hang", "make_vec"])
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--temp-dir", required=True, help="Ray's temp dir (its processes name it on their command line)")
     args = p.parse_args()
@@ -264,6 +268,8 @@ def main() -> int:
         return 1
     if args.mode == "train":
         train(pool, args.iterations)
+    elif args.mode == "train_sync":
+        train(pool, args.iterations, vectorize="sync")
     else:
         fanout(pool)
     ray.shutdown()

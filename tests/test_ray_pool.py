@@ -119,7 +119,11 @@ def _run(python: str, mode: str, *args: str, timeout: float = 400) -> tuple[dict
         proc.kill()
         out, _ = proc.communicate()
         pytest.fail(f"the {mode} driver did not finish in {timeout} s:\n{out[-4000:]}")
-    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines() if line.startswith(("POOL ", "RESULT "))}
+    lines = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1]
+        for line in out.splitlines()
+        if line.startswith(("POOL ", "RESULT "))
+    }
     assert proc.returncode == 0 and "RESULT" in lines, f"driver exit {proc.returncode}:\n{out[-6000:]}"
     return json.loads(lines["POOL"]), json.loads(lines["RESULT"])
 
@@ -177,6 +181,19 @@ def test_rllib_ppo_on_a_pool_of_two_servers(python: str) -> None:
         f"\nRay PPO test: {elapsed:.1f} s in all (Ray {pool['ray_s']:.1f} s, pool {pool['pool_s']:.1f} s, "
         f"PPO build {result['build_s']:.1f} s, 3 iterations {result['train_s']:.1f} s)"
     )
+
+
+def test_rllib_ppo_in_sync_mode(python: str) -> None:
+    """PPO in RLlib's default ``sync`` mode: each runner's 4 ``RemoteEnv`` sub-envs (4 sessions) on
+    the server its ``EnvContext.worker_index`` maps to, with no ``PoolEnvRunner``; all closed by stop()."""
+    _, result = _run(python, "train_sync", "--iterations", "2")
+    assert result["mode"] == "train_sync"
+    assert result["sessions_during"] == [4, 4]
+    assert result["sessions_after_stop"] == [0, 0], "algo.stop() left sessions open"
+    steps = [r["env_steps"] for r in result["results"]]
+    assert steps[0] >= 512 and steps[-1] >= 2 * 512 and steps == sorted(steps)
+    assert all(r["return_mean"] is not None and r["return_mean"] > 5 for r in result["results"])
+    assert result["processes_gone_after_close"] is True
 
 
 def test_fanout_and_a_lost_server_names_its_node(python: str) -> None:
