@@ -13,30 +13,18 @@
 # Takes about 6 minutes cold (a ~2.5 GB venv); gym-remote adds only its small core (no moviepy, no
 # MuJoCo rendering), so Isaac Lab's pins (pillow>=12.3, numpy>=2) are left alone.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=venv_lib.sh
+. "$(dirname "$0")/venv_lib.sh"
 ISAACLAB_VERSION=${ISAACLAB_VERSION:-3.0.0}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-root=${GYM_REMOTE_VENVS:-$HOME/.cache/gym-remote/venvs}
-venv="$root/isaaclab-$ISAACLAB_VERSION"
-PY=${PYTHON:-python3}
+venv_init isaaclab-venv "isaaclab-$ISAACLAB_VERSION"
 # Requirements that Cartpole, Lift and Stack never import; each is heavy or needs a GPU stack.
 SKIP='^(torch|torchvision|open3d|transformers|tensorboard|pin|pin-pink|daqp|imgui-bundle|hf-xet|hidapi|PyOpenGL-accelerate)$'
-stamp="$venv/.gym-remote-built"
 want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC skip=$SKIP v2"
 
-step() { echo "[isaaclab-venv] $*" >&2; }
-
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "building $venv (about 6 minutes the first time)"
-  rm -rf "$venv"
-  mkdir -p "$root"
-  $PY -m venv "$venv"
-  pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-  "${pip[@]}" install -q --upgrade pip packaging
+if venv_stale "$want"; then
+  venv_create "about 6 minutes" packaging
   step "1/4 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
   step "2/4 the isaaclab $ISAACLAB_VERSION wheel"
   "${pip[@]}" download -q --no-deps --ignore-requires-python -d "$tmp" "isaaclab==$ISAACLAB_VERSION"
   wheel=$(ls "$tmp"/isaaclab-*.whl)
@@ -57,22 +45,15 @@ for line in lines:
     print(str(req).replace('python_version < "3.13" and ', ""))
 EOF
   step "3/4 Isaac Lab's requirements ($(wc -l < "$tmp/requirements.txt") packages)"
-  # Nothing CUDA may come in: torch is already satisfied, so pip must not touch it.
-  if "${pip[@]}" install --dry-run -q --report "$tmp/report.json" -r "$tmp/requirements.txt" >/dev/null 2>&1 \
-     && grep -q '"name": "nvidia-' "$tmp/report.json"; then
-    step "refusing: the requirements would pull CUDA wheels"; exit 1
-  fi
+  venv_refuse 'nvidia-[^"]*' "the requirements would pull CUDA wheels" -r "$tmp/requirements.txt"
   "${pip[@]}" install --progress-bar on -r "$tmp/requirements.txt"
   step "4/4 isaaclab itself (--no-deps --ignore-requires-python)"
   "${pip[@]}" install -q --no-deps --ignore-requires-python "$wheel"
   # gym-remote's server core only.
-  "${pip[@]}" install -q "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0"
-  echo "$want" > "$stamp"
+  "${pip[@]}" install -q "${SERVER_CORE[@]}"
+  venv_built "$want"
 fi
-# Link this checkout (cheap, every run): the server runs the code under test.
-if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1); then
-  echo "$out" >&2; step "could not install $here into the venv"; exit 1
-fi
+venv_link_checkout
 "$venv/bin/python" -c "import isaaclab, isaaclab_tasks, gym_remote" >/dev/null
 # Offline stand-ins of the assets the Cartpole tasks load (NVIDIA's asset server is not reachable
 # from every box); serve with --kwargs '{"asset_root": "<venv>/assets"}'. Existing files are kept.

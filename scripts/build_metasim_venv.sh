@@ -14,42 +14,25 @@
 # normally comes from a hub at run time, unreachable here; `python -m gym_remote.backends.metasim_data`
 # writes it into "$venv/data", the folder a server runs in (`--kwargs '{"data_dir": ...}'`).
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=venv_lib.sh
+. "$(dirname "$0")/venv_lib.sh"
+venv_init metasim-venv metasim-dd8ff06
 TARBALL=${METASIM_TARBALL:-"$here/../shared/vendor/roboverse-dd8ff06.tar.gz"}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 MUJOCO_SPEC=${MUJOCO_SPEC:-mujoco==3.17.0}
-root=${GYM_REMOTE_VENVS:-$HOME/.cache/gym-remote/venvs}
-venv="$root/metasim-dd8ff06"
-PY=${PYTHON:-python3}
 DEPS=(gymnasium loguru rich rootutils tqdm tyro portalocker "imageio[ffmpeg]" opencv-python-headless
       dm_control huggingface-hub "$MUJOCO_SPEC")
-stamp="$venv/.gym-remote-built"
-
-step() { echo "[metasim-venv] $*" >&2; }
 
 [ -f "$TARBALL" ] || { step "vendored MetaSim not found at $TARBALL (set METASIM_TARBALL)"; exit 1; }
 tar_sum=$(sha256sum "$TARBALL" | cut -c1-16)
 want="metasim=$tar_sum $TORCH_SPEC deps=${DEPS[*]} v1"
 
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "building $venv (a few minutes the first time)"
-  rm -rf "$venv"
-  mkdir -p "$root"
-  $PY -m venv "$venv"
-  pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-  "${pip[@]}" install -q --upgrade pip
+if venv_stale "$want"; then
+  venv_create "a few minutes"
   step "1/4 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install -q "$TORCH_SPEC"
-  "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
-    || { step "refusing: $TORCH_SPEC resolved to a CUDA build"; exit 1; }
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  venv_refuse_cuda_torch
   step "2/4 MetaSim's dependencies (no torchvision, $MUJOCO_SPEC)"
-  # Nothing CUDA may come in: torch is already satisfied, so pip must not touch it.
-  "${pip[@]}" install --dry-run -q --report "$tmp/report.json" "${DEPS[@]}" >/dev/null
-  if grep -q -e '"name": "nvidia-' -e '"name": "torch"' "$tmp/report.json"; then
-    step "refusing: the dependencies would pull CUDA wheels or another torch"; exit 1
-  fi
+  venv_refuse 'nvidia-[^"]*|torch' "the dependencies would pull CUDA wheels or another torch" "${DEPS[@]}"
   "${pip[@]}" install -q "${DEPS[@]}"
   step "3/4 MetaSim itself, editable, from $(basename "$TARBALL")"
   mkdir -p "$venv/src"
@@ -57,14 +40,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   src=$(find "$venv/src" -mindepth 1 -maxdepth 1 -type d | head -n1)
   "${pip[@]}" install -q --no-deps -e "$src"
   step "4/4 gym-remote's server core"
-  "${pip[@]}" install -q "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0"
-  echo "$want" > "$stamp"
+  "${pip[@]}" install -q "${SERVER_CORE[@]}"
+  venv_built "$want"
 fi
 # Link this checkout and regenerate the data from its model (cheap, every run): the server runs the
 # code under test.
-if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1); then
-  echo "$out" >&2; step "could not install $here into the venv"; exit 1
-fi
+venv_link_checkout
 "$venv/bin/python" -m gym_remote.backends.metasim_data --out "$venv/data" >&2
 # MetaSim's task discovery logs every optional task it cannot import: show that only on failure.
 if ! check=$(cd "$venv/data" && "$venv/bin/python" -c \

@@ -12,47 +12,25 @@
 # bring any nvidia-* wheel; then gym-remote (-e, with the launch extra for Fabric) without touching
 # what RLlib pinned. About 2 minutes cold (a ~1.5 GB venv).
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=venv_lib.sh
+. "$(dirname "$0")/venv_lib.sh"
 RAY_VERSION=${RAY_VERSION:-2.60.0}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-root=${GYM_REMOTE_VENVS:-$HOME/.cache/gym-remote/venvs}
-venv="$root/ray-$RAY_VERSION"
-PY=${PYTHON:-python3}
-stamp="$venv/.gym-remote-built"
+venv_init ray-venv "ray-$RAY_VERSION"
 want="ray[rllib]=$RAY_VERSION $TORCH_SPEC v1"
 
-step() { echo "[ray-venv] $*" >&2; }
-
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "building $venv (about 2 minutes the first time)"
-  rm -rf "$venv"
-  mkdir -p "$root"
-  $PY -m venv "$venv"
-  pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-  "${pip[@]}" install -q --upgrade pip
+if venv_stale "$want"; then
+  venv_create "about 2 minutes"
   step "1/3 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install -q --timeout 10 --retries 0 --index-url https://download.pytorch.org/whl/cpu "$TORCH_SPEC" \
     2>/dev/null || "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
-  if "${pip[@]}" list 2>/dev/null | grep -qi '^nvidia-'; then
-    step "refusing: $TORCH_SPEC came with CUDA wheels (no CPU build reachable)"; exit 1
-  fi
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  venv_refuse_cuda_torch
   step "2/3 ray[rllib]==$RAY_VERSION"
-  # Nothing CUDA may come in: torch is already satisfied, so pip must not touch it.
-  "${pip[@]}" install --dry-run -q --report "$tmp/report.json" "ray[rllib]==$RAY_VERSION" >/dev/null
-  if grep -q '"name": "nvidia-\|"name": "torch"' "$tmp/report.json"; then
-    step "refusing: ray[rllib] would replace torch or pull CUDA wheels"; exit 1
-  fi
+  venv_refuse 'nvidia-[^"]*|torch' "ray[rllib] would replace torch or pull CUDA wheels" "ray[rllib]==$RAY_VERSION"
   "${pip[@]}" install --progress-bar on "ray[rllib]==$RAY_VERSION"
-  echo "$want" > "$stamp"
+  venv_built "$want"
 fi
 # Link this checkout (cheap, every run): gym-remote's core and Fabric, never a newer Gymnasium.
 step "3/3 gym-remote (this checkout)"
-if ! out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" 2>&1 \
-    && "$venv/bin/python" -m pip install -q --disable-pip-version-check "pyzmq>=25" "msgpack>=1.0" "pyyaml>=6.0" \
-      "fabric>=3.2" 2>&1); then
-  echo "$out" >&2; step "could not install $here into the venv"; exit 1
-fi
+venv_link_checkout "${SERVER_CORE[@]}" "fabric>=3.2"
 "$venv/bin/python" -c "import ray, ray.rllib, torch, gymnasium, gym_remote" >/dev/null
 echo "$venv/bin/python"
