@@ -4,11 +4,15 @@ Gymnasium is the oracle: ``check_environments_match`` with no skip flags (values
 ``check_env`` warning exactly what it warns for the local env. Vector envs are compared with
 ``SyncVectorEnv`` by ``data_equivalence`` (types, dtypes, shapes and values of every output).
 Every id of Gymnasium's classic-control, toy-text and MuJoCo v4/v5 families that this machine can
-make is checked (Box2D is not installed by the project, so its ids are not in the list).
+make is checked (Box2D is not installed by the project, so its ids are not in the list). Rendering
+too: classic control and toy text draw with pygame (the ``test`` extra installs Gymnasium's
+``classic-control`` and ``toy-text`` extras) on SDL's headless ``dummy`` drivers, so their frames,
+their ``ansi`` text and ``check_env``'s render checks are compared with the local env's.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -22,6 +26,10 @@ import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.errors import RemoteEnvError
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
+
+# pygame without a screen or sound card, here and in the server this module starts (it inherits them)
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 FAMILIES = ("gymnasium.envs.classic_control", "gymnasium.envs.toy_text", "gymnasium.envs.mujoco")
 #: Ids of those families that cannot be made here at all, locally or remotely, and why.
@@ -90,14 +98,43 @@ def test_single_env_matches_local(server, env_id):
 def test_check_env_warns_what_it_warns_locally(server, env_id):
     local, far = gym.make(env_id), remote(server, env_id)
     try:
-        # Rendering checks: the local env would open a "human" window; MuJoCo renders headless (EGL)
-        # on the server. Classic control and toy text render through pygame, not a dependency here.
+        # Rendering checks in full, both sides, but for MuJoCo's local "human" mode, which needs a
+        # GLFW window (the server renders MuJoCo headless with EGL and offers no "human" mode).
         mujoco = "mujoco" in str(local.spec.entry_point)
-        expected = checker_warnings(local.unwrapped, skip_render_check=True)
-        assert checker_warnings(far.unwrapped, skip_render_check=not mujoco) == expected
+        expected = checker_warnings(local.unwrapped, skip_render_check=mujoco)
+        assert checker_warnings(far.unwrapped) == expected
     finally:
         local.close()
         far.close()
+
+
+PYGAME_IDS = [i for i in IDS if "mujoco" not in str(gym.spec(i).entry_point)]
+
+
+@pytest.mark.parametrize("env_id", PYGAME_IDS)
+def test_rendered_frames_match_local(server, env_id):
+    """Every render mode but "human": the same frame (shape, dtype, every pixel) or text as locally."""
+    modes = [m for m in gym.make(env_id).metadata["render_modes"] if m != "human"]
+    assert "rgb_array" in modes
+    for mode in modes:
+        local, far = gym.make(env_id, render_mode=mode), remote(server, env_id, render_mode=mode)
+        try:
+            assert far.render_mode == mode
+            local.reset(seed=2)
+            far.reset(seed=2)
+            assert data_equivalence(far.render(), local.render(), exact=True)
+            local.action_space.seed(2)
+            for _ in range(5):
+                action = local.action_space.sample()
+                local.step(action)
+                far.step(action)
+            frame, expected = far.render(), local.render()
+            assert type(frame) is type(expected) and data_equivalence(frame, expected, exact=True)
+            if mode == "rgb_array":
+                assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 and frame.any()
+        finally:
+            local.close()
+            far.close()
 
 
 @pytest.mark.parametrize("env_id", IDS)
