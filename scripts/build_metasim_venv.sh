@@ -11,7 +11,7 @@
 # pull CUDA wheels), then MetaSim's dependencies without torchvision, mujoco pinned to 3.17.0 (dm_control
 # breaks on mujoco 4.0), then an EDITABLE install of the extracted source (its pyproject lists only
 # the top-level packages, so a built wheel would be empty). MetaSim's data (robot MJCF, start poses)
-# normally comes from a hub at run time, unreachable here; `python -m gym_remote.backends.metasim_data`
+# normally comes from a hub at run time, unreachable here; `python -m gym_remote.backends.roboverse.data`
 # writes it into "$venv/data", the folder a server runs in (`--kwargs '{"data_dir": ...}'`).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=venv_lib.sh
@@ -46,7 +46,7 @@ fi
 # Link this checkout and regenerate the data from its model (cheap, every run): the server runs the
 # code under test.
 venv_link_checkout
-"$venv/bin/python" -m gym_remote.backends.metasim_data --out "$venv/data" >&2
+"$venv/bin/python" -m gym_remote.backends.roboverse.data --out "$venv/data" >&2
 # MetaSim's task discovery logs every optional task it cannot import: show that only on failure.
 if ! check=$(cd "$venv/data" && "$venv/bin/python" -c \
      "import metasim.task.registry as r, gym_remote; r.get_task_class('stack_cube')" 2>&1); then

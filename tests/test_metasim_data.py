@@ -1,4 +1,4 @@
-"""MetaSim's data folder as ``gym_remote.backends.metasim_data`` writes it (no MetaSim needed here;
+"""MetaSim's data folder as ``gym_remote.backends.roboverse.data`` writes it (no MetaSim needed here;
 ``tests/test_metasim_real.py`` has the real MetaSim read it)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from gym_remote.backends.metasim_data import PANDA_XML, STACK_CUBE_TRAJ, main, stack_cube_start_poses
+from gym_remote.backends.roboverse.data import PANDA_XML, STACK_CUBE_TRAJ, main, stack_cube_start_poses
 from gym_remote.tasks.stack_cube import ARM_JOINTS, ASSET_PATH, DEFAULT_ARM_QPOS, FINGER_JOINTS, MIN_SEPARATION
 
 
@@ -57,3 +57,25 @@ def test_refuses_a_folder_with_python_files(tmp_path: Path) -> None:
     (tmp_path / "setup.py").write_text("")
     with pytest.raises(ValueError, match="MetaSim would import them"):
         main(["--out", str(tmp_path)])
+
+
+def test_the_modules_names_before_the_roboverse_package_still_import(tmp_path: Path) -> None:
+    """``gym_remote.backends.metasim_*`` moved into ``gym_remote.backends.roboverse``; old imports and
+    ``python -m gym_remote.backends.metasim_data`` keep working."""
+    import importlib
+    import subprocess
+    import sys
+
+    for old, new in [("actions", "actions"), ("state", "state"), ("setup", "runtime"), ("data", "data")]:
+        before = importlib.import_module(f"gym_remote.backends.metasim_{old}")
+        after = importlib.import_module(f"gym_remote.backends.roboverse.{new}")
+        assert before.__all__ == after.__all__
+        assert all(getattr(before, name) is getattr(after, name) for name in after.__all__)
+    run = subprocess.run(
+        [sys.executable, "-m", "gym_remote.backends.metasim_data", "--out", str(tmp_path), "--count", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / PANDA_XML).is_file() and (tmp_path / STACK_CUBE_TRAJ).is_file()

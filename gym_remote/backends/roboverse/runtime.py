@@ -91,7 +91,7 @@ def enter_data_dir(data_dir: str | os.PathLike[str] | None) -> None:
     if not (path / "roboverse_data").is_dir():
         raise FileNotFoundError(
             f"data_dir {path} has no roboverse_data/ folder; write one with "
-            f"'python -m gym_remote.backends.metasim_data --out {path}'"
+            f"'python -m gym_remote.backends.roboverse.data --out {path}'"
         )
     os.chdir(path)
     log.info("MetaSim runs in %s", path)

@@ -1,18 +1,14 @@
-"""The ``roboverse`` backend: a RoboVerse MetaSim task (IsaacSim by default, MuJoCo on a CPU) as one session.
+"""One MetaSim task env as a batched gym-remote session (:class:`MetaSimSession`).
 
 Checked against the real MetaSim (vendored commit dd8ff06, MuJoCo handler; ``tests/test_metasim_real.py``)
-and, for the IsaacSim handler, only against a stand-in (``tests/standins/metasim``). The adapter keeps
+and, for the IsaacSim handler, only against a stand-in (``tests/standins/metasim``). The session keeps
 to this MetaSim surface:
 
-- ``metasim.task.registry.get_task_class(name)``; a DEEP COPY of ``task_cls.scenario`` per session,
-  ``.update(simulator=..., num_envs=..., headless=..., **kwargs)`` (``update`` mutates in place, and
-  the class attribute is shared: without the copy one client's keywords leak into the next session);
-  ``task_cls(scenario, device=...)`` (the handler launches the simulator);
 - ``env.reset(states=..., env_ids=...) -> (obs, info)`` and ``env.step(actions) -> (obs, reward,
   terminated, time_out, info)``, batched torch tensors;
 - ``env.handler.get_states(mode="tensor")`` (a ``TensorState``, cached until ``handler._state_cache_expire``
   is set), ``env.handler.set_states(states)``, ``env.handler.get_joint_names(name, sort=True)``,
-  ``env.handler.set_dof_targets(...)`` (see :mod:`gym_remote.backends.metasim_actions`: tensor targets
+  ``env.handler.set_dof_targets(...)`` (see :mod:`gym_remote.backends.roboverse.actions`: tensor targets
   are checked against joint names at session start, per-joint targets used where they land wrong).
 
 Seeding: no MetaSim handler seeds anything. A task's start states are its initial-state trajectories
@@ -30,27 +26,19 @@ with real ``final_obs`` in ``same_step``. Tasks derived from ``RLTaskEnv`` do re
 obs); they are treated like Isaac Lab (``same_step`` only, ``info["reset_in_step"]``). A task whose
 observation is the ``TensorState`` itself (``BaseTaskEnv``'s default, e.g. ``stack_cube``) is served as
 the flat scene state: a float32 Box laid out by ``state_schema``.
-
-MetaSim finds its data (``roboverse_data/...``) relative to the working directory and imports every
-non-underscore ``.py`` file there when it resolves a robot name, so the server takes a ``data_dir``
-setting and runs in it (``python -m gym_remote.backends.metasim_data --out DIR`` writes one).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import importlib
 import logging
-import os
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from gym_remote.backends.batched import BatchedSimSession, SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.batched import BatchedSimSession
 from gym_remote.backends.host_arrays import (
     copy_tree,
     first_dim,
@@ -60,46 +48,23 @@ from gym_remote.backends.host_arrays import (
     to_host,
     tree_to_host,
 )
-from gym_remote.backends.metasim_actions import (
+from gym_remote.backends.roboverse.actions import (
     PER_JOINT,
     choose_action_path,
     per_joint_targets,
     probe_tensor_order,
 )
-from gym_remote.backends.metasim_setup import (
-    check_scenario_keys,
-    control_period,
-    default_device,
-    enter_data_dir,
-    is_rl_task,
-    quiet_loguru,
-    resets_in_step_by_class,
-    start_state_pool,
-)
-from gym_remote.backends.metasim_state import (
+from gym_remote.backends.roboverse.runtime import control_period, is_rl_task, start_state_pool
+from gym_remote.backends.roboverse.state import (
     ROOT_STATE,
     is_tensor_state,
     tensor_state_schema,
-    tensor_state_to_flat,
     unrestored_fields,
 )
-from gym_remote.errors import BadRequestError
-from gym_remote.session import Session, SessionOptions, choose_task
 
-__all__ = [
-    "ROBOVERSE_SERVER_KEYS",
-    "MetaSimSession",
-    "roboverse_factory",
-    "tensor_state_schema",
-    "tensor_state_to_flat",
-]
+__all__ = ["MetaSimSession"]
 
 log = logging.getLogger(__name__)
-
-#: Server-side ``--kwargs`` keys that configure the backend rather than the scenario.
-ROBOVERSE_SERVER_KEYS = frozenset(
-    {"num_envs", "device", "simulator", "headless", "resets_in_step", "data_dir", "metasim_log_level"}
-)
 
 
 class MetaSimSession(BatchedSimSession):
@@ -338,79 +303,3 @@ class MetaSimSession(BatchedSimSession):
 
     def _close_sim(self) -> None:
         self._env.close()
-
-
-def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -> Callable[[SessionOptions], Session]:
-    """Serve MetaSim task ``task`` (a registry name such as ``"stack_cube"``).
-
-    Backend settings (from ``kwargs`` or keyword ``options``): ``simulator`` (default ``"isaacsim"``;
-    ``"mujoco"`` runs on a CPU), ``device`` (default ``"cuda"`` when torch sees a GPU, else ``"cpu"``),
-    ``headless`` (default True), ``num_envs`` (the most sub-envs one session may ask for),
-    ``resets_in_step`` (override the detection by task class), ``data_dir`` (MetaSim's data folder,
-    made the working directory), ``metasim_log_level`` (loguru level, default ``"INFO"``). Every other
-    key is a ``ScenarioCfg`` field given to ``scenario.update(...)``, then the client's ``task_kwargs``.
-
-    Raises:
-        TypeError: an unknown keyword option.
-        FileNotFoundError: ``data_dir`` holds no ``roboverse_data``.
-        KeyError: ``task`` is not registered (at start-up, with MetaSim's message).
-    """
-    settings, scenario_overrides = split_kwargs(kwargs, ROBOVERSE_SERVER_KEYS)
-    allow_any_task = bool(options.pop("allow_any_task", True))
-    options.pop("vectorization", None)  # MetaSim batches natively
-    unknown = set(options) - ROBOVERSE_SERVER_KEYS
-    if unknown:
-        raise TypeError(f"unknown roboverse backend options {sorted(unknown)}; known: {sorted(ROBOVERSE_SERVER_KEYS)}")
-    settings.update(options)
-    simulator = str(settings.get("simulator", "isaacsim"))
-    device = settings.get("device") or default_device()
-    headless = bool(settings.get("headless", True))
-    cap = settings.get("num_envs")
-    quiet_loguru(str(settings.get("metasim_log_level", "INFO")))
-    if simulator == "mujoco" and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless: before MetaSim imports mujoco
-    enter_data_dir(settings.get("data_dir"))
-
-    registry = importlib.import_module("metasim.task.registry")
-    if task:
-        check_scenario_keys(registry.get_task_class(task).scenario, scenario_overrides, "server's --kwargs")
-    slot = SessionSlot("roboverse")
-
-    def factory(opts: SessionOptions) -> Session:
-        name = choose_task(opts, task, allow_any_task, ROBOVERSE_SERVER_KEYS - {"num_envs"})
-        try:
-            task_cls = registry.get_task_class(name)
-        except KeyError as exc:
-            raise BadRequestError(str(exc.args[0] if exc.args else exc)) from exc
-        check_scenario_keys(task_cls.scenario, opts.task_kwargs, "client's task_kwargs")
-        in_step = settings.get("resets_in_step")
-        in_step = resets_in_step_by_class(task_cls) if in_step is None else bool(in_step)
-        check_autoreset("roboverse", opts.autoreset_mode, in_step, opts.num_envs is None)
-        n = batch_size(opts, cap, "roboverse")
-        if simulator == "mujoco" and n > 1:
-            raise BadRequestError(
-                f"MetaSim's MuJoCo handler holds one env, not num_envs={n}: use a RemoteEnv or num_envs=1, "
-                "or fan out over several servers (RemoteVectorEnv(hosts=[...]))"
-            )
-        slot.check_free()
-        scenario = copy.deepcopy(task_cls.scenario)  # update() mutates, and the class's copy is shared
-        overrides = {**scenario_overrides, **opts.task_kwargs}
-        scenario.update(simulator=simulator, num_envs=n, headless=headless, **overrides)
-        env = task_cls(scenario, device=device)
-        if opts.max_episode_steps is not None:
-            env.max_episode_steps = int(opts.max_episode_steps)
-        return slot.open(
-            env,
-            partial(
-                MetaSimSession,
-                env,
-                task=name,
-                requested_envs=opts.num_envs,
-                autoreset_mode=opts.autoreset_mode,
-                resets_in_step=in_step,
-                simulator=simulator,
-                render_mode=opts.render_mode,
-            ),
-        )
-
-    return factory
