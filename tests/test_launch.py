@@ -7,6 +7,7 @@ server is replaced but an unrelated process is never killed, and that SSH proble
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from gym_remote.launch import (
     resolve_config,
     stop_server,
 )
+from gym_remote.launch.ssh import SshClient
+from gym_remote.launch.tunnels import FabricTunnel, OpenSshTunnel
 from gym_remote.protocol import Kind
 
 try:
@@ -117,9 +121,7 @@ def test_remote_env_launch(ssh_host: dict[str, Any], sshd: SshServer) -> None:
 
     # `port` and `connect_timeout` are RemoteEnv's own (server port, HELLO timeout): SSH ones go
     # in the launch mapping.
-    options = {
-        k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")
-    }
+    options = {k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")}
     env = gym.make(
         "Remote-IsaacSim-v0",
         host="127.0.0.1",
@@ -141,9 +143,7 @@ def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd:
     """Fan-out with the launcher: each host of ``hosts=[...]`` gets its own server over SSH."""
     from gym_remote.vector import RemoteVectorEnv
 
-    options = {
-        k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")
-    }
+    options = {k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")}
     venv = RemoteVectorEnv(
         3,
         hosts=["127.0.0.1", "127.0.0.1"],
@@ -185,6 +185,145 @@ def test_fabric_tunnel_carries_large_observations_on_several_connections(ssh_hos
         late.close()
     finally:
         handle.close()
+
+
+@contextlib.contextmanager
+def _echo_server() -> Iterator[int]:
+    """A TCP echo server on 127.0.0.1 (the far end of a tunnel); yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(1 << 20):
+                conn.sendall(data)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.settimeout(None)
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _echo_through(port: int, size: int) -> None:
+    """Send ``size`` random bytes to 127.0.0.1:``port`` and check they all come back, in order."""
+    payload = os.urandom(size)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
+        sender.start()
+        back = bytearray()
+        while len(back) < size and (data := s.recv(1 << 20)):
+            back += data
+        sender.join()
+    assert back == payload
+
+
+def _open_tunnel(kind: str, ssh_host: dict[str, Any], remote_port: int, local_port: int) -> Any:
+    cfg = HostConfig(**ssh_host)
+    if kind == "openssh":
+        return OpenSshTunnel(cfg, remote_port, local_port, 10)
+    return FabricTunnel(cfg, remote_port, local_port, 10)
+
+
+@pytest.mark.parametrize("kind", ["openssh", "fabric", "fabric-in-process"])
+def test_tunnel_carries_bytes_and_its_process_ends_with_close(ssh_host: dict[str, Any], kind: str) -> None:
+    """3 MiB each way through each tunnel, twice at once; close() ends the tunnel's process (ssh, or
+    the paramiko forwarder) and the local port; the in-process forwarder stops listening."""
+    with _echo_server() as remote_port:
+        local_port = free_port()
+        ssh = None
+        if kind == "fabric-in-process":
+            ssh = SshClient(HostConfig(**ssh_host))
+            tunnel = FabricTunnel(ssh.connection, remote_port, local_port, 10)
+            assert tunnel.proc is None
+        else:
+            tunnel = _open_tunnel(kind, ssh_host, remote_port, local_port)
+            assert tunnel.proc is not None
+        pid = tunnel.proc.pid if tunnel.proc is not None else None
+        try:
+            clients = [threading.Thread(target=_echo_through, args=(local_port, 3 << 20)) for _ in range(2)]
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join(timeout=60)
+            _echo_through(local_port, 16)
+        finally:
+            tunnel.close()
+            if ssh is not None:
+                ssh.disconnect()
+        tunnel.close()  # idempotent
+        if pid is not None:
+            assert _wait_gone(pid), f"{kind} tunnel process {pid} outlived close()"
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", local_port), timeout=1):
+            pass
+
+
+@pytest.mark.parametrize("kind", ["openssh", "fabric"])
+def test_tunnel_process_dies_with_its_parent(ssh_host: dict[str, Any], kind: str, tmp_path: Path) -> None:
+    """A client killed with SIGKILL runs no cleanup: its tunnel process still ends (its stdin, a pipe
+    only the client held, reaches EOF) and nothing is left listening."""
+    with _echo_server() as remote_port:
+        local_port = free_port()
+        script = tmp_path / "client.py"
+        script.write_text(
+            textwrap.dedent(f"""
+                import time
+                from gym_remote.launch.config import HostConfig
+                from gym_remote.launch.tunnels import FabricTunnel, OpenSshTunnel
+                cls = {"OpenSshTunnel" if kind == "openssh" else "FabricTunnel"}
+                tunnel = cls(HostConfig(**{ssh_host!r}), {remote_port}, {local_port}, 10)
+                print(tunnel.proc.pid, flush=True)
+                time.sleep(120)
+            """)
+        )
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert client.stdout is not None
+            line = client.stdout.readline()
+            assert line.strip().isdigit(), f"the client did not open its tunnel (exit {client.poll()})"
+            tunnel_pid = int(line)
+            _echo_through(local_port, 1 << 20)
+        finally:
+            client.kill()  # by its PID: SIGKILL, no cleanup runs
+            client.wait()
+        assert _wait_gone(tunnel_pid, timeout=10), f"{kind} tunnel process {tunnel_pid} outlived its parent"
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", local_port), timeout=1):
+            pass
+
+
+def test_fabric_forwarder_failure_leaves_nothing(ssh_host: dict[str, Any], sshd: SshServer) -> None:
+    """A forwarder that cannot log in (a refused key) fails the tunnel with its reason; no process stays."""
+    with _echo_server() as remote_port:
+        local_port = free_port()
+        before = set(_children())
+        with pytest.raises(LaunchError, match="forwarder ERROR"):
+            FabricTunnel(HostConfig(**{**ssh_host, "key_filename": sshd.bad_key_filename}), remote_port, local_port, 10)
+        assert all(_wait_gone(pid) for pid in set(_children()) - before)
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", local_port), timeout=1):
+            pass
+
+
+def _children() -> list[int]:
+    """PIDs of this process's children (to check that none is left, never to kill)."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
 
 
 @pytest.mark.parametrize("tunnel", ["openssh", "fabric"])
@@ -296,9 +435,7 @@ def test_local_port_taken(ssh_host: dict[str, Any], tunnel: str) -> None:
     assert list(Path(ssh_host["runtime_dir"]).glob("server-*.pid")) == []
 
 
-def test_port_taken_before_bind_is_replaced(
-    ssh_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_port_taken_before_bind_is_replaced(ssh_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The race between picking a free remote port and binding it: another port is picked."""
     original = RemoteLauncher._start_script
     with socket.socket() as squatter:

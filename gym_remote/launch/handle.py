@@ -177,7 +177,7 @@ def launch_server(
             local_host, local_port = "127.0.0.1", cfg.local_port or free_local_port()
             timeout = cfg.connect_timeout + 10
             if tunnel == "fabric":
-                resources.tunnel = FabricTunnel(launcher.connection, launcher.remote_port, local_port, timeout)
+                resources.tunnel = FabricTunnel(cfg, launcher.remote_port, local_port, timeout)
             else:
                 resources.tunnel = OpenSshTunnel(cfg, launcher.remote_port, local_port, timeout)
     except BaseException as exc:

@@ -1,31 +1,37 @@
-"""Tunnels from a local port to a launched server's port: OpenSSH's ``ssh -N -L`` or paramiko's.
+"""Tunnels from a local port to a launched server's port: OpenSSH's ``ssh -L`` or paramiko's.
 
-:class:`FabricTunnel` needs no ``ssh`` binary: it forwards over the Fabric connection's own paramiko
-transport, one ``direct-tcpip`` channel per connection with a wide window, large packets and large
-reads (Fabric's ``forward_local`` copies 1 KiB per ``select``: a 1 MiB round trip took ~70-95 ms).
-``"auto"`` still takes OpenSSH whenever an ``ssh`` client is on PATH: its C copy loop is cheaper for
-the CPU this process shares with the training loop. Either tunnel is opened only once the server
-printed READY. Both listen on 127.0.0.1 only, and the constructor returns once the local port accepts
-connections; on any failure (Ctrl-C included) nothing is left listening.
+:class:`OpenSshTunnel` runs ``ssh -T -L`` with a remote command that lasts until ssh's stdin ends
+(:data:`KEEPALIVE_COMMAND`), not ``-N``: sshd turns Nagle's algorithm off only for a connection
+that runs a command. :class:`FabricTunnel` needs no ``ssh`` binary: a process of ours
+(:mod:`gym_remote.launch.forwarder`) logs in with paramiko and forwards each connection over its
+own ``direct-tcpip`` channel, out of this process's GIL (Fabric's ``forward_local`` copies 1 KiB
+per ``select``: a 1 MiB round trip took ~70-95 ms). ``"auto"`` still takes OpenSSH whenever an
+``ssh`` client is on PATH: its C copy loop costs half the CPU per byte. Either tunnel is opened only
+once the server printed READY; both are processes that end with this one (their stdin is a pipe
+only this process holds) and are stopped by PID. Both listen on 127.0.0.1 only, and the
+constructor returns once the local port accepts connections; on any failure (Ctrl-C included)
+nothing is left listening or running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
-import time
-from collections import deque
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gym_remote.errors import LaunchError
 from gym_remote.launch.config import HostConfig, Target, gateway_target
+from gym_remote.launch.forwarder import SSH_FIELDS, ChannelForwarder, wait_listening
 from gym_remote.launch.ssh import ssh_argv
 
 log = logging.getLogger(__name__)
@@ -48,369 +54,115 @@ def check_port_free(port: int) -> None:
             raise LaunchError(f"local port {port} is in use ({exc}); pick another local_port", port=port) from None
 
 
-def wait_listening(port: int, timeout: float, alive: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-#: What a forwarded channel advertises to the SSH server: a receive window wide enough that a large
-#: observation flows without stopping for window adjustments (paramiko's default is 2 MiB), and
-#: packets up to 256 KiB (its default 32 KiB means 32 packets, each decrypted in Python, per MiB).
-CHANNEL_WINDOW = 64 * 2**20
-CHANNEL_MAX_PACKET = 2**18
 #: Ciphers offered first by both tunnels: AES-GCM runs on the AES-NI/PCLMUL units most x86 and ARM
 #: servers have (several times chacha20-poly1305, OpenSSH's first choice, per byte); the others follow,
 #: so a server without GCM still connects.
 FAST_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
-#: Bytes a forwarding thread reads at once (Fabric's own tunnel reads 1 KiB per select).
-CHUNK = 2**20
-
-
-def _sock_to_channel(client: socket.socket, channel: Any) -> None:
-    while data := client.recv(CHUNK):
-        channel.sendall(data)
-    channel.shutdown_write()
-
-
-#: ``send`` flag for a write that must not block the paramiko transport thread (None on Windows:
-#: there every write goes through the connection's writer thread).
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
-
-
-class _Downstream:
-    """The channel -> local socket direction of one forwarded connection, fed by paramiko's transport thread.
-
-    Paramiko's transport thread decrypts each packet (sshd sends at most 32 KiB per packet) and
-    would put its data into the channel's buffer, for another thread to wake up, copy it out and
-    send it: two thread switches and two copies per packet, each waiting for the GIL. Here the
-    transport thread sends it to the local socket itself, without blocking (``MSG_DONTWAIT``);
-    what the socket does not take at once is queued, in order, for this connection's writer
-    thread (:meth:`run`). The channel's window grows back only by what the local socket took, so
-    a client that stops reading holds at most the window in memory. Window adjustments and the
-    end of the stream are sent by the writer thread: the transport thread must not wait for a key
-    exchange it is itself carrying out.
-    """
-
-    def __init__(self, channel: Any, sock: socket.socket) -> None:
-        self.channel = channel
-        self.sock = sock
-        self._cv = threading.Condition()
-        self._pending: deque[bytes | memoryview] = deque()
-        self._busy = False  # the writer thread is sending queued data: feed() must queue behind it
-        self._ack = 0  # window to give back to the server
-        self._eof = False
-        self._closed = False
-
-    def take_buffered(self) -> None:
-        """Queue first what reached the channel's own buffer before :class:`_Sinks` routed it here."""
-        if self.channel.recv_ready():  # the buffer's own read: its window is given back once sent
-            self._pending.append(self.channel.in_buffer.read(CHANNEL_WINDOW, 0.0))
-        if self.channel.eof_received or self.channel.closed:
-            self._eof = True
-
-    def feed(self, data: bytes) -> None:
-        """Called on paramiko's transport thread with each packet's data."""
-        sent = 0
-        with self._cv:
-            if self._closed:
-                return
-            if not self._pending and not self._busy and _DONTWAIT is not None:
-                try:
-                    sent = self.sock.send(data, _DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:  # the local client went away: the writer thread ends the connection
-                    self._pending.append(data)
-                    self._cv.notify()
-                    return
-            if sent < len(data):
-                self._pending.append(memoryview(data)[sent:] if sent else data)
-                self._cv.notify()
-        if sent:
-            self._give_window(sent)
-
-    def end(self) -> None:
-        """The server sent EOF or closed the channel: flush what is queued, then end the local stream."""
-        with self._cv:
-            self._eof = True
-            self._cv.notify()
-
-    def close(self) -> None:
-        """Stop the writer thread (the tunnel or the other direction closed the connection)."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-
-    def _give_window(self, n: int) -> None:
-        ack = self.channel._check_add_window(n)  # paramiko's own accounting: an adjustment per tenth
-        if ack:
-            with self._cv:
-                self._ack += ack
-                self._cv.notify()
-
-    def run(self) -> None:
-        """The writer thread: queued data, window adjustments, and the end of the stream.
-
-        Raises:
-            OSError: the local client went away. EOFError: the connection was closed.
-        """
-        from paramiko.common import cMSG_CHANNEL_WINDOW_ADJUST
-        from paramiko.message import Message
-
-        while True:
-            with self._cv:
-                while not (self._pending or self._ack or self._eof or self._closed):
-                    self._cv.wait()
-                if self._closed:
-                    raise EOFError("the forwarded connection was closed")
-                chunks, self._pending = list(self._pending), deque()
-                ack, self._ack = self._ack, 0
-                self._busy = bool(chunks)
-                eof = self._eof and not chunks
-            if ack:
-                m = Message()
-                m.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
-                m.add_int(self.channel.remote_chanid)
-                m.add_int(ack)
-                self.channel.transport._send_user_message(m)
-            if eof:
-                self.sock.shutdown(socket.SHUT_WR)
-                return
-            for chunk in chunks:
-                self.sock.sendall(chunk)
-                self._give_window(len(chunk))
-            with self._cv:
-                self._busy = bool(self._pending)
-
-
-class _Sinks:
-    """Routes a paramiko transport's channel data to the :class:`_Downstream` of our channels.
-
-    Installed once per transport, as an instance copy of paramiko's per-class handler table:
-    channels that are not ours (the launcher's commands and log follower share the transport)
-    keep paramiko's own handling. The lock orders a channel's hand-over: data that reached the
-    channel's buffer before :meth:`attach` is queued first, everything after goes to the socket.
-    """
-
-    def __init__(self, transport: Any) -> None:
-        from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_DATA, MSG_CHANNEL_EOF
-
-        self._lock = threading.Lock()
-        self._by_channel: dict[int, _Downstream] = {}
-        table = dict(transport._channel_handler_table)
-        feed, eof, close = table[MSG_CHANNEL_DATA], table[MSG_CHANNEL_EOF], table[MSG_CHANNEL_CLOSE]
-
-        def on_data(channel: Any, m: Any) -> None:
-            with self._lock:
-                down = self._by_channel.get(id(channel))
-                if down is None:
-                    feed(channel, m)
-                    return
-            down.feed(m.get_binary())
-
-        def on_end(default: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-            def handler(channel: Any, m: Any) -> None:
-                default(channel, m)
-                with self._lock:
-                    down = self._by_channel.get(id(channel))
-                if down is not None:
-                    down.end()
-
-            return handler
-
-        table.update({MSG_CHANNEL_DATA: on_data, MSG_CHANNEL_EOF: on_end(eof), MSG_CHANNEL_CLOSE: on_end(close)})
-        transport._channel_handler_table = table
-
-    @classmethod
-    def of(cls, transport: Any) -> _Sinks:
-        """The router of ``transport``, installed on first use."""
-        with _SINKS_LOCK:
-            sinks = getattr(transport, "_gym_remote_sinks", None)
-            if sinks is None:
-                sinks = transport._gym_remote_sinks = cls(transport)
-                _tune_transport(transport)
-            return sinks
-
-    def attach(self, down: _Downstream) -> None:
-        with self._lock:
-            down.take_buffered()
-            self._by_channel[id(down.channel)] = down
-
-    def detach(self, down: _Downstream) -> None:
-        with self._lock:
-            if self._by_channel.get(id(down.channel)) is down:
-                del self._by_channel[id(down.channel)]
-
-
-_SINKS_LOCK = threading.Lock()
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
-
-
-class _QuickAckSocket:
-    """The transport's socket, as paramiko's packetizer reads it: every read acknowledged at once.
-
-    sshd sends a forwarded stream in packets of at most 32 KiB, below loopback's and many links'
-    segment size, and with Nagle's algorithm on for a connection that runs no command: a packet
-    then waits for the acknowledgement of the one before, which a receiver that delays its ACKs
-    (40 ms on Linux) holds back. Linux leaves quick-ACK mode by itself, so it is set again after
-    every read (one ``setsockopt``, ~1 us). Everything else goes to the socket itself.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def recv(self, n: int) -> bytes:
-        data = self._sock.recv(n)
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def _tune_transport(transport: Any) -> None:
-    """TCP_NODELAY on the SSH connection's socket (small requests leave at once) and quick ACKs on
-    what paramiko reads from it; nothing for a connection through a jump host or a proxy command."""
-    sock = getattr(transport, "sock", None)
-    if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    packetizer = getattr(transport, "packetizer", None)
-    if _QUICKACK is not None and getattr(packetizer, "_Packetizer__socket", None) is sock:
-        packetizer._Packetizer__socket = _QuickAckSocket(sock)  # read on every loop: takes effect at once
 
 
 class FabricTunnel:
-    """A local port forwarded over the Fabric connection's paramiko transport, no ``ssh`` binary needed.
+    """A local port forwarded over paramiko (no ``ssh`` binary needed), in a process of its own.
 
-    Fabric's ``forward_local`` copies 1 KiB per ``select`` in Python (a 1 MiB round trip ~70-95 ms).
-    Here each accepted connection gets its own ``direct-tcpip`` channel with a wide window and large
-    packets, and two threads that move up to :data:`CHUNK` bytes per call, one per direction. A channel
-    that cannot open (the remote port not listening yet) closes only that connection: the tunnel
-    stays up for the next one.
+    The forwarder (:mod:`gym_remote.launch.forwarder`) logs in again with ``cfg``'s SSH fields and
+    forwards the port over its own transport, so paramiko's per-packet Python never waits for this
+    process's GIL, nor makes a training loop wait for it. The process ends when :meth:`close` closes
+    its stdin, or when this process dies (its stdin ends with it); :meth:`close` kills it by PID if it
+    does not end by itself. Given a Fabric ``Connection`` instead of a config, the forwarder runs on
+    that connection's transport in this process (:class:`~gym_remote.launch.forwarder.ChannelForwarder`).
+
+    Args:
+        cfg: the host config (only its SSH fields are used), or an open Fabric ``Connection``.
+        remote_port: the server's port on the SSH host's 127.0.0.1.
+        local_port: where to listen, on 127.0.0.1.
+        timeout: seconds for the SSH login and for the port to accept connections.
+
+    Raises:
+        LaunchError: the forwarder did not come up (its reason in the message); nothing is left
+            running or listening, Ctrl-C included.
     """
 
     kind = "fabric"
 
-    def __init__(self, conn: Any, remote_port: int, local_port: int, timeout: float) -> None:
+    def __init__(self, cfg: HostConfig | Any, remote_port: int, local_port: int, timeout: float) -> None:
         self.local_port = local_port
-        self.error: BaseException | None = None
-        self._transport = conn.transport
-        self._sinks = _Sinks.of(conn.transport)
-        self._remote_port = remote_port
-        self._timeout = timeout
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[Any] = set()  # sockets and channels to close with the tunnel
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._inline: ChannelForwarder | None = None
+        if not isinstance(cfg, HostConfig):
+            self._inline = ChannelForwarder(cfg, remote_port, local_port, timeout)
+            return
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - a file never fills like a pipe
+        package_root = str(Path(__file__).resolve().parents[2])
+        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        request = {
+            "ssh": {name: getattr(cfg, name) for name in SSH_FIELDS},
+            "remote_port": remote_port,
+            "local_port": local_port,
+            "timeout": timeout,
+        }
         try:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind(("127.0.0.1", local_port))
-            self._listener.listen(64)
-            self._listener.settimeout(0.5)  # wake up to notice close()
-        except OSError as exc:
-            self._listener.close()
-            raise LaunchError(
-                f"the Fabric tunnel cannot listen on 127.0.0.1:{local_port} ({exc}); pick another local_port",
-                port=local_port,
-            ) from None
-        self._thread = threading.Thread(target=self._accept, name=f"gym-remote-tunnel[{local_port}]", daemon=True)
-        self._thread.start()
-        try:
-            up = wait_listening(local_port, timeout, self._thread.is_alive)
-        except BaseException:  # Ctrl-C: leave no listener behind
+            # Its own session: a Ctrl-C meant for this process's loop does not reach it.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gym_remote.launch.forwarder"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env={**os.environ, "PYTHONPATH": python_path},
+                start_new_session=True,
+            )
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            answer = self._answer(timeout + 20)  # + interpreter start-up and imports
+        except BaseException:  # Ctrl-C included: leave no process behind
             self.close()
             raise
-        if not up:
+        if answer != "READY":
+            status, reason = self.proc.poll(), self.stderr_text().strip()
             self.close()
             raise LaunchError(
-                f"the Fabric tunnel 127.0.0.1:{local_port} -> remote port {remote_port} did not "
-                f"come up within {timeout:g} s: {self.error}",
+                f"the Fabric tunnel 127.0.0.1:{local_port} -> remote port {remote_port} did not come up "
+                f"(forwarder {answer or 'silent'}, exit {status}): {reason or 'no reason given'}",
+                host=cfg.host,
                 port=local_port,
             )
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, peer = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:  # the listener was closed
-                if not self._stop.is_set():
-                    self.error = exc
-                return
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                channel = self._transport.open_channel(
-                    "direct-tcpip",
-                    ("127.0.0.1", self._remote_port),
-                    peer,
-                    window_size=CHANNEL_WINDOW,
-                    max_packet_size=CHANNEL_MAX_PACKET,
-                    timeout=self._timeout,
-                )
-            except Exception as exc:  # paramiko.ChannelException, SSHException: this connection only
-                self.error = exc
-                log.debug("tunnel %d: no channel to remote port %d: %r", self.local_port, self._remote_port, exc)
-                client.close()
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    client.close()
-                    channel.close()
-                    return
-            self._forward(client, channel)
+    def _answer(self, timeout: float) -> str:
+        """The forwarder's first line, or "" if it says nothing within ``timeout`` seconds."""
+        stdout = self.proc.stdout if self.proc is not None else None
+        assert stdout is not None
+        lines: list[bytes] = []
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        return lines[0].decode(errors="replace").strip() if lines else ""
 
-    def _forward(self, client: socket.socket, channel: Any) -> None:
-        """Start moving data both ways between an accepted socket and its open channel."""
-        down = _Downstream(channel, client)
-        ends = (client, channel, down)
-        with self._lock:
-            self._open.update(ends)
-        self._sinks.attach(down)
-        left = [2]  # directions still running for this connection; the last one out closes the ends
-        threading.Thread(target=self._pump, args=(_sock_to_channel, (client, channel), ends, left), daemon=True).start()
-        threading.Thread(target=self._pump, args=(down.run, (), ends, left), daemon=True).start()
-
-    def _pump(self, move: Callable[..., None], args: tuple[Any, ...], ends: tuple[Any, ...], left: list[int]) -> None:
-        try:
-            move(*args)
-        except Exception as exc:  # a peer went away (OSError, EOFError) or the SSH connection did
-            log.debug("tunnel %d: %r", self.local_port, exc)
-            for end in ends:  # the other direction ends with it
-                with contextlib.suppress(Exception):
-                    end.close()
-        with self._lock:
-            left[0] -= 1
-            last = left[0] == 0
-            if last:
-                self._open.difference_update(ends)
-        if last:
-            self._sinks.detach(ends[2])
-            for end in ends:
-                with contextlib.suppress(Exception):
-                    end.close()
+    def stderr_text(self) -> str:
+        """What the forwarder process wrote to stderr (its errors)."""
+        with contextlib.suppress(Exception):
+            self._stderr.seek(0)
+            return self._stderr.read().decode(errors="replace")
+        return ""
 
     def close(self) -> None:
-        """Stop listening and close every forwarded connection. Idempotent."""
-        self._stop.set()
+        """Stop forwarding: end the forwarder process (by its PID) or the in-process forwarder. Idempotent."""
+        if self._inline is not None:
+            self._inline.close()
+        proc = self.proc
+        if proc is None:
+            return
         with contextlib.suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            ends, self._open = list(self._open), set()
-        for end in ends:
-            with contextlib.suppress(Exception):
-                end.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            if proc.stdin is not None:
+                proc.stdin.close()  # the forwarder closes its listener and logs out
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+        with contextlib.suppress(OSError):
+            if proc.stdout is not None:
+                proc.stdout.close()
+        with contextlib.suppress(Exception):
+            self._stderr.close()
 
 
 #: What the OpenSSH tunnel runs on the server instead of ``ssh -N``: a command that lasts until its
