@@ -140,10 +140,13 @@ def test_servers_die_with_a_killed_driver(python: str) -> None:
     proc = _driver(python, "hang")
     try:
         deadline = time.monotonic() + 180
-        line = ""
+        line, seen = "", []
         while not line.startswith("POOL ") and time.monotonic() < deadline:
             line = proc.stdout.readline() if proc.stdout else ""
-            assert line or proc.poll() is None, "the driver exited before its pool was up"
+            seen.append(line)
+            assert line or proc.poll() is None, (
+                f"the driver exited ({proc.returncode}) before its pool was up:\n{''.join(seen)[-6000:]}"
+            )
         pool = json.loads(line.split(" ", 1)[1])
         pids = pool["server_pids"] + pool["actor_pids"]
         assert not any(_gone(p) for p in pids)
