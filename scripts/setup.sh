@@ -8,8 +8,8 @@
 #                                  #   Fabric), an OpenSSH server for the launcher tests: 3-5 minutes cold
 #
 # Safe to run again: Debian packages, torch and the pip install are skipped when already there.
-# Debian packages need root (sudo is used when not root). The Isaac Lab and MetaSim server venvs are
-# separate: scripts/build_isaaclab_venv.sh and scripts/build_metasim_venv.sh (test.sh runs both).
+# Debian packages need root (sudo is used when not root). The Isaac Lab, MetaSim and Ray/RLlib venvs
+# are separate: scripts/build_{isaaclab,metasim,ray}_venv.sh (test.sh runs all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-demo}

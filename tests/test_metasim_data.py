@@ -59,20 +59,13 @@ def test_refuses_a_folder_with_python_files(tmp_path: Path) -> None:
         main(["--out", str(tmp_path)])
 
 
-def test_the_modules_names_before_the_roboverse_package_still_import(tmp_path: Path) -> None:
-    """``gym_remote.backends.metasim_*`` moved into ``gym_remote.backends.roboverse``; old imports and
-    ``python -m gym_remote.backends.metasim_data`` keep working."""
-    import importlib
+def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
+    """``python -m gym_remote.backends.roboverse.data``, as the README gives it."""
     import subprocess
     import sys
 
-    for old, new in [("actions", "actions"), ("state", "state"), ("setup", "runtime"), ("data", "data")]:
-        before = importlib.import_module(f"gym_remote.backends.metasim_{old}")
-        after = importlib.import_module(f"gym_remote.backends.roboverse.{new}")
-        assert before.__all__ == after.__all__
-        assert all(getattr(before, name) is getattr(after, name) for name in after.__all__)
     run = subprocess.run(
-        [sys.executable, "-m", "gym_remote.backends.metasim_data", "--out", str(tmp_path), "--count", "2"],
+        [sys.executable, "-m", "gym_remote.backends.roboverse.data", "--out", str(tmp_path), "--count", "2"],
         capture_output=True,
         text=True,
         timeout=120,
