@@ -25,6 +25,7 @@ if venv_stale "$want"; then
   venv_create "about 6 minutes" packaging
   step "1/4 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
+  venv_refuse_cuda_torch
   step "2/4 the isaaclab $ISAACLAB_VERSION wheel"
   "${pip[@]}" download -q --no-deps --ignore-requires-python -d "$tmp" "isaaclab==$ISAACLAB_VERSION"
   wheel=$(ls "$tmp"/isaaclab-*.whl)
