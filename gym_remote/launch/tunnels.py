@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from gym_remote.errors import LaunchError
+from gym_remote.launch.channels import ChannelForwarder, wait_listening
 from gym_remote.launch.config import HostConfig, Target, gateway_target
-from gym_remote.launch.forwarder import SSH_FIELDS, ChannelForwarder, wait_listening
+from gym_remote.launch.forwarder import SSH_FIELDS
 from gym_remote.launch.ssh import ssh_argv
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class FabricTunnel:
     process's GIL, nor makes a training loop wait for it. The process ends when :meth:`close` closes
     its stdin, or when this process dies (its stdin ends with it); :meth:`close` kills it by PID if it
     does not end by itself. Given a Fabric ``Connection`` instead of a config, the forwarder runs on
-    that connection's transport in this process (:class:`~gym_remote.launch.forwarder.ChannelForwarder`).
+    that connection's transport in this process (:class:`~gym_remote.launch.channels.ChannelForwarder`).
 
     Args:
         cfg: the host config (only its SSH fields are used), or an open Fabric ``Connection``.
