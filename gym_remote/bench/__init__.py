@@ -24,7 +24,7 @@ from typing import Any
 from gym_remote.bench.batched import SIZES, bench_images, bench_link, bench_sweep
 from gym_remote.bench.peers import DelayRelay, EchoPeer, PicklePeer
 from gym_remote.bench.single import bench_payload, bench_single
-from gym_remote.bench.timing import Timing, fit_line, interleave, interleave_for
+from gym_remote.bench.timing import Timing, fit_line, fit_line_relative, interleave, interleave_for
 
 __all__ = [
     "DelayRelay",
@@ -38,6 +38,7 @@ __all__ = [
     "bench_single",
     "bench_sweep",
     "fit_line",
+    "fit_line_relative",
     "interleave",
     "interleave_for",
     "run_bench",
@@ -199,13 +200,24 @@ def print_sweep(out: dict[str, Any]) -> None:
     for r in out["rows"]:
         cells = [f"{r[f'{k}_p50_us']:.0f} ({r[f'{k}_p99_us']:.0f})" for k in ("raw", "remote", "local")]
         print(f"{r['n']:>5} {cells[0]:>17} {cells[1]:>19} {cells[2]:>19} {r['remote_over_local']:>5.2f}x")
-    fit = out["fit_us"]
+    fit, rel = out["fit_us"], out.get("fit_rel_us")
+    print("  straight lines through the p50s: [OLS] unweighted least squares (the earlier runs' figure);")
+    print("  [rel] least relative error, each N weighted by 1/p50 (large-N noise does not set the intercept)")
     for k in ("raw", "remote", "local"):
-        print(f"  fit {k:<6}: {fit[k]['fixed']:8.1f} us + {fit[k]['per_env']:6.2f} us per env")
+        line = f"  fit {k:<6}: [OLS] {fit[k]['fixed']:8.1f} us + {fit[k]['per_env']:6.2f} us per env"
+        if rel:
+            line += f"   [rel] {rel[k]['fixed']:8.1f} us + {rel[k]['per_env']:6.2f} us per env"
+        print(line)
     print(
-        f"fixed cost remote / raw: {out['fixed_over_raw']:.2f}x (target <= 2x; over the N=1 raw round trip "
-        f"{out['fixed_over_raw_n1']:.2f}x); per-env cost remote / local: {out['per_env_over_local']:.2f}x "
-        "(target <= 1.2x)"
+        f"fixed cost remote / raw: [OLS] {out['fixed_over_raw']:.2f}x"
+        + (f", [rel] {out['fixed_over_raw_rel']:.2f}x" if rel else "")
+        + f" (target <= 2x; OLS fixed over the N=1 raw round trip {out['fixed_over_raw_n1']:.2f}x"
+        + (f"; N=1 remote step over N=1 raw {out['n1_over_raw']:.2f}x)" if "n1_over_raw" in out else ")")
+    )
+    print(
+        f"per-env cost remote / local: [OLS] {out['per_env_over_local']:.2f}x"
+        + (f", [rel] {out['per_env_over_local_rel']:.2f}x" if rel else "")
+        + " (target <= 1.2x)"
     )
 
 

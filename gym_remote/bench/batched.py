@@ -2,7 +2,9 @@
 
 - The sweep steps ``RemoteVectorEnv(N)`` and a local ``SyncVectorEnv`` of the same CartPole-v1 envs,
   and a raw ZeroMQ echo of the same byte sizes, for N in 1..1024, interleaved per N; a straight
-  line through the p50 step times gives each a fixed cost and a cost per sub-env.
+  line through the p50 step times gives each a fixed cost and a cost per sub-env, fitted twice:
+  unweighted least squares (``fit_us``, the figure of earlier runs) and least relative error
+  (``fit_rel_us``, see :func:`~gym_remote.bench.timing.fit_line_relative`), same points, same rows.
 - Images: 64 x 84x84x3 uint8 observations per step against a raw ZeroMQ reply of the same bytes.
 - The link: a TCP relay on loopback delays each direction by RTT/2; ``num_envs`` sub-envs are
   stepped in 1, 2, 4 or 8 groups in flight (``batch_size = num_envs / groups``, EnvPool's async
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gym_remote.bench.peers import DelayRelay, EchoPeer
-from gym_remote.bench.timing import fit_line, interleave_for
+from gym_remote.bench.timing import fit_line, fit_line_relative, interleave_for
 from gym_remote.protocol import Codec, Kind, Reply, message_nbytes
 
 __all__ = ["bench_images", "bench_link", "bench_sweep"]
@@ -97,12 +99,17 @@ def bench_sweep(sizes: Sequence[int] = SIZES, seconds: float = 2.0) -> dict[str,
         server.close()
     ns = [r["n"] for r in rows]
     fits = {k: fit_line(ns, [r[f"{k}_p50_us"] for r in rows]) for k in ("raw", "remote", "local")}
+    rel = {k: fit_line_relative(ns, [r[f"{k}_p50_us"] for r in rows]) for k in ("raw", "remote", "local")}
     return {
         "rows": rows,
         "fit_us": {k: {"fixed": f, "per_env": p} for k, (f, p) in fits.items()},
         "fixed_over_raw": fits["remote"][0] / fits["raw"][0],
         "fixed_over_raw_n1": fits["remote"][0] / rows[0]["raw_p50_us"],
         "per_env_over_local": fits["remote"][1] / fits["local"][1],
+        "fit_rel_us": {k: {"fixed": f, "per_env": p} for k, (f, p) in rel.items()},
+        "fixed_over_raw_rel": rel["remote"][0] / rel["raw"][0],
+        "per_env_over_local_rel": rel["remote"][1] / rel["local"][1],
+        "n1_over_raw": rows[0]["remote_p50_us"] / rows[0]["raw_p50_us"],
     }
 
 
