@@ -225,9 +225,7 @@ def test_seeds_and_reset_mask(lift) -> None:
 
 # Isaac Lab 3.x (x-y-z-w) is tested against the real library: tests/test_isaaclab_real.py.
 @pytest.mark.parametrize("version, native", [("2.3.0", "wxyz")])
-def test_state_is_relative_and_w_first_for_isaac_lab_2(
-    standins: None, version: str, native: str
-) -> None:
+def test_state_is_relative_and_w_first_for_isaac_lab_2(standins: None, version: str, native: str) -> None:
     import isaaclab
 
     from gym_remote.backends.isaaclab import isaaclab_factory
@@ -251,7 +249,10 @@ def test_state_is_relative_and_w_first_for_isaac_lab_2(
     target = session.get_state()
     target[:, 13] += 0.1  # panda_joint1
     target[1, -13:-10] = [0.4, 0.2, 0.3]  # the cube of sub-env 1, relative to its origin
+    data.joint_pos_target[:] = 0.25  # the controller's commands: set_state leaves them alone
+    data.joint_vel_target[:] = -0.5
     session.set_state(target)
+    assert bool((data.joint_pos_target == 0.25).all()) and bool((data.joint_vel_target == -0.5).all())
     assert scene.reset_to_calls[-1] == {"env_ids": None, "is_relative": True}
     assert session._u.sim.forward_calls == 1
     np.testing.assert_allclose(session.get_state(), target, atol=1e-6)
@@ -322,15 +323,11 @@ def test_metasim_spaces_and_state_observation(metasim) -> None:
     assert session.metadata["observation"] == "state" and session.metadata["final_obs"] is True
     assert session.observation_space.shape == (schema.size,)
     low = session.action_space.low
-    assert (
-        session.action_space.shape == (9,) and low[0] == 0.0 and low[5] == np.float32(-3.0718)
-    )  # sorted joints
+    assert session.action_space.shape == (9,) and low[0] == 0.0 and low[5] == np.float32(-3.0718)  # sorted joints
     obs, _ = session.reset(seed=1, options=None)
     np.testing.assert_allclose(obs, session.get_state(), atol=1e-6)
     obs, reward, _, _, info = session.step(session.action_space.low)
-    assert (
-        obs.shape == (schema.size,) and type(reward) is float and info == {}
-    )  # privileged_observation dropped
+    assert obs.shape == (schema.size,) and type(reward) is float and info == {}  # privileged_observation dropped
     session.close()
 
 
@@ -418,9 +415,7 @@ def test_metasim_rl_task_resets_in_step(metasim) -> None:
 
 
 def _server_env() -> dict[str, str]:
-    return {
-        "PYTHONPATH": os.pathsep.join([str(STANDINS), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
-    }
+    return {"PYTHONPATH": os.pathsep.join([str(STANDINS), str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
 
 
 def test_end_to_end_isaaclab_server_with_remote_env() -> None:
@@ -460,9 +455,7 @@ def test_end_to_end_roboverse_server_with_vector_env() -> None:
     from gym_remote.vector import RemoteVectorEnv
 
     with LocalServer("roboverse", "stack_cube", {"device": "cpu"}, env=_server_env()) as server:
-        venv = RemoteVectorEnv(
-            2, server.local_host, server.local_port, autoreset_mode="same_step", max_episode_steps=1
-        )
+        venv = RemoteVectorEnv(2, server.local_host, server.local_port, autoreset_mode="same_step", max_episode_steps=1)
         try:
             venv.reset(seed=0)
             _, _, _, truncated, info = venv.step(np.zeros((2, 9), np.float32))
@@ -525,10 +518,7 @@ def test_recorded_roboverse_states_replay_into_the_builtin_model() -> None:
     sample = json.loads((DATA / "roboverse_stack_cube_state.json").read_text())
 
     def group(name: str) -> dict[str, SimpleNamespace]:
-        return {
-            k: SimpleNamespace(**{f: np.asarray(v) for f, v in entry.items()})
-            for k, entry in sample[name].items()
-        }
+        return {k: SimpleNamespace(**{f: np.asarray(v) for f, v in entry.items()}) for k, entry in sample[name].items()}
 
     states = SimpleNamespace(robots=group("robots"), objects=group("objects"))
     schema, layout = tensor_state_schema(states, lambda name: sample["joint_names"][name])
@@ -542,9 +532,7 @@ def test_recorded_roboverse_states_replay_into_the_builtin_model() -> None:
         for i, joint in enumerate(sample["joint_names"]["franka"]):
             assert data.joint(joint).qpos[0] == pytest.approx(sample["robots"]["franka"]["joint_pos"][env][i])
         for body in ("cube", "base"):
-            _assert_pose(
-                mujoco, model, data, body, np.asarray(sample["objects"][body]["root_state"][env][:7])
-            )
+            _assert_pose(mujoco, model, data, body, np.asarray(sample["objects"][body]["root_state"][env][:7]))
 
 
 # ---------------------------------------------------------------------------------- doctor
@@ -557,9 +545,7 @@ def test_doctor_reports_backends_and_reasons(monkeypatch: pytest.MonkeyPatch) ->
     report = doctor(timeout=60)
     backends = report["backends"]
     assert backends["gymnasium"]["ok"] and backends["mujoco"]["ok"]
-    assert (
-        not backends["isaaclab"]["ok"] and "isaacsim" in backends["isaaclab"]["detail"]
-    )  # no stand-in for it
+    assert not backends["isaaclab"]["ok"] and "isaacsim" in backends["isaaclab"]["detail"]  # no stand-in for it
     assert backends["roboverse"]["ok"]  # the stand-in imports
     assert report["packages"]["numpy"] == np.__version__
     assert report["gpu"]["torch"]["ok"] and report["gpu"]["torch"]["cuda"] is False

@@ -176,7 +176,9 @@ class IsaacLabSession(BatchedSimSession):
                 width = int(full[p.kind][p.name][k].shape[-1])
                 full[p.kind][p.name][k] = values[:, col : col + width]
                 col += width
+        kept = _joint_targets(scene)
         scene.reset_to(full, env_ids=None, is_relative=True)
+        _restore_joint_targets(kept)
         sim = getattr(self._u, "sim", None)
         if callable(getattr(sim, "forward", None)):
             sim.forward()  # update kinematics (body poses) from the new joint state, as reset_to callers do
@@ -189,3 +191,37 @@ class IsaacLabSession(BatchedSimSession):
 
     def _close_sim(self) -> None:
         self._env.close()
+
+
+def _joint_targets(scene: Any) -> list[tuple[Any, Any, Any]]:
+    """Each articulation's joint position and velocity targets, copied (see :func:`_restore_joint_targets`)."""
+    kept = []
+    for articulation in getattr(scene, "articulations", {}).values():
+        command = getattr(getattr(articulation, "actuators", None), "target_command", None)
+        if command is not None:  # Isaac Lab 3.x: the actuator collection holds the commands
+            pos, vel = command.position, command.velocity
+            kept.append((articulation, pos.torch.clone(), vel.torch.clone()))
+        else:  # 2.x: ArticulationData's torch buffers
+            kept.append(
+                (articulation, articulation.data.joint_pos_target.clone(), articulation.data.joint_vel_target.clone())
+            )
+    return kept
+
+
+def _restore_joint_targets(kept: list[tuple[Any, Any, Any]]) -> None:
+    """Put back the targets that ``InteractiveScene.reset_to`` overwrote with the written state.
+
+    ``reset_to`` also sets every joint's position and velocity *targets* to the state's positions and
+    velocities (its own FIXME: "assumes PD control over the joints"). That changes the dynamics: with
+    Isaac-Cartpole's damped cart drive, the step after a restore drifted 0.06 m/s from the one the
+    recorded trajectory took. Targets are the controller's, not the state's: the next action sets
+    them for position-controlled tasks, and effort-controlled tasks never do.
+    """
+    for articulation, pos, vel in kept:
+        command = getattr(getattr(articulation, "actuators", None), "target_command", None)
+        if command is not None:
+            command.set_position_index(value=pos, full_data=True)
+            command.set_velocity_index(value=vel, full_data=True)
+        else:
+            articulation.set_joint_position_target(pos)
+            articulation.set_joint_velocity_target(vel)

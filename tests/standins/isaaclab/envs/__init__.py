@@ -4,8 +4,8 @@ Reproduced: a batched ``gym.Env`` (``is_vector_env = True``) on torch tensors; `
 returns ``({"policy": Tensor[N, D]}, rew[N], terminated[N], time_outs[N], extras)`` from persistent
 buffers; finished sub-envs are reset INSIDE step with no final observation; ``extras["log"]`` holds
 scalar tensors; ``reset(seed, env_ids, options)``; ``scene.get_state(is_relative)`` /
-``scene.reset_to(state, env_ids, is_relative)``; articulations with ``joint_names``; env origins on a
-grid. The dynamics are a toy: arm joints integrate the action, the gripper action (index 7) moves the
+``scene.reset_to(state, env_ids, is_relative)``, which also sets the joint targets to the state;
+articulations with ``joint_names`` and joint targets; env origins on a grid. The dynamics are a toy: arm joints integrate the action, the gripper action (index 7) moves the
 cube up or down, and the cube dropping below -5 cm terminates (Isaac Lab's ``object_dropping``).
 """
 
@@ -40,6 +40,8 @@ class _Data:
             self.joint_names = list(joints)
             self.joint_pos = torch.tensor(DEFAULT_Q).repeat(n, 1)
             self.joint_vel = torch.zeros(n, len(joints))
+            self.joint_pos_target = self.joint_pos.clone()  # the controller's commands (2.x API)
+            self.joint_vel_target = torch.zeros(n, len(joints))
 
 
 class Articulation:
@@ -49,6 +51,12 @@ class Articulation:
     @property
     def joint_names(self) -> list[str]:
         return self.data.joint_names
+
+    def set_joint_position_target(self, target: torch.Tensor, joint_ids: Any = None, env_ids: Any = None) -> None:
+        self.data.joint_pos_target[slice(None) if env_ids is None else env_ids] = target
+
+    def set_joint_velocity_target(self, target: torch.Tensor, joint_ids: Any = None, env_ids: Any = None) -> None:
+        self.data.joint_vel_target[slice(None) if env_ids is None else env_ids] = target
 
 
 class RigidObject:
@@ -107,6 +115,9 @@ class InteractiveScene:
                 if kind == "articulation":
                     asset.data.joint_pos[ids] = entry["joint_position"].clone()
                     asset.data.joint_vel[ids] = entry["joint_velocity"].clone()
+                    # as Isaac Lab's reset_to does ("assumes PD control over the joints")
+                    asset.set_joint_position_target(entry["joint_position"].clone(), env_ids=env_ids)
+                    asset.set_joint_velocity_target(entry["joint_velocity"].clone(), env_ids=env_ids)
 
 
 class _Sim:
@@ -135,9 +146,7 @@ class ManagerBasedRLEnv(gym.Env):
         self.metadata = {**type(self).metadata, "render_fps": 1.0 / self.step_dt}
         self.scene = InteractiveScene(self.num_envs, cfg.scene.env_spacing)
         self.sim = _Sim()
-        self.single_observation_space = gym.spaces.Dict(
-            {"policy": gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,))}
-        )
+        self.single_observation_space = gym.spaces.Dict({"policy": gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,))})
         self.single_action_space = gym.spaces.Box(-np.inf, np.inf, (ACT_DIM,))
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
