@@ -1,9 +1,10 @@
 """The Fabric tunnel's forwarder process: ``python -m gym_remote.launch.forwarder``.
 
-Paramiko decrypts and parses every packet in Python and holds the GIL for each one. In the process
-of a training loop that runs Python while a reply is on its way, each packet then waits up to the
-5 ms switch interval for the GIL: beside one busy Python thread, a 1 MiB step took ~185 ms with the
-forwarder in the client's process, ~10 ms in a process of its own (direct ~6 ms, OpenSSH ~9 ms).
+Paramiko decrypts and parses every packet in Python and holds the GIL for each one (32 packets per
+MiB). In the process of a training loop that runs Python while a reply is on its way, each packet
+can wait up to the 5 ms switch interval for the GIL: beside one busy Python thread, a 1 MiB step
+took 13-27 ms (once 185 ms) with the forwarder in the client's process, 10-13 ms in a process of
+its own (OpenSSH ~9 ms; direct 0.7-6 ms, the client's own decoding waiting for the GIL too).
 So :class:`~gym_remote.launch.tunnels.FabricTunnel` runs a
 :class:`~gym_remote.launch.channels.ChannelForwarder` here, over a second SSH login with the same
 host config.
