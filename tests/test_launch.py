@@ -317,6 +317,30 @@ def test_fabric_forwarder_failure_leaves_nothing(ssh_host: dict[str, Any], sshd:
             pass
 
 
+def test_ctrl_c_while_the_forwarder_starts_leaves_nothing(
+    ssh_host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the tunnel waits for its forwarder's READY: the forwarder process is gone and
+    nothing listens on the local port."""
+    started: list[int] = []
+    original = FabricTunnel._answer
+
+    def interrupted(self: FabricTunnel, timeout: float) -> str:
+        assert self.proc is not None
+        started.append(self.proc.pid)
+        assert original(self, timeout) == "READY"  # the forwarder really listens...
+        raise KeyboardInterrupt  # ...when the user presses Ctrl-C
+
+    monkeypatch.setattr(FabricTunnel, "_answer", interrupted)
+    with _echo_server() as remote_port:
+        local_port = free_port()
+        with pytest.raises(KeyboardInterrupt):
+            FabricTunnel(HostConfig(**ssh_host), remote_port, local_port, 10)
+        assert started and _wait_gone(started[0])
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", local_port), timeout=1):
+            pass
+
+
 def _children() -> list[int]:
     """PIDs of this process's children (to check that none is left, never to kill)."""
     found = []
