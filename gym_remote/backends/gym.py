@@ -16,7 +16,6 @@ from gymnasium.envs.registration import load_env_creator
 from gym_remote.backends import DEFAULT_MAX_PROCESSES
 from gym_remote.errors import BadRequestError, ConfigError, RemoteEnvError, ServerBusyError, clip, did_you_mean
 from gym_remote.session import GymSession, Session, SessionOptions, choose_task
-from gym_remote.session.lean_sync import LeanSyncVectorEnv
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def _vectorize(
         env = gym.vector.AsyncVectorEnv(fns, **kwargs)
         budget.add(env)
         return env
-    return LeanSyncVectorEnv(fns, **kwargs)  # SyncVectorEnv, its NEXT_STEP step without per-call dispatch
+    return gym.vector.SyncVectorEnv(fns, **kwargs)
 
 
 _CLIENT_MODULES = ("gym_remote.env:", "gym_remote.vector:")

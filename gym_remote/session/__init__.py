@@ -5,16 +5,14 @@ Gymnasium env or ``VectorEnv``; natively batched simulators (Isaac Lab, RoboVers
 :class:`Session` directly in :mod:`gym_remote.backends`.
 
 Modules: ``limits`` (:class:`SessionLimits`, what one client may make a server build), ``options``
-(:class:`SessionOptions` from a HELLO, :func:`choose_task`), ``base`` (:class:`Session`),
-``gym_session`` (:class:`GymSession`) and ``lean_sync`` (:class:`LeanSyncVectorEnv`, the server's
-``SyncVectorEnv``). Arrows run that way only; every name is re-exported here.
+(:class:`SessionOptions` from a HELLO, :func:`choose_task`), ``base`` (:class:`Session`) and
+``gym_session`` (:class:`GymSession`). Arrows run that way only; every name is re-exported here.
 """
 
 from __future__ import annotations
 
 from gym_remote.session.base import Session
 from gym_remote.session.gym_session import GymSession, wrap_object_arrays
-from gym_remote.session.lean_sync import LeanSyncVectorEnv
 from gym_remote.session.limits import SessionLimits
 from gym_remote.session.options import AUTORESET_MODES, MAX_TASK_CHARS, SessionOptions, choose_task
 
@@ -22,7 +20,6 @@ __all__ = [
     "AUTORESET_MODES",
     "MAX_TASK_CHARS",
     "GymSession",
-    "LeanSyncVectorEnv",
     "Session",
     "SessionLimits",
     "SessionOptions",
