@@ -36,7 +36,10 @@ def main() -> None:
     t0 = time.perf_counter()
     if host is None:
         server = LocalServer(
-            "isaaclab", args.task, {"asset_root": isaaclab_asset_root()}, python=server_python("isaaclab"),
+            "isaaclab",
+            args.task,
+            {"asset_root": isaaclab_asset_root()},
+            python=server_python("isaaclab"),
             startup_timeout=300,
         )
         host, port = server.local_host, server.local_port

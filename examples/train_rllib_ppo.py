@@ -27,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--address", help="a Ray cluster to join ('auto'); default: a local one on 127.0.0.1")
     p.add_argument("--servers", type=int, default=2)
-    p.add_argument("--resources", type=json.loads, help='per server, e.g. \'{"GPU": 1}\' (local default: sim_gpu)')
+    p.add_argument("--resources", type=json.loads, help="per server, e.g. '{\"GPU\": 1}' (local default: sim_gpu)")
     p.add_argument("--backend", default="gymnasium")
     p.add_argument("--task", default="CartPole-v1")
     p.add_argument("--runners", type=int, default=2, help="EnvRunners (each on one pool server)")

@@ -37,9 +37,19 @@ def main() -> None:
         venv = VecMonitor(RemoteVecEnv(num_envs=args.num_envs, host=host, port=port, task="CartPole-v1"))
         venv.seed(args.seed)
         model = PPO(
-            "MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-            ent_coef=0.0, learning_rate=lambda p: 1e-3 * p, clip_range=lambda p: 0.2 * p,
-            seed=args.seed, device="cpu", verbose=0,
+            "MlpPolicy",
+            venv,
+            n_steps=32,
+            batch_size=256,
+            gae_lambda=0.8,
+            gamma=0.98,
+            n_epochs=20,
+            ent_coef=0.0,
+            learning_rate=lambda p: 1e-3 * p,
+            clip_range=lambda p: 0.2 * p,
+            seed=args.seed,
+            device="cpu",
+            verbose=0,
         )
         t0 = time.perf_counter()
         model.learn(args.timesteps, progress_bar=True)
@@ -51,8 +61,10 @@ def main() -> None:
     finally:
         if server is not None:
             server.close()
-    print(f"trained {args.timesteps} steps on {args.num_envs} remote envs in {elapsed:.0f} s "
-          f"({args.timesteps / elapsed:,.0f} env-steps/s including learning)")
+    print(
+        f"trained {args.timesteps} steps on {args.num_envs} remote envs in {elapsed:.0f} s "
+        f"({args.timesteps / elapsed:,.0f} env-steps/s including learning)"
+    )
     print(f"mean episode reward over {args.eval_episodes} episodes: {mean:.1f} +/- {std:.1f}")
 
 

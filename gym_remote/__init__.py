@@ -35,9 +35,7 @@ def _register() -> None:
             vector_entry_point="gym_remote.vector:RemoteVectorEnv",
             nondeterministic=True,  # the remote simulator decides; IsaacSim on a GPU is not bit-exact
         ),
-        "gym_remote/StackCube-v0": dict(
-            entry_point="gym_remote.tasks.stack_cube:StackCubeEnv", max_episode_steps=250
-        ),
+        "gym_remote/StackCube-v0": dict(entry_point="gym_remote.tasks.stack_cube:StackCubeEnv", max_episode_steps=250),
         "gym_remote/Payload-v0": dict(entry_point="gym_remote.tasks.payload:PayloadEnv", disable_env_checker=True),
     }
     for env_id, kwargs in specs.items():

@@ -66,9 +66,7 @@ def group_layout(num_envs: int, endpoints: int, batch_size: int | None) -> list[
         )
     groups = num_envs // int(batch_size)
     if endpoints > groups:
-        raise ValueError(
-            f"{endpoints} hosts for {groups} groups of batch_size={batch_size}: some would serve none"
-        )
+        raise ValueError(f"{endpoints} hosts for {groups} groups of batch_size={batch_size}: some would serve none")
     return [(g % endpoints, int(batch_size)) for g in range(groups)]
 
 
@@ -110,8 +108,7 @@ class AsyncBatches:
         """Synchronous calls refuse to run while groups are in flight (their replies would be lost)."""
         if self.in_flight:
             raise RemoteEnvError(
-                f"{call}() while {self.in_flight} group(s) are in flight: recv() their results first "
-                "(or close the env)"
+                f"{call}() while {self.in_flight} group(s) are in flight: recv() their results first (or close the env)"
             )
 
     def _batched(self, which: str, n: int) -> Any:

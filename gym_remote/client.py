@@ -116,8 +116,7 @@ class Connection:
             if curve_public_key is None or curve_secret_key is None:
                 curve_public_key, curve_secret_key = zmq.curve_keypair()
             self._curve = tuple(
-                k.encode() if isinstance(k, str) else k
-                for k in (curve_server_key, curve_public_key, curve_secret_key)
+                k.encode() if isinstance(k, str) else k for k in (curve_server_key, curve_public_key, curve_secret_key)
             )
         self._sock: zmq.Socket | None = None
         self._timeouts: tuple[int, int] = (-1, -1)  # (SNDTIMEO, RCVTIMEO) set on the socket, in ms
@@ -202,9 +201,7 @@ class Connection:
 
     # ------------------------------------------------------------------------------ requests
 
-    def send(
-        self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
-    ) -> None:
+    def send(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> None:
         """Send one request; :meth:`recv` collects its reply.
 
         A HELLO is preceded by :meth:`probe`, so an endpoint nobody listens on fails within
@@ -283,9 +280,7 @@ class Connection:
             )
         return reply.body
 
-    def request(
-        self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None
-    ) -> Any:
+    def request(self, kind: Kind, body: Any = None, session: str | None = None, timeout: float | None = None) -> Any:
         """Send and wait; idempotent requests are re-sent on a fresh socket after a timeout."""
         if kind not in IDEMPOTENT:  # a step, a reset: sent once
             self.send(kind, body, session, timeout)

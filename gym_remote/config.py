@@ -34,9 +34,7 @@ def find_config(name: str | Path, kind: str) -> Path:
     raise FileNotFoundError(f"no config {str(name)!r}: not a file, and not in configs/{kind}/")
 
 
-def load(
-    cls: type[T], source: str | Path | Mapping[str, Any] | None = None, kind: str = "", **overrides: Any
-) -> T:
+def load(cls: type[T], source: str | Path | Mapping[str, Any] | None = None, kind: str = "", **overrides: Any) -> T:
     """Build ``cls`` from a YAML file (or mapping), then apply non-None keyword overrides."""
     data: dict[str, Any] = {}
     if isinstance(source, Mapping):

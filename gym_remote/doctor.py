@@ -180,9 +180,7 @@ def doctor(timeout: float = 120.0) -> dict[str, Any]:
         "Y",
         "1",
     ):
-        hints.append(
-            "IsaacSim asks to accept its EULA on first start: set OMNI_KIT_ACCEPT_EULA=YES for servers"
-        )
+        hints.append("IsaacSim asks to accept its EULA on first start: set OMNI_KIT_ACCEPT_EULA=YES for servers")
     if (results["isaaclab"].get("ok") or results["roboverse"].get("ok")) and not torch_info.get("cuda"):
         hints.append("IsaacSim needs an NVIDIA RTX GPU, but torch sees no CUDA device here")
     return {

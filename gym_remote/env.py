@@ -288,9 +288,7 @@ class RemoteEnv(gym.Env):
 
     # ------------------------------------------------------------------------------ gym API
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the remote env; a session the server forgot is replaced by a new one first.
 
         Raises:
@@ -321,9 +319,7 @@ class RemoteEnv(gym.Env):
         if type(action) is np.int64:  # a Discrete action: a plain int packs in half the time
             action = int(action)
         if self.session is None:
-            raise SessionLostError(
-                "no session: call reset() first", host=self.host, port=self.port, request="step"
-            )
+            raise SessionLostError("no session: call reset() first", host=self.host, port=self.port, request="step")
         reply = self._link.request(Kind.STEP, {"action": action, "with_state": self.with_state})
         self.last_state = reply.get("state")
         obs = restore_sample(self.observation_space, reply["obs"]) if self._restore_obs else reply["obs"]

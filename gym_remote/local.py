@@ -27,7 +27,6 @@ from gym_remote.protocol import READY_PREFIX
 log = logging.getLogger(__name__)
 
 
-
 class LocalServer:
     """``python -m gym_remote serve`` in a subprocess, ready when the constructor returns.
 

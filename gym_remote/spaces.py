@@ -79,9 +79,7 @@ def space_from_dict(data: Any) -> spaces.Space:
             low, high = np.asarray(data["low"]), np.asarray(data["high"])
             return spaces.Box(low=low, high=high, shape=low.shape, dtype=np.dtype(data["dtype"]))
         if kind == "Discrete":
-            return spaces.Discrete(
-                int(data["n"]), start=int(data["start"]), **_dtype_kw(spaces.Discrete, data)
-            )
+            return spaces.Discrete(int(data["n"]), start=int(data["start"]), **_dtype_kw(spaces.Discrete, data))
         if kind == "MultiDiscrete":
             return spaces.MultiDiscrete(
                 np.asarray(data["nvec"]), dtype=np.dtype(data["dtype"]), start=np.asarray(data["start"])

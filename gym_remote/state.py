@@ -74,9 +74,7 @@ class StateSchema:
         raise StateError(f"no entity {name!r} in schema; entities: {[e.name for e in self.entities]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "entities": [{"name": e.name, "kind": e.kind, "joints": list(e.joints)} for e in self.entities]
-        }
+        return {"entities": [{"name": e.name, "kind": e.kind, "joints": list(e.joints)} for e in self.entities]}
 
     @classmethod
     def from_dict(cls, data: Any) -> StateSchema:
@@ -106,11 +104,7 @@ def convert_quat(q: np.ndarray, src: QuatOrder, dst: QuatOrder) -> np.ndarray:
 def check_state(schema: StateSchema, state: Any, batched: bool | None = None) -> np.ndarray:
     """Validate a flat state's shape against ``schema`` and return it as a float64 array."""
     arr = np.asarray(state, dtype=np.float64)
-    if (
-        arr.ndim not in (1, 2)
-        or arr.shape[-1] != schema.size
-        or (batched is not None and (arr.ndim == 2) != batched)
-    ):
+    if arr.ndim not in (1, 2) or arr.shape[-1] != schema.size or (batched is not None and (arr.ndim == 2) != batched):
         want = f"(num_envs, {schema.size})" if batched else f"({schema.size},)"
         raise StateError(f"state of shape {arr.shape} does not fit the schema: expected {want}")
     return arr
@@ -301,9 +295,7 @@ class MujocoBinding:
                 unmatched.append(f"entity {e.name!r} (local body {local!r})")
                 start += e.size
                 continue
-            free = [
-                j for j in range(model.njnt) if model.jnt_bodyid[j] == body and model.jnt_type[j] == _FREE
-            ]
+            free = [j for j in range(model.njnt) if model.jnt_bodyid[j] == body and model.jnt_type[j] == _FREE]
             if free:
                 qa, va = int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])
                 qpos_src += range(start, start + ROOT_POSE)

@@ -17,4 +17,5 @@ echo "[test] Ray 2.60 / RLlib venv (its gymnasium 1.2 pin stays out of the clien
 bash scripts/build_ray_venv.sh >/dev/null
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 $PY -m ruff check gym_remote tests examples
+$PY -m ruff format --check gym_remote tests examples
 $PY -m pytest "$@"

@@ -172,9 +172,7 @@ def start_sshd(directory: Path, timeout: float = 10.0) -> SshServer:
     )
     if not wait_listening("127.0.0.1", port, timeout, alive=lambda: proc.poll() is None):
         server.stop()
-        pytest.fail(
-            f"sshd did not listen on 127.0.0.1:{port} within {timeout} s; its log:\n{server.log_text()}"
-        )
+        pytest.fail(f"sshd did not listen on 127.0.0.1:{port} within {timeout} s; its log:\n{server.log_text()}")
     return server
 
 

@@ -98,7 +98,11 @@ def test_step_stays_the_synchronous_composition(serve):
 def test_make_vec_2048_envs_in_8_groups_of_256(serve):
     server = serve("CartPole-v1")
     venv = gym.make_vec(
-        "Remote-IsaacSim-v0", num_envs=2048, batch_size=256, host="127.0.0.1", port=server.local_port,
+        "Remote-IsaacSim-v0",
+        num_envs=2048,
+        batch_size=256,
+        host="127.0.0.1",
+        port=server.local_port,
         task="CartPole-v1",
     )
     try:

@@ -133,11 +133,7 @@ def test_bad_bytes_get_error_replies_and_others_keep_working(serve, tmp_path):
         [os.urandom(100)],
         [b""],
         [msgpack.packb({"k": "self_destruct", "n": 1})],
-        [
-            msgpack.packb(
-                {"k": "step", "s": before.session, "b": {"action": evil}}, default=msgpack_numpy.encode
-            )
-        ],
+        [msgpack.packb({"k": "step", "s": before.session, "b": {"action": evil}}, default=msgpack_numpy.encode)],
         [msgpack.packb({"k": "hello", "b": evil}, default=msgpack_numpy.encode)],
         pack_request(Request(Kind.STEP, {"action": np.zeros(512, np.float32)}, before.session, 1))[:1],
         [*pack_request(Request(Kind.PING)), b"unexpected extra frame"],
@@ -386,18 +382,28 @@ def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
     _, client_secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), "alice")
     _, stranger_secret_file = zmq.auth.create_certificates(str(tmp_path / "others"), "mallory")
     server_public, _ = zmq.auth.load_certificate(public_file)
-    server = serve("CartPole-v1", "gymnasium", "--curve-secret", secret_file, "--curve-clients", str(tmp_path / "clients"))
+    server = serve(
+        "CartPole-v1", "gymnasium", "--curve-secret", secret_file, "--curve-clients", str(tmp_path / "clients")
+    )
     alice_public, alice_secret = zmq.auth.load_certificate(client_secret_file)
     with RemoteEnv(
-        server.local_host, server.local_port, curve_server_key=server_public,
-        curve_public_key=alice_public, curve_secret_key=alice_secret,
+        server.local_host,
+        server.local_port,
+        curve_server_key=server_public,
+        curve_public_key=alice_public,
+        curve_secret_key=alice_secret,
     ) as env:
         env.reset(seed=0)
     mallory_public, mallory_secret = zmq.auth.load_certificate(stranger_secret_file)
     with pytest.raises(RemoteTimeoutError):
         RemoteEnv(
-            server.local_host, server.local_port, curve_server_key=server_public, curve_public_key=mallory_public,
-            curve_secret_key=mallory_secret, connect_timeout=1.0, retries=0,
+            server.local_host,
+            server.local_port,
+            curve_server_key=server_public,
+            curve_public_key=mallory_public,
+            curve_secret_key=mallory_secret,
+            connect_timeout=1.0,
+            retries=0,
         )
 
 
@@ -407,7 +413,9 @@ def test_a_client_cannot_make_the_server_start_servers(serve, tmp_path):
     marker = tmp_path / "executed"
     with pytest.raises(BadRequestError, match="does not serve clients"):
         RemoteEnv(
-            server.local_host, server.local_port, task="Remote-IsaacSim-v0",
+            server.local_host,
+            server.local_port,
+            task="Remote-IsaacSim-v0",
             task_kwargs={"backend": "python", "task": "os:system", "task_kwargs": {"command": f"touch {marker}"}},
         )
     assert not marker.exists()

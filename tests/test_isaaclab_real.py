@@ -353,5 +353,7 @@ def test_server_overrides_and_task_config_reach_isaac_lab(python: str, asset_roo
 
 def test_doctor_in_the_isaac_lab_venv_reports_a_kit_less_isaac_lab_3(python: str) -> None:
     out = in_venv(python, "gym_remote", "doctor", timeout=180)
-    line = next(line for line in out.stdout.splitlines() if line.strip().startswith("isaaclab ") and "Isaac Lab" in line)
+    line = next(
+        line for line in out.stdout.splitlines() if line.strip().startswith("isaaclab ") and "Isaac Lab" in line
+    )
     assert " ok " in line and "3.0.0" in line and "xyzw" in line and "kit-less" in line, line

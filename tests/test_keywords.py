@@ -73,7 +73,9 @@ def refused(make, error, match):
 
 @pytest.mark.parametrize(("name", "value", "error", "match"), COMMON)
 def test_remote_env_keywords(name, value, error, match):
-    refused(lambda: RemoteEnv(**{"host": "127.0.0.1", "port": 1, name: value}), error, rf"RemoteEnv.*{re.escape(match)}")
+    refused(
+        lambda: RemoteEnv(**{"host": "127.0.0.1", "port": 1, name: value}), error, rf"RemoteEnv.*{re.escape(match)}"
+    )
     refused(lambda: gym.make("Remote-IsaacSim-v0", **{name: value}), error, re.escape(match))
 
 
@@ -100,6 +102,8 @@ def test_launch_ray_is_checked_and_starts_nothing_without_ray():
 
 
 def test_launch_options_are_checked_before_ssh():
-    refused(lambda: RemoteEnv("gpu-box", launch=True, setpu="source env.sh"), TypeError, "'setpu'.*Did you mean 'setup'")
+    refused(
+        lambda: RemoteEnv("gpu-box", launch=True, setpu="source env.sh"), TypeError, "'setpu'.*Did you mean 'setup'"
+    )
     refused(lambda: RemoteEnv("gpu-box", setup="source env.sh"), TypeError, "launch options need launch=True")
     refused(lambda: RemoteVectorEnv(2, "gpu-box", launch={"pyton": "python3"}), TypeError, "'pyton'")

@@ -104,16 +104,25 @@ def test_one_peer_cannot_lock_the_others_out(serve, tmp_path):
         _, secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), name)
         keys[name] = zmq.auth.load_certificate(secret_file)
     server = serve(
-        "CartPole-v1", "gymnasium", "--curve-secret", server_secret, "--curve-clients", str(tmp_path / "clients"),
-        "--max-sessions", "4",
+        "CartPole-v1",
+        "gymnasium",
+        "--curve-secret",
+        server_secret,
+        "--curve-clients",
+        str(tmp_path / "clients"),
+        "--max-sessions",
+        "4",
     )
     server_public, _ = zmq.auth.load_certificate(server_secret)
 
     def env(name):
         public, secret = keys[name]
         return RemoteEnv(
-            server.local_host, server.local_port, curve_server_key=server_public,
-            curve_public_key=public, curve_secret_key=secret,
+            server.local_host,
+            server.local_port,
+            curve_server_key=server_public,
+            curve_public_key=public,
+            curve_secret_key=secret,
         )
 
     alice = [env("alice"), env("alice")]  # half of --max-sessions 4
@@ -159,8 +168,13 @@ def test_client_keywords_cannot_name_server_files_by_default(serve, tmp_path):
 
 def test_fixed_task_fixes_the_servers_keywords_and_allow_kwargs_lists_the_clients(serve):
     server = serve(
-        "CartPole-v1", "gymnasium", "--fixed-task", "--kwargs", '{"sutton_barto_reward": true}',
-        "--allow-kwargs", "render_mode",
+        "CartPole-v1",
+        "gymnasium",
+        "--fixed-task",
+        "--kwargs",
+        '{"sutton_barto_reward": true}',
+        "--allow-kwargs",
+        "render_mode",
     )
     endpoint = (server.local_host, server.local_port)
     with pytest.raises(BadRequestError, match=r"\['sutton_barto_reward'\] are fixed by this server"):

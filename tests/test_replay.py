@@ -99,9 +99,7 @@ def test_name_map_and_quaternion_order(run: Run) -> None:
     traj = run.env.trajectory()
     renames = {"franka": "robot", "cube": "object", "base": "plate"}
     joints = tuple("shoulder" if j == "panda_joint1" else j for j in ARM_JOINTS + FINGER_JOINTS)
-    schema = StateSchema(
-        (Entity("robot", "articulation", joints), Entity("object", "rigid"), Entity("plate", "rigid"))
-    )
+    schema = StateSchema((Entity("robot", "articulation", joints), Entity("object", "rigid"), Entity("plate", "rigid")))
     nested = state_to_dict(traj.schema, traj.states)
     robot = nested.pop("franka")
     for key in ("joint_pos", "joint_vel"):
@@ -112,9 +110,7 @@ def test_name_map_and_quaternion_order(run: Run) -> None:
         if name != "robot":
             states[:, start + 3 : start + 7] = convert_quat(states[:, start + 3 : start + 7], "wxyz", "xyzw")
     cube, obj = traj.schema.offsets()["cube"] + 3, schema.offsets()["object"] + 3
-    np.testing.assert_array_equal(
-        states[:, obj : obj + 4], np.roll(traj.states[:, cube : cube + 4], -1, axis=1)
-    )
+    np.testing.assert_array_equal(states[:, obj : obj + 4], np.roll(traj.states[:, cube : cube + 4], -1, axis=1))
 
     name_map = NameMap(
         entities={v: k for k, v in renames.items()},
@@ -188,9 +184,7 @@ def test_batched_states_render_the_chosen_sub_env(run: Run, tmp_path: Path) -> N
     )
     np.testing.assert_array_equal(batched.select(env_index=1), traj.states[::-1])
     replayer = run.env.replayer
-    np.testing.assert_array_equal(
-        replayer.render(batched.select(env_index=1)[0]), replayer.render(traj.states[-1])
-    )
+    np.testing.assert_array_equal(replayer.render(batched.select(env_index=1)[0]), replayer.render(traj.states[-1]))
     short = Trajectory(**{**batched.__dict__, "states": batched.states[:4], "episode": batched.episode[:4]})
     assert replay(short, tmp_path / "sub1.mp4", width=W, height=H, env_index=1) == 4
 

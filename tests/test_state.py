@@ -45,8 +45,10 @@ def test_quaternion_order_conversion():
     q_xyzw = np.array([0.1, 0.2, 0.3, 0.9])
     assert convert_quat(q_xyzw, "xyzw", "wxyz").tolist() == [0.9, 0.1, 0.2, 0.3]
     assert convert_quat(convert_quat(q_xyzw, "xyzw", "wxyz"), "wxyz", "xyzw").tolist() == q_xyzw.tolist()
-    nested = {"robot": {"root_pose": [0, 0, 0, 0, 0, 0, 1], "joint_pos": {"j1": 1, "j2": 2}},
-              "box": {"root_pose": [1, 2, 3, 0, 0, 0, 1]}}
+    nested = {
+        "robot": {"root_pose": [0, 0, 0, 0, 0, 0, 1], "joint_pos": {"j1": 1, "j2": 2}},
+        "box": {"root_pose": [1, 2, 3, 0, 0, 0, 1]},
+    }
     flat = state_from_dict(SCHEMA, nested, quat_order="xyzw")
     assert flat[3:7].tolist() == [1, 0, 0, 0] and flat[17 + 3 : 17 + 7].tolist() == [1, 0, 0, 0]
 
@@ -55,7 +57,9 @@ def test_missing_names_and_wrong_shapes_are_errors():
     with pytest.raises(StateError, match="lacks entities \\['box'\\]"):
         state_from_dict(SCHEMA, {"robot": {"root_pose": np.zeros(7), "joint_pos": {"j1": 0, "j2": 0}}})
     with pytest.raises(StateError, match="joint positions for \\['j2'\\]"):
-        state_from_dict(SCHEMA, {"robot": {"root_pose": np.zeros(7), "joint_pos": {"j1": 0}}, "box": {"root_pose": np.zeros(7)}})
+        state_from_dict(
+            SCHEMA, {"robot": {"root_pose": np.zeros(7), "joint_pos": {"j1": 0}}, "box": {"root_pose": np.zeros(7)}}
+        )
     with pytest.raises(StateError, match="does not fit the schema"):
         check_state(SCHEMA, np.zeros(3))
     with pytest.raises(StateError, match="unique"):
@@ -68,7 +72,11 @@ def test_mujoco_schema_binding_round_trip_on_the_stack_cube_model():
     model = mujoco.MjModel.from_xml_path(str(ASSET_PATH))
     data = mujoco.MjData(model)
     schema = mujoco_schema(model)
-    assert [(e.name, e.kind) for e in schema.entities] == [("franka", "articulation"), ("cube", "rigid"), ("base", "rigid")]
+    assert [(e.name, e.kind) for e in schema.entities] == [
+        ("franka", "articulation"),
+        ("cube", "rigid"),
+        ("base", "rigid"),
+    ]
     assert schema.entity("franka").joints[:7] == tuple(f"panda_joint{i}" for i in range(1, 8))
     binding = MujocoBinding(model, schema)
     rng = np.random.default_rng(1)

@@ -57,9 +57,7 @@ def run_both(remote, local, steps: int, seed: int, sample) -> None:
 def test_matches_sync_vector_env_cartpole(serve, mode):
     server = serve("CartPole-v1")
     n = 6
-    remote = RemoteVectorEnv(
-        n, server.local_host, server.local_port, autoreset_mode=mode, max_episode_steps=40
-    )
+    remote = RemoteVectorEnv(n, server.local_host, server.local_port, autoreset_mode=mode, max_episode_steps=40)
     local = local_vector("CartPole-v1", n, mode, max_episode_steps=40)
     assert remote.single_observation_space == local.single_observation_space
     assert remote.action_space == local.action_space
@@ -95,9 +93,7 @@ def test_disabled_mode_with_reset_mask(serve):
         assert_tree_equal(r, lo, f"step {t}")
         done = r[2] | r[3]
         if done.any():
-            assert_tree_equal(
-                remote.reset(options={"reset_mask": done}), local.reset(options={"reset_mask": done})
-            )
+            assert_tree_equal(remote.reset(options={"reset_mask": done}), local.reset(options={"reset_mask": done}))
     remote.close()
 
 
@@ -106,9 +102,7 @@ def test_fan_out_over_two_servers_equals_one_server(serve):
     n = 7
     hosts = [f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"]
     fan = RemoteVectorEnv(n, hosts=hosts, autoreset_mode="same_step", max_episode_steps=30)
-    one = RemoteVectorEnv(
-        n, single.local_host, single.local_port, autoreset_mode="same_step", max_episode_steps=30
-    )
+    one = RemoteVectorEnv(n, single.local_host, single.local_port, autoreset_mode="same_step", max_episode_steps=30)
     assert [s.count for s in fan._shards] == [4, 3]
     rng = np.random.default_rng(3)
     run_both(fan, one, 150, seed=0, sample=lambda t: rng.integers(0, 2, n))

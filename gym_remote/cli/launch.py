@@ -111,10 +111,7 @@ def _launch_ray(args: argparse.Namespace) -> int:
         for handle in pool.handles:
             print(f"GYM_REMOTE ENDPOINT {handle.host_port}")
         print(f"GYM_REMOTE KEYS {keys}")
-        print(
-            f"  gym.make_vec('Remote-IsaacSim-v0', num_envs=N, hosts={pool.hosts!r}, "
-            f"**json.load(open({keys!r})))"
-        )
+        print(f"  gym.make_vec('Remote-IsaacSim-v0', num_envs=N, hosts={pool.hosts!r}, **json.load(open({keys!r})))")
         print("Ctrl-C stops the servers and deletes the keys.", flush=True)
         _wait_for_stop()
     finally:
@@ -174,9 +171,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     )
     _host_options(p, optional=True)
     p.add_argument("--ray", type=int, metavar="N", help="start N servers as Ray actors instead of over SSH")
-    p.add_argument(
-        "--resources", type=_json_map, help='with --ray: what each server asks Ray for (default {"GPU": 1})'
-    )
+    p.add_argument("--resources", type=_json_map, help='with --ray: what each server asks Ray for (default {"GPU": 1})')
     p.add_argument("--ray-address", help="with --ray: the cluster to join (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--python", help="remote interpreter, e.g. '~/isaaclab/isaaclab.sh -p'")
     p.add_argument("--setup", help="shell line run first, e.g. 'source ~/venv/bin/activate'")

@@ -135,9 +135,7 @@ class Codec:
         finally:
             self._frames = ()
         if buffers and len(self._used) != len(buffers):
-            raise ProtocolError(
-                f"message has {len(buffers)} array frames but its header names {len(self._used)}"
-            )
+            raise ProtocolError(f"message has {len(buffers)} array frames but its header names {len(self._used)}")
         # A header shorter than max_depth cannot nest that deep; else count markers before the walk.
         if size > limits.max_depth and _container_markers(header) > limits.max_depth:
             _check_depth(obj, limits.max_depth)
@@ -156,9 +154,7 @@ class Codec:
             dtype, shape, _ = _parse_prefix(data, self.limits)
             nbytes = math.prod(shape) * dtype.itemsize
             if nbytes > self.limits.max_array_bytes:
-                raise ProtocolError(
-                    f"array of {nbytes} bytes exceeds max_array_bytes={self.limits.max_array_bytes}"
-                )
+                raise ProtocolError(f"array of {nbytes} bytes exceeds max_array_bytes={self.limits.max_array_bytes}")
             known = (dtype, shape, nbytes)
             if len(self._descriptors) < 1024:
                 self._descriptors[key] = known

@@ -15,9 +15,7 @@ __all__ = ["render_benchmark"]
 log = logging.getLogger(__name__)
 
 
-def render_benchmark(
-    width: int = 320, height: int = 240, frames: int = 100, camera: str | int | None = None
-) -> float:
+def render_benchmark(width: int = 320, height: int = 240, frames: int = 100, camera: str | int | None = None) -> float:
     """Local replay rendering speed in frames/s (pose from a state + render), built-in scene.
 
     The arm sweeps joint 1 so every frame needs fresh kinematics, as in a real replay.

@@ -28,12 +28,7 @@ def configure_headless_gl() -> str | None:
     unloaded from this process. Must run before anything imports mujoco.
     """
     chosen = os.environ.get("MUJOCO_GL")
-    if (
-        chosen
-        or not sys.platform.startswith("linux")
-        or os.environ.get("DISPLAY")
-        or os.environ.get("WAYLAND_DISPLAY")
-    ):
+    if chosen or not sys.platform.startswith("linux") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return chosen or None
     if "mujoco" in sys.modules:
         log.warning(
@@ -56,9 +51,7 @@ def configure_headless_gl() -> str | None:
             os.environ["MUJOCO_GL"] = backend
             log.info("no display: rendering with MUJOCO_GL=%s", backend)
             return backend
-        log.debug(
-            "MUJOCO_GL=%s does not work here: %s", backend, probe.stderr.decode(errors="replace")[-500:]
-        )
+        log.debug("MUJOCO_GL=%s does not work here: %s", backend, probe.stderr.decode(errors="replace")[-500:])
     log.warning("neither EGL nor OSMesa works here; install libegl1 or libosmesa6 for headless rendering")
     return None
 

@@ -118,9 +118,7 @@ class Replayer:
         if isinstance(camera, str) and mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_CAMERA, camera) < 0:
             raise ValueError(f"no camera {camera!r} in the model; cameras: {names}")
         if isinstance(camera, int) and not -1 <= camera < self.model.ncam:
-            raise ValueError(
-                f"camera id {camera} out of range: the model has {self.model.ncam} cameras {names}"
-            )
+            raise ValueError(f"camera id {camera} out of range: the model has {self.model.ncam} cameras {names}")
         return camera
 
     def set_state(self, state: np.ndarray) -> None:

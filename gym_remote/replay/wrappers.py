@@ -142,9 +142,7 @@ class _ReplayCore:
     def _setup(self, options: ReplayOptions) -> None:
         remote = self.env.unwrapped
         if not hasattr(remote, "with_state"):
-            raise TypeError(
-                f"{type(remote).__name__} cannot attach states to its replies: wrap a gym-remote env"
-            )
+            raise TypeError(f"{type(remote).__name__} cannot attach states to its replies: wrap a gym-remote env")
         schema = getattr(remote, "state_schema", None)
         if schema is None:
             raise StateError(
@@ -294,9 +292,7 @@ class MujocoReplayWrapper(_ReplayCore, gym.Wrapper):
         gym.Wrapper.__init__(self, env)
         self._setup(ReplayOptions.of(options, fields))
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._start_episode()
         return obs, info

@@ -193,12 +193,7 @@ class StackCubeEnv(gym.Env[np.ndarray, np.ndarray]):
         height_error = abs(cube[2] - goal[2])
         centre_error = float(np.linalg.norm(cube[:2] - goal[:2]))
         speed = float(np.linalg.norm(d.qvel[self._cube_vadr : self._cube_vadr + 3]))
-        success = (
-            height_error < HEIGHT_TOL
-            and centre_error < CENTRE_TOL
-            and speed < REST_SPEED
-            and not (left or right)
-        )
+        success = height_error < HEIGHT_TOL and centre_error < CENTRE_TOL and speed < REST_SPEED and not (left or right)
         return {
             "success": bool(success),
             "grasped": bool(left and right),

@@ -296,9 +296,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             info,
         )
 
-    def _step_one(
-        self, shard: _Shard, actions: Any
-    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def _step_one(self, shard: _Shard, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """``step`` with one shard: what ``_gather``, ``_raise_first`` and ``_merge`` do for one
         reply, without their per-shard lists, closures and concatenations."""
         self._check_open()

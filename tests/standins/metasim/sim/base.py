@@ -52,7 +52,6 @@ class BaseSimHandler:
         names = list(robot.joint_limits) if robot is not None else []
         return sorted(names) if sort else names
 
-
     def _get_states(self, env_ids: list[int] | None = None) -> TensorState:
         ids = slice(None) if env_ids is None else torch.as_tensor(env_ids, dtype=torch.long)
         robots = {

@@ -22,6 +22,4 @@ def get_task_class(name: str) -> type:
     try:
         return TASK_REGISTRY[name.strip().lower()]
     except KeyError as exc:
-        raise KeyError(
-            f"Unknown task '{name}'. Registered tasks: {', '.join(sorted(TASK_REGISTRY))}"
-        ) from exc
+        raise KeyError(f"Unknown task '{name}'. Registered tasks: {', '.join(sorted(TASK_REGISTRY))}") from exc
