@@ -51,14 +51,45 @@ def _check_optional_str(owner: str, name: str, value: Any, takes: str) -> None:
         _fail(owner, name, value, takes)
 
 
-def check_client_keywords(owner: str, **kw: Any) -> None:
+#: The keywords every client class takes, which :func:`check_client_keywords` checks.
+CLIENT_KEYWORDS = frozenset(
+    {
+        "host",
+        "port",
+        "task",
+        "task_kwargs",
+        "timeout",
+        "connect_timeout",
+        "probe_timeout",
+        "retries",
+        "render_mode",
+        "with_state",
+        "max_episode_steps",
+        "curve_server_key",
+        "curve_public_key",
+        "curve_secret_key",
+        "launch",
+        "backend",
+    }
+)
+
+
+def check_client_keywords(owner: str, scope: Mapping[str, Any] | None = None, /, **kw: Any) -> None:
     """Check the keywords every client class takes (those given; absent ones are not checked).
+
+    Args:
+        owner: the class named in errors.
+        scope: a constructor's ``locals()`` taken before it assigns anything: its keywords among
+            :data:`CLIENT_KEYWORDS` are checked (so each constructor does not list them again).
+        kw: more keywords to check, by name.
 
     Raises:
         TypeError: a keyword of the wrong type (named, with what it takes).
         ValueError: a keyword of the right type but a wrong value (a port out of range, a negative
             timeout, an unknown backend, ``launch='ray'``...).
     """
+    if scope is not None:
+        kw = {**{k: v for k, v in scope.items() if k in CLIENT_KEYWORDS}, **kw}
     if "host" in kw:
         _check_optional_str(owner, "host", kw["host"], "a host name or address (str), or None for a local server")
         if isinstance(kw["host"], str) and not kw["host"].strip():

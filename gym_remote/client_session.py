@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import platform
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,11 @@ class ConnectOptions:
     curve_secret_key: bytes | str | None = None
     #: Seconds a TCP connection may take to open before a HELLO (fast failure for a wrong endpoint).
     probe_timeout: float = PROBE_TIMEOUT
+
+    @classmethod
+    def of(cls, scope: Mapping[str, Any]) -> ConnectOptions:
+        """The options among ``scope``'s names (a client constructor's ``locals()``); others are ignored."""
+        return cls(**{f.name: scope[f.name] for f in dataclasses.fields(cls) if f.name in scope})
 
     @classmethod
     def take(cls, kwargs: dict[str, Any]) -> ConnectOptions:

@@ -178,24 +178,7 @@ class RemoteEnv(gym.Env):
         **launch_options: Any,
     ) -> None:
         self._closed = True  # nothing to close until the session exists
-        check_client_keywords(
-            "RemoteEnv",
-            host=host,
-            port=port,
-            task=task,
-            task_kwargs=task_kwargs,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retries=retries,
-            render_mode=render_mode,
-            curve_server_key=curve_server_key,
-            curve_public_key=curve_public_key,
-            curve_secret_key=curve_secret_key,
-            with_state=with_state,
-            launch=launch,
-            backend=backend,
-            max_episode_steps=max_episode_steps,
-        )
+        check_client_keywords("RemoteEnv", locals())  # the keywords above, before any assignment
         check_launch_options("RemoteEnv", launch, launch_options)
         check_render_mode(render_mode)
         self.task = task
@@ -215,14 +198,7 @@ class RemoteEnv(gym.Env):
         if self._server is not None:
             host, port = self._server.local_host, self._server.local_port
         self.host, self.port = str(host), int(port)
-        self.options = ConnectOptions(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retries=retries,
-            curve_server_key=curve_server_key,
-            curve_public_key=curve_public_key,
-            curve_secret_key=curve_secret_key,
-        )
+        self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
         if callable(getattr(self._server, "client_options", None)):  # a Ray pool's server: its CURVE keys
             self.options = dataclasses.replace(self.options, **self._server.client_options())
         hello = hello_body(

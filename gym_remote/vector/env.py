@@ -70,24 +70,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
     ) -> None:
         self._closed = True  # nothing to close until the sessions exist
         check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
-        check_client_keywords(
-            "RemoteVectorEnv",
-            host=host,
-            port=port,
-            task=task,
-            task_kwargs=task_kwargs,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retries=retries,
-            render_mode=render_mode,
-            curve_server_key=curve_server_key,
-            curve_public_key=curve_public_key,
-            curve_secret_key=curve_secret_key,
-            with_state=with_state,
-            launch=launch,
-            backend=backend,
-            max_episode_steps=max_episode_steps,
-        )
+        check_client_keywords("RemoteVectorEnv", locals())  # the keywords above, before any assignment
         check_launch_options("RemoteVectorEnv", launch, launch_options)
         check_render_mode(render_mode)
         mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
@@ -126,14 +109,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         )
         layout = group_layout(num_envs, len(endpoints), batch_size)
         self.batch_size = batch_size
-        self.options = ConnectOptions(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            retries=retries,
-            curve_server_key=curve_server_key,
-            curve_public_key=curve_public_key,
-            curve_secret_key=curve_secret_key,
-        )
+        self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
         self.autoreset_mode = mode
         #: In SAME_STEP mode, a step that finds a sub-env's session lost reports that sub-env as
         #: truncated, with a new session already reset, instead of raising (set by ``sb3.RemoteVecEnv``).
