@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gym_remote.bench_tunnel import format_results, tunnel_benchmark
+from gym_remote.bench.tunnels import format_results, tunnel_benchmark
 from tests.sshd import start_sshd
 
 

@@ -10,7 +10,8 @@ Sections (``--only``; all of them by default, only ``single`` against a given ``
 - ``images``: 64 x 84x84x3 uint8 observations per step, GB/s against raw ZeroMQ;
 - ``link``: an emulated slow link (a delaying TCP relay on loopback) with 1, 2, 4, 8 groups in flight.
 
-``--tunnel SSH_HOST`` (direct against OpenSSH and Fabric tunnels) and ``--render`` are separate runs.
+``--tunnel SSH_HOST`` (direct against OpenSSH and Fabric tunnels, :mod:`gym_remote.bench.tunnels`) and
+``--render`` are separate runs.
 Every section shows a progress bar; ``--json`` writes every figure.
 """
 
@@ -101,7 +102,7 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"local replay rendering {width}x{height}: {render_benchmark(width, height, 100):.1f} frames/s")
         return 0
     if args.tunnel:
-        from gym_remote.bench_tunnel import format_results, tunnel_benchmark
+        from gym_remote.bench.tunnels import format_results, tunnel_benchmark
 
         print(format_results(tunnel_benchmark(args.tunnel, args.config, steps=max(100, args.steps // 10))))
         return 0

@@ -99,7 +99,7 @@ def tunnel_benchmark(
     *,
     modes: Sequence[str] = ("direct", "openssh", "fabric"),
     steps: int = 300,
-    big_steps: int = 40,
+    big_steps: int = 100,
     obs_bytes: int = 2**20,
     **overrides: Any,
 ) -> list[TunnelResult]:
