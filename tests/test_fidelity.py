@@ -3,11 +3,11 @@
 Gymnasium is the oracle: ``check_environments_match`` with no skip flags (values *and* types), and
 ``check_env`` warning exactly what it warns for the local env. Vector envs are compared with
 ``SyncVectorEnv`` by ``data_equivalence`` (types, dtypes, shapes and values of every output).
-Every id of Gymnasium's classic-control, toy-text and MuJoCo v4/v5 families that this machine can
-make is checked (Box2D is not installed by the project, so its ids are not in the list). Rendering
-too: classic control and toy text draw with pygame (the ``test`` extra installs Gymnasium's
-``classic-control`` and ``toy-text`` extras) on SDL's headless ``dummy`` drivers, so their frames,
-their ``ansi`` text and ``check_env``'s render checks are compared with the local env's.
+Every id of Gymnasium's classic-control, toy-text, Box2D and MuJoCo v4/v5 families that this machine
+can make is checked. Rendering too: classic control, toy text and Box2D draw with pygame (the
+``test`` extra installs Gymnasium's ``classic-control``, ``toy-text`` and ``box2d`` extras) on SDL's
+headless ``dummy`` drivers, so their frames, their ``ansi`` text and ``check_env``'s render checks
+are compared with the local env's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ from gym_remote.vector import RemoteVectorEnv
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-FAMILIES = ("gymnasium.envs.classic_control", "gymnasium.envs.toy_text", "gymnasium.envs.mujoco")
+FAMILIES = (
+    "gymnasium.envs.classic_control",
+    "gymnasium.envs.toy_text",
+    "gymnasium.envs.box2d",
+    "gymnasium.envs.mujoco",
+)
 #: Ids of those families that cannot be made here at all, locally or remotely, and why.
 CANNOT_MAKE = {"Pusher-v4": "Gymnasium supports it only on mujoco<3; the project installs mujoco 3"}
 
@@ -52,7 +57,8 @@ IDS = gymnasium_ids()
 
 
 def test_the_list_covers_the_families():
-    assert len(IDS) >= 33 and {"CartPole-v1", "Pendulum-v1", "FrozenLake-v1", "Blackjack-v1", "Ant-v5"} <= set(IDS)
+    assert len(IDS) >= 38
+    assert {"CartPole-v1", "Pendulum-v1", "FrozenLake-v1", "Blackjack-v1", "LunarLander-v3", "Ant-v5"} <= set(IDS)
 
 
 @pytest.fixture(scope="module")
