@@ -24,21 +24,16 @@ from typing import Any
 import zmq
 
 from gym_remote.errors import (
-    BadRequestError,
+    ERROR_CLASSES,
     ConnectError,
     ProtocolError,
     RemoteEnvError,
     RemoteTimeoutError,
-    ServerBusyError,
-    ServerError,
-    SessionLostError,
-    VersionMismatchError,
 )
 from gym_remote.protocol import (
     DEFAULT_LIMITS,
     IDEMPOTENT,
     Codec,
-    ErrorCode,
     Kind,
     Limits,
     Request,
@@ -51,15 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a TCP connection to a server may take to open before the endpoint counts as unreachable.
 PROBE_TIMEOUT = 2.0
-
-_ERRORS: dict[ErrorCode, type[RemoteEnvError]] = {
-    ErrorCode.PROTOCOL: ProtocolError,
-    ErrorCode.BAD_REQUEST: BadRequestError,
-    ErrorCode.SESSION_LOST: SessionLostError,
-    ErrorCode.BUSY: ServerBusyError,
-    ErrorCode.VERSION: VersionMismatchError,
-    ErrorCode.ENV: ServerError,
-}
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -272,7 +258,7 @@ class Connection:
         if reply.error is not None:
             e = reply.error
             raise self._error(
-                _ERRORS[e.code],
+                ERROR_CLASSES[e.code],
                 e.message,
                 request.kind,
                 remote_type=e.type,

@@ -104,6 +104,32 @@ class StateError(RemoteEnvError, ValueError):
     """A state that does not match its schema, or names that match nothing."""
 
 
+#: The one table between the wire's error codes (``protocol.ErrorCode`` values) and exceptions: a
+#: client raises the class of a reply's code; a server replies with the code of the first class its
+#: exception is an instance of (see :func:`error_code`).
+ERROR_CLASSES: dict[str, type[RemoteEnvError]] = {
+    "protocol": ProtocolError,
+    "session_lost": SessionLostError,
+    "busy": ServerBusyError,
+    "version": VersionMismatchError,
+    "bad_request": BadRequestError,
+    "env": ServerError,
+}
+
+
+def error_code(exc: BaseException) -> str:
+    """The wire code a server answers ``exc`` with.
+
+    The first of :data:`ERROR_CLASSES` (before ``"env"``) that ``exc`` is an instance of; any other
+    :class:`RemoteEnvError` (a ``StateError``, a ``ConfigError``...) is the client's mistake,
+    ``"bad_request"``; every other exception is the env's own, ``"env"``.
+    """
+    for code, cls in ERROR_CLASSES.items():
+        if code != "env" and isinstance(exc, cls):
+            return code
+    return "bad_request" if isinstance(exc, RemoteEnvError) else "env"
+
+
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """``" Did you mean 'a' or 'b'?"`` for the close matches of ``name`` (difflib), else ``""``."""
     matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)

@@ -107,3 +107,17 @@ def test_an_env_that_raises_by_itself_stays_an_env_error(serve):
         raw(Kind.STEP, {"action": 2})
     assert not isinstance(info.value, BadRequestError) and info.value.remote_type == "RuntimeError"
     assert isinstance(info.value, RemoteEnvError) and "Traceback" in (info.value.remote_traceback or "")
+
+
+def test_one_table_maps_every_wire_code_both_ways():
+    """``errors.ERROR_CLASSES`` covers every ``ErrorCode``; the server's code for each class's
+    instance is the code the client turns back into that class (but for the env's own errors)."""
+    from gym_remote.errors import ERROR_CLASSES, ConfigError, ServerError, StateError, error_code
+    from gym_remote.protocol import ErrorCode
+
+    assert set(ERROR_CLASSES) == {code.value for code in ErrorCode}
+    for code, cls in ERROR_CLASSES.items():
+        if cls is not ServerError:
+            assert error_code(cls("x")) == code
+    assert error_code(ZeroDivisionError()) == "env" and ERROR_CLASSES["env"] is ServerError
+    assert error_code(StateError("x")) == error_code(ConfigError("x")) == "bad_request"

@@ -11,13 +11,10 @@ from typing import Any
 from gym_remote import __version__
 from gym_remote.errors import (
     BadRequestError,
-    ProtocolError,
     RemoteEnvError,
-    ServerBusyError,
-    SessionLostError,
     StateError,
-    VersionMismatchError,
     clip,
+    error_code,
 )
 from gym_remote.protocol import (
     Codec,
@@ -51,22 +48,16 @@ class RequestHandling(SessionTable):
             seq = request.seq
             body = self._dispatch(request)
             return Reply(seq, body)
-        except ProtocolError as exc:
-            log.warning("malformed request: %s", clip(exc.message, LOG_CLIP))
-            return self._error_reply(seq, ErrorCode.PROTOCOL, exc)
-        except SessionLostError as exc:
-            return self._error_reply(seq, ErrorCode.SESSION_LOST, exc)
-        except ServerBusyError as exc:
-            return self._error_reply(seq, ErrorCode.BUSY, exc)
-        except VersionMismatchError as exc:
-            return self._error_reply(seq, ErrorCode.VERSION, exc)
-        except (BadRequestError, RemoteEnvError) as exc:
-            cause = exc.__cause__  # a client's env that failed to build: its traceback helps
+        except Exception as exc:  # every failure is a reply; the server keeps serving
+            code = ErrorCode(error_code(exc))
+            if code is ErrorCode.ENV:  # the env raised: its traceback is the useful part
+                log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
+                return self._error_reply(seq, code, exc, traceback.format_exc())
+            if code is ErrorCode.PROTOCOL:
+                log.warning("malformed request: %s", clip(getattr(exc, "message", str(exc)), LOG_CLIP))
+            cause = exc.__cause__ if code is ErrorCode.BAD_REQUEST else None  # an env that failed to build
             tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
-            return self._error_reply(seq, ErrorCode.BAD_REQUEST, exc, tb)
-        except Exception as exc:  # the env raised: report it, keep serving
-            log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
-            return self._error_reply(seq, ErrorCode.ENV, exc, traceback.format_exc())
+            return self._error_reply(seq, code, exc, tb)
 
     @staticmethod
     def _error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
