@@ -224,7 +224,7 @@ def test_every_combination_of_small_shapes_is_exact():
 
 def test_container_marker_count_bounds_the_nesting_depth():
     """The cheap pre-check that lets decode skip its depth walk must never under-count."""
-    from gym_remote.protocol import _container_markers
+    from gym_remote.protocol.extensions import _container_markers
 
     rng = np.random.default_rng(0)
 

@@ -14,7 +14,7 @@ Modules, each importing only the ones before it: ``messages`` (versions, :class:
 :class:`ErrorCode`, :class:`Limits`, :class:`Request`, :class:`Reply`), ``extensions`` (extension
 type codes, array descriptors, dtype and depth checks), ``codec`` (:class:`Codec`, :func:`encode`,
 :func:`decode`, pack/unpack of requests and replies) and ``frames`` (send and receive on a socket).
-Every name is re-exported here.
+Every public name is re-exported here.
 """
 
 from __future__ import annotations
@@ -30,11 +30,6 @@ from gym_remote.protocol.codec import (
     unpack_request,
 )
 from gym_remote.protocol.extensions import (
-    _ALLOWED_KINDS,
-    _CONTAINER_MARKERS,
-    _DTYPES,
-    _PREFIXES,
-    _U32,
     EXT_ARRAY_FRAME,
     EXT_ARRAY_INLINE,
     EXT_BIG_INT,
@@ -42,19 +37,9 @@ from gym_remote.protocol.extensions import (
     EXT_SCALAR,
     EXT_TUPLE,
     MAX_BIG_INT_BYTES,
-    _array_prefix,
-    _as_buffer,
-    _check_depth,
-    _check_dtype,
-    _container_markers,
-    _ext,
-    _parse_dtype,
-    _parse_prefix,
-    _unpack,
 )
-from gym_remote.protocol.frames import _RCVMORE, _SNDMORE, message_nbytes, recv_frames, send_frames
+from gym_remote.protocol.frames import message_nbytes, recv_frames, send_frames
 from gym_remote.protocol.messages import (
-    _KINDS,
     CALLABLE_ALLOWLIST,
     DEFAULT_LIMITS,
     IDEMPOTENT,
@@ -82,14 +67,6 @@ __all__ = [
     "MAX_BIG_INT_BYTES",
     "PROTOCOL_VERSION",
     "READY_PREFIX",
-    "_ALLOWED_KINDS",
-    "_CONTAINER_MARKERS",
-    "_DTYPES",
-    "_KINDS",
-    "_PREFIXES",
-    "_RCVMORE",
-    "_SNDMORE",
-    "_U32",
     "Codec",
     "ErrorCode",
     "ErrorInfo",
@@ -98,15 +75,6 @@ __all__ = [
     "ObjectList",
     "Reply",
     "Request",
-    "_array_prefix",
-    "_as_buffer",
-    "_check_depth",
-    "_check_dtype",
-    "_container_markers",
-    "_ext",
-    "_parse_dtype",
-    "_parse_prefix",
-    "_unpack",
     "decode",
     "encode",
     "message_nbytes",

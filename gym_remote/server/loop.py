@@ -24,15 +24,13 @@ from gym_remote.protocol import (
     recv_frames,
     send_frames,
 )
+from gym_remote.protocol.frames import _RCVMORE, _SNDMORE  # plain ints: cheaper than pyzmq's enums
 from gym_remote.server.requests import RequestHandling
 from gym_remote.server.sessions import _SessionSlot
 from gym_remote.server.startup import SessionFactory, is_loopback_address, validate_factory
 from gym_remote.session import SessionLimits
 
 log = logging.getLogger("gym_remote.server")
-
-_RCVMORE = int(zmq.RCVMORE)
-_SNDMORE = int(zmq.SNDMORE)
 
 
 class EnvServer(RequestHandling):
