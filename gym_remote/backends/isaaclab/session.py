@@ -8,9 +8,11 @@ and ``next_step``/``disabled`` are refused at HELLO (:func:`~gym_remote.backends
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -176,9 +178,8 @@ class IsaacLabSession(BatchedSimSession):
                 width = int(full[p.kind][p.name][k].shape[-1])
                 full[p.kind][p.name][k] = values[:, col : col + width]
                 col += width
-        kept = _joint_targets(scene)
-        scene.reset_to(full, env_ids=None, is_relative=True)
-        _restore_joint_targets(kept)
+        with _joint_targets_kept(scene):
+            scene.reset_to(full, env_ids=None, is_relative=True)
         sim = getattr(self._u, "sim", None)
         if callable(getattr(sim, "forward", None)):
             sim.forward()  # update kinematics (body poses) from the new joint state, as reset_to callers do
@@ -193,23 +194,9 @@ class IsaacLabSession(BatchedSimSession):
         self._env.close()
 
 
-def _joint_targets(scene: Any) -> list[tuple[Any, Any, Any]]:
-    """Each articulation's joint position and velocity targets, copied (see :func:`_restore_joint_targets`)."""
-    kept = []
-    for articulation in getattr(scene, "articulations", {}).values():
-        command = getattr(getattr(articulation, "actuators", None), "target_command", None)
-        if command is not None:  # Isaac Lab 3.x: the actuator collection holds the commands
-            pos, vel = command.position, command.velocity
-            kept.append((articulation, pos.torch.clone(), vel.torch.clone()))
-        else:  # 2.x: ArticulationData's torch buffers
-            kept.append(
-                (articulation, articulation.data.joint_pos_target.clone(), articulation.data.joint_vel_target.clone())
-            )
-    return kept
-
-
-def _restore_joint_targets(kept: list[tuple[Any, Any, Any]]) -> None:
-    """Put back the targets that ``InteractiveScene.reset_to`` overwrote with the written state.
+@contextlib.contextmanager
+def _joint_targets_kept(scene: Any) -> Iterator[None]:
+    """Put back, on exit, the joint targets that ``InteractiveScene.reset_to`` overwrites.
 
     ``reset_to`` also sets every joint's position and velocity *targets* to the state's positions and
     velocities (its own FIXME: "assumes PD control over the joints"). That changes the dynamics: with
@@ -217,11 +204,21 @@ def _restore_joint_targets(kept: list[tuple[Any, Any, Any]]) -> None:
     recorded trajectory took. Targets are the controller's, not the state's: the next action sets
     them for position-controlled tasks, and effort-controlled tasks never do.
     """
-    for articulation, pos, vel in kept:
+    restores: list[Callable[[], None]] = []
+    for articulation in getattr(scene, "articulations", {}).values():
         command = getattr(getattr(articulation, "actuators", None), "target_command", None)
-        if command is not None:
-            command.set_position_index(value=pos, full_data=True)
-            command.set_velocity_index(value=vel, full_data=True)
-        else:
-            articulation.set_joint_position_target(pos)
-            articulation.set_joint_velocity_target(vel)
+        if command is not None:  # Isaac Lab 3.x: the actuator collection holds the commands
+            pos, vel = command.position.torch.clone(), command.velocity.torch.clone()
+            restores += [
+                partial(command.set_position_index, value=pos, full_data=True),
+                partial(command.set_velocity_index, value=vel, full_data=True),
+            ]
+        else:  # 2.x: ArticulationData's torch buffers
+            data = articulation.data
+            restores += [
+                partial(articulation.set_joint_position_target, data.joint_pos_target.clone()),
+                partial(articulation.set_joint_velocity_target, data.joint_vel_target.clone()),
+            ]
+    yield
+    for restore in restores:
+        restore()
