@@ -61,7 +61,46 @@ def check_port_free(port: int) -> None:
 FAST_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr"
 
 
-class FabricTunnel:
+class _PipedProcess:
+    """A tunnel's process: it runs until its stdin pipe, which only this process holds, ends (so it
+    also ends when this process dies); its stderr goes to a file, which never fills like a pipe."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _end_process
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=self._stderr, **kwargs)
+        return self.proc
+
+    def stderr_text(self) -> str:
+        """What the process wrote to stderr (its errors)."""
+        with contextlib.suppress(Exception):
+            self._stderr.seek(0)
+            return self._stderr.read().decode(errors="replace")
+        return ""
+
+    def _end_process(self, terminate: bool) -> None:
+        """Close its stdin (it ends by itself), SIGTERM it by PID if ``terminate``, and SIGKILL it if
+        it has not ended within 3 s."""
+        proc = self.proc
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+        if terminate and proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+        with contextlib.suppress(Exception):
+            self._stderr.close()
+
+
+class FabricTunnel(_PipedProcess):
     """A local port forwarded over paramiko (no ``ssh`` binary needed), in a process of its own.
 
     The forwarder (:mod:`gym_remote.launch.forwarder`) logs in again with ``cfg``'s SSH fields and
@@ -86,12 +125,10 @@ class FabricTunnel:
 
     def __init__(self, cfg: HostConfig | Any, remote_port: int, local_port: int, timeout: float) -> None:
         self.local_port = local_port
-        self.proc: subprocess.Popen[bytes] | None = None
         self._inline: ChannelForwarder | None = None
         if not isinstance(cfg, HostConfig):
             self._inline = ChannelForwarder(cfg, remote_port, local_port, timeout)
             return
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - a file never fills like a pipe
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         request = {
@@ -102,17 +139,15 @@ class FabricTunnel:
         }
         try:
             # Its own session: a Ctrl-C meant for this process's loop does not reach it.
-            self.proc = subprocess.Popen(
+            proc = self._popen(
                 [sys.executable, "-m", "gym_remote.launch.forwarder"],
-                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=self._stderr,
                 env={**os.environ, "PYTHONPATH": python_path},
                 start_new_session=True,
             )
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
             answer = self._answer(timeout + 20)  # + interpreter start-up and imports
         except BaseException:  # Ctrl-C included: leave no process behind
             self.close()
@@ -137,33 +172,14 @@ class FabricTunnel:
         reader.join(timeout)
         return lines[0].decode(errors="replace").strip() if lines else ""
 
-    def stderr_text(self) -> str:
-        """What the forwarder process wrote to stderr (its errors)."""
-        with contextlib.suppress(Exception):
-            self._stderr.seek(0)
-            return self._stderr.read().decode(errors="replace")
-        return ""
-
     def close(self) -> None:
-        """Stop forwarding: end the forwarder process (by its PID) or the in-process forwarder. Idempotent."""
+        """Stop forwarding: end the forwarder process (its stdin, then its PID) or the in-process forwarder.
+
+        Idempotent.
+        """
         if self._inline is not None:
             self._inline.close()
-        proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()  # the forwarder closes its listener and logs out
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=3)
-        with contextlib.suppress(OSError):
-            if proc.stdout is not None:
-                proc.stdout.close()
-        with contextlib.suppress(Exception):
-            self._stderr.close()
+        self._end_process(terminate=False)  # it closes its listener and logs out by itself
 
 
 #: What the OpenSSH tunnel runs on the server instead of ``ssh -N``: a command that lasts until its
@@ -173,14 +189,13 @@ class FabricTunnel:
 KEEPALIVE_COMMAND = "cat >/dev/null"
 
 
-class OpenSshTunnel:
+class OpenSshTunnel(_PipedProcess):
     """``ssh -T -L ... HOST 'cat >/dev/null'`` in a subprocess; it ends with this process (stdin EOF)."""
 
     kind = "openssh"
 
     def __init__(self, cfg: HostConfig, remote_port: int, local_port: int, timeout: float) -> None:
         self.local_port = local_port
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - a file never fills like a pipe
         argv = [*ssh_argv(cfg, Target.of(cfg)), KEEPALIVE_COMMAND]
         argv[1:1] = [
             "-T",
@@ -203,14 +218,14 @@ class OpenSshTunnel:
         log.debug("tunnel: %s", shlex.join(argv))
         # stdin is a pipe only we hold: if this process dies, ssh reads EOF, the remote command ends
         # and ssh exits with it.
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        proc = self._popen(argv, stdout=subprocess.DEVNULL)
         try:
-            up = wait_listening(local_port, timeout, lambda: self.proc.poll() is None)
+            up = wait_listening(local_port, timeout, lambda: proc.poll() is None)
         except BaseException:  # Ctrl-C: leave no ssh process behind
             self.close()
             raise
         if not up:
-            status, stderr = self.proc.poll(), self.stderr_text().strip()
+            status, stderr = proc.poll(), self.stderr_text().strip()
             self.close()
             raise LaunchError(
                 f"the OpenSSH tunnel 127.0.0.1:{local_port} -> remote port {remote_port} did not come "
@@ -219,26 +234,9 @@ class OpenSshTunnel:
                 port=local_port,
             )
 
-    def stderr_text(self) -> str:
-        with contextlib.suppress(Exception):
-            self._stderr.seek(0)
-            return self._stderr.read().decode(errors="replace")
-        return ""
-
     def close(self) -> None:
-        proc = self.proc
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=3)
-        with contextlib.suppress(Exception):
-            self._stderr.close()
+        """End ssh (its stdin, then SIGTERM by PID: it would wait for open forwarded connections). Idempotent."""
+        self._end_process(terminate=True)
 
 
 def choose_tunnel(tunnel: str | None) -> str | None:
