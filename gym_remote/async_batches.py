@@ -33,7 +33,7 @@ from gymnasium.vector.utils import batch_space
 
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import Kind
-from gym_remote.spaces import restore_sample, validate_action
+from gym_remote.spaces import validate_action
 
 if TYPE_CHECKING:
     from gym_remote.vector import _Shard
@@ -241,25 +241,13 @@ class AsyncBatches:
         shard = self._first_ready([s for s, _ in flight.values()], budget)
         _, kind = flight.pop(id(shard))
         reply = shard.link.recv(timeout)  # ready (or the oldest, whose timeout error this raises)
-        n = shard.count
-        obs = reply["obs"]
-        if self._restore_obs:  # type: ignore[attr-defined]
-            obs = restore_sample(self._batched("obs", n), obs)
-        shard.last = {"obs": reply["obs"], "state": reply.get("state")}
-        if self.with_state:
-            self.last_state = reply.get("state")
+        n, space = shard.count, self._batched("obs", shard.count)  # type: ignore[attr-defined]
         env_ids = state["ids"][id(shard)]
         state["last"] = env_ids
         if kind is Kind.RESET:
+            obs = self._take_obs(shard, reply, space)  # type: ignore[attr-defined]
             return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), reply["info"], env_ids
-        return (
-            obs,
-            np.asarray(reply["reward"], np.float64),
-            np.asarray(reply["terminated"], bool),
-            np.asarray(reply["truncated"], bool),
-            reply["info"],
-            env_ids,
-        )
+        return (*self._step_result(shard, reply, space), env_ids)  # type: ignore[attr-defined]
 
     @staticmethod
     def _first_ready(shards: list[_Shard], timeout: float) -> _Shard:

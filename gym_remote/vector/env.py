@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from gym_remote.async_batches import AsyncBatches, group_layout
@@ -285,19 +286,29 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             if not (self.recover_in_step and self.autoreset_mode == "same_step"):
                 raise
             reply = self._restart_shard(shard)
-        obs, state = reply["obs"], reply.get("state")
-        shard.last = {"obs": obs, "state": state}
-        if self.with_state:
-            self.last_state = state
-        if self._restore_obs:
-            obs = restore_sample(self.observation_space, obs)
+        return self._step_result(shard, reply, self.observation_space)
+
+    def _step_result(
+        self, shard: _Shard, reply: dict[str, Any], space: spaces.Space
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One shard's step reply as ``step`` returns it: rewards float64, flags bool (no copy when the
+        server sent those dtypes)."""
         return (
-            obs,
+            self._take_obs(shard, reply, space),
             np.asarray(reply["reward"], np.float64),
             np.asarray(reply["terminated"], bool),
             np.asarray(reply["truncated"], bool),
             reply["info"],
         )
+
+    def _take_obs(self, shard: _Shard, reply: dict[str, Any], space: spaces.Space) -> Any:
+        """One shard's observation batch from its reply, as in ``space``; records the shard's last
+        observation and state (and ``last_state``)."""
+        obs, state = reply["obs"], reply.get("state")
+        shard.last = {"obs": obs, "state": state}
+        if self.with_state:
+            self.last_state = state
+        return restore_sample(space, obs) if self._restore_obs else obs
 
     def _merge(self, replies: list[dict[str, Any]], keys: tuple[str, ...]) -> Any:
         counts = [s.count for s in self._shards]
