@@ -128,15 +128,15 @@ class GymSession(Session):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self.num_envs is None:  # exactly what the env returned: types included
             return obs, reward, terminated, truncated, info
-        # Gymnasium's vector envs already return float64 and bool arrays, and most steps no info:
-        # those pass as they are (the casts and the info walk are for other vector envs).
-        if type(reward) is not np.ndarray or reward.dtype != np.float64:
-            reward = np.asarray(reward, dtype=np.float64)
-        if type(terminated) is not np.ndarray:
-            terminated = np.asarray(terminated)
-        if type(truncated) is not np.ndarray:
-            truncated = np.asarray(truncated)
-        return obs, reward, terminated, truncated, wrap_object_arrays(info) if info else info
+        # np.asarray returns Gymnasium's own float64 and bool arrays as they are (no copy); the
+        # casts are for other vector envs.
+        return (
+            obs,
+            np.asarray(reward, dtype=np.float64),
+            np.asarray(terminated),
+            np.asarray(truncated),
+            wrap_object_arrays(info),
+        )
 
     @property
     def has_state(self) -> bool:
