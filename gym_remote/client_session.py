@@ -55,12 +55,6 @@ class ConnectOptions:
         """The options among ``scope``'s names (a client constructor's ``locals()``); others are ignored."""
         return cls(**{f.name: scope[f.name] for f in dataclasses.fields(cls) if f.name in scope})
 
-    @classmethod
-    def take(cls, kwargs: dict[str, Any]) -> ConnectOptions:
-        """Pop this class's fields out of ``kwargs`` (a constructor's keywords) into an instance."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
-
     def connect(self, host: str, port: int, server: Any = None) -> Connection:
         """A :class:`Connection` to ``host:port``.
 
