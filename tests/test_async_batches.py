@@ -141,7 +141,9 @@ def test_misuse_is_named(serve):
         venv.send(np.zeros(1, np.int64), env_ids[:1])
     with pytest.raises(ValueError):
         venv.send(np.zeros(3, np.int64), env_ids)  # 3 actions for 2 envs
+    # recv() returns whichever group arrived first, so pick a group that is still out
+    still_out = next(g for g in ([0, 1], [2, 3], [4, 5]) if g[0] not in env_ids)
     with pytest.raises(RemoteEnvError, match="already in flight"):
-        venv.send(np.zeros(2, np.int64), np.array([2, 3]))  # that group's reset is still out
+        venv.send(np.zeros(2, np.int64), np.array(still_out))  # that group's reset is still out
     venv.send(np.zeros(2, np.int64))  # env_ids default: those of the latest recv
     venv.close()
