@@ -52,7 +52,10 @@ def load(cls: type[T], source: str | Path | Mapping[str, Any] | None = None, kin
     unknown = sorted(set(data) - names)
     if unknown:
         raise TypeError(f"unknown {cls.__name__} options {unknown}; known: {sorted(names)}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in {source})" if source is not None else str(exc)) from None
 
 
 @dataclass
@@ -70,3 +73,37 @@ class TaskConfig:
     name_map: str | dict[str, Any] | None = None  # for MujocoReplayWrapper
     model: str | None = None  # local MJCF for replay
     description: str = ""
+
+
+@dataclass
+class ServerConfig:
+    """How a server admits clients (``configs/servers/*.yaml``, ``gym-remote serve --server-config``).
+
+    The one place these defaults live: :class:`~gym_remote.server.EnvServer`'s keywords and the
+    ``serve`` flags both read them. What one session may build (sub-envs, keyword sizes) is
+    :class:`~gym_remote.session.SessionLimits`.
+    """
+
+    #: ZeroMQ endpoint to bind; port ``*`` picks a free one. Loopback: reach it through an SSH tunnel.
+    address: str = "tcp://127.0.0.1:5555"
+    #: Open sessions at once; the next HELLO gets a "server busy" error.
+    max_sessions: int = 16
+    #: Sessions one peer (an IP address, or a client key) may hold (``None``: half of ``max_sessions``).
+    max_sessions_per_peer: int | None = None
+    #: Seconds without a request after which a session is closed (``None`` or 0: never).
+    idle_timeout: float | None = 600.0
+    #: Larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE), and no array may be larger.
+    max_message_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for name in ("max_sessions", "max_sessions_per_peer", "max_message_bytes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"ServerConfig.{name} must be a positive integer, not {value!r}")
+        if self.idle_timeout is not None:
+            if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, int | float):
+                raise ValueError(f"ServerConfig.idle_timeout must be seconds or null, not {self.idle_timeout!r}")
+            if self.idle_timeout < 0:
+                raise ValueError(f"ServerConfig.idle_timeout must be >= 0 seconds, not {self.idle_timeout!r}")
+            if self.idle_timeout == 0:
+                self.idle_timeout = None

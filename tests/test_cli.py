@@ -86,3 +86,52 @@ def test_demo_then_replay_the_newcomers_first_commands(tmp_path: Path):
     out = gym_remote("replay", str(traj), "-o", str(again), "--width", "160", "--height", "120")
     assert out.returncode == 0, out.stderr
     assert iio.imread(again).shape == (len(frames), 120, 160, 3)
+
+
+def test_server_config_file_sets_admission_and_flags_win(serve, tmp_path: Path):
+    from gym_remote import RemoteEnv
+    from gym_remote.errors import ServerBusyError
+
+    config = tmp_path / "small.yaml"
+    config.write_text("max_sessions: 2\nmax_sessions_per_peer: 2\nidle_timeout: 0\n")
+    server = serve("CartPole-v1", "gymnasium", "--server-config", str(config))
+    envs = [RemoteEnv("127.0.0.1", server.local_port, timeout=10) for _ in range(2)]
+    with pytest.raises(ServerBusyError, match="max_sessions=2"):
+        RemoteEnv("127.0.0.1", server.local_port, timeout=10)
+    for env in envs:
+        env.close()
+    # a flag given beside the file wins over it
+    server = serve("CartPole-v1", "gymnasium", "--server-config", str(config), "--max-sessions", "3")
+    envs = [RemoteEnv("127.0.0.1", server.local_port, timeout=10) for _ in range(2)]
+    with pytest.raises(ServerBusyError, match=r"max_sessions_per_peer=2"):  # the file's, kept
+        RemoteEnv("127.0.0.1", server.local_port, timeout=10)
+    assert envs[0].ping()["sessions"] == 2
+    for env in envs:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("max_sesions: 2\n", "unknown keys ['max_sesions'] in ServerConfig"),
+        ("max_sessions: 0\n", "ServerConfig.max_sessions must be a positive integer, not 0"),
+        ("idle_timeout: soon\n", "ServerConfig.idle_timeout must be seconds or null, not 'soon'"),
+        ("- 1\n", "must be a YAML mapping"),
+    ],
+)
+def test_a_bad_server_config_is_named_before_anything_binds(tmp_path: Path, text: str, error: str):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    out = gym_remote("serve", "--server-config", str(config), "--address", "tcp://127.0.0.1:*", timeout=60)
+    assert out.returncode == 1 and error in out.stderr and "READY" not in out.stdout, out.stderr
+
+
+def test_the_example_server_config_holds_the_defaults():
+    """configs/servers/example.yaml documents every ServerConfig key with its default value."""
+    import dataclasses
+
+    from gym_remote.config import ServerConfig, load
+
+    assert load(ServerConfig, "example", kind="servers") == ServerConfig()
+    text = (Path(__file__).resolve().parent.parent / "configs" / "servers" / "example.yaml").read_text()
+    assert all(f"\n{f.name}:" in text for f in dataclasses.fields(ServerConfig))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from gym_remote.cli.args import _json_map, _names, _positive
+
+#: The serve flags that set :class:`~gym_remote.config.ServerConfig` fields of the same name.
+SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -19,6 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import gym_remote  # noqa: F401  (registers the built-in tasks)
     from gym_remote.backends import DEFAULT_MAX_ENVS, DEFAULT_MAX_PROCESSES, PYTHON_ENV_BACKENDS, make_factory
+    from gym_remote.config import ServerConfig, TaskConfig, load
     from gym_remote.protocol import Limits
     from gym_remote.server import EnvServer
     from gym_remote.session import SessionLimits
@@ -37,8 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
     fixed_task, allow_kwargs = args.fixed_task, args.allow_kwargs
     if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
-        from gym_remote.config import TaskConfig, load
-
         cfg = load(TaskConfig, args.config, kind="tasks")
         backend, task = backend or cfg.backend, task or cfg.task
         kwargs = {**cfg.task_kwargs, **kwargs}
@@ -64,6 +67,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fixed_kwargs=dict(kwargs) if fixed_task else {},
         allow_client_paths=args.allow_client_paths,
     )
+    # the admission settings: ServerConfig's defaults, then a --server-config file, then the flags given
+    admission = load(
+        ServerConfig,
+        args.server_config,
+        kind="servers",
+        **{name: getattr(args, name) for name in SERVER_FLAGS},
+    )
     factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
@@ -72,13 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise SystemExit(f"{args.curve_secret} holds no secret key")
     server = EnvServer(
         factory,
-        args.address,
-        max_sessions=args.max_sessions,
-        max_sessions_per_peer=args.max_sessions_per_peer,
+        **dataclasses.asdict(admission),
         session_limits=session_limits,
-        idle_timeout=args.idle_timeout or None,
-        max_message_bytes=args.max_message_bytes,
-        limits=Limits(max_array_bytes=args.max_message_bytes),
+        limits=Limits(max_array_bytes=admission.max_message_bytes),
         curve_secret_key=secret,
         curve_public_key=public,
         curve_clients=str(args.curve_clients) if args.curve_clients else None,
@@ -93,6 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     from gym_remote.backends import DEFAULT_MAX_PROCESSES
+    from gym_remote.config import ServerConfig
     from gym_remote.session import SessionLimits
 
     p = sub.add_parser(
@@ -122,8 +129,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="Isaac Lab Hydra override, repeatable (e.g. presets=newton_mjwarp, env.scene.replicate_physics=true)",
     )
-    p.add_argument("--address", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint; port '*' picks a free one")
-    p.add_argument("--max-sessions", type=_positive, default=16, help="concurrent client sessions (default 16)")
+    p.add_argument(
+        "--server-config",
+        metavar="NAME",
+        help="admission settings (configs/servers/NAME.yaml or a path): address, max_sessions, "
+        "max_sessions_per_peer, idle_timeout, max_message_bytes; flags override it",
+    )
+    p.add_argument("--address", help=f"ZeroMQ endpoint; port '*' picks a free one (default {ServerConfig.address})")
+    p.add_argument(
+        "--max-sessions", type=_positive, help=f"concurrent client sessions (default {ServerConfig.max_sessions})"
+    )
     p.add_argument(
         "--max-sessions-per-peer",
         type=_positive,
@@ -153,8 +168,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"size of a client's task_kwargs (default {SessionLimits.max_kwargs_bytes})",
     )
-    p.add_argument("--idle-timeout", type=float, default=600.0, help="close sessions idle this many seconds (0: never)")
-    p.add_argument("--max-message-bytes", type=int, default=1 << 30, help="drop larger incoming messages")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"close sessions idle this many seconds (0: never; default {ServerConfig.idle_timeout:g})",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=_positive,
+        help=f"drop larger incoming messages (default {ServerConfig.max_message_bytes})",
+    )
     p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
     p.add_argument(
         "--fixed-task",

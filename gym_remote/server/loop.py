@@ -12,9 +12,8 @@ from typing import IO, Any
 
 import zmq
 
-from gym_remote.errors import (
-    ProtocolError,
-)
+from gym_remote.config import ServerConfig
+from gym_remote.errors import ProtocolError
 from gym_remote.protocol import (
     DEFAULT_LIMITS,
     READY_PREFIX,
@@ -35,6 +34,9 @@ log = logging.getLogger("gym_remote.server")
 
 class EnvServer(RequestHandling):
     """Serve envs built by ``factory`` to REQ clients over ZeroMQ.
+
+    The admission keywords default to :class:`~gym_remote.config.ServerConfig`'s values; a loaded
+    config is passed as ``EnvServer(factory, **dataclasses.asdict(config))``.
 
     Args:
         factory: builds a :class:`Session` for each HELLO.
@@ -64,13 +66,13 @@ class EnvServer(RequestHandling):
     def __init__(
         self,
         factory: SessionFactory,
-        address: str = "tcp://127.0.0.1:5555",
+        address: str = ServerConfig.address,
         *,
-        max_sessions: int = 16,
-        max_sessions_per_peer: int | None = None,
+        max_sessions: int = ServerConfig.max_sessions,
+        max_sessions_per_peer: int | None = ServerConfig.max_sessions_per_peer,
         session_limits: SessionLimits | None = None,
-        idle_timeout: float | None = 600.0,
-        max_message_bytes: int = 1 << 30,
+        idle_timeout: float | None = ServerConfig.idle_timeout,
+        max_message_bytes: int = ServerConfig.max_message_bytes,
         limits: Limits = DEFAULT_LIMITS,
         curve_secret_key: bytes | None = None,
         curve_public_key: bytes | None = None,
