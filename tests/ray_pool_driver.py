@@ -99,7 +99,7 @@ def train(pool: RayServerPool, iterations: int, vectorize: str = "vector_entry_p
 
     import gym_remote.rllib as grl
 
-    key_dirs = glob.glob(os.path.join(tempfile.gettempdir(), "gym-remote-curve-*"))
+    key_dirs = sorted(_key_dirs() - KEY_DIRS_BEFORE)  # only this run's: a crashed earlier run may have left some
     stranger_public, stranger_secret = zmq.curve_keypair()
     strangers = {
         "no_keys": refused(pool),
@@ -227,7 +227,16 @@ def make_vec() -> None:
     )
 
 
+def _key_dirs() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "gym-remote-curve-*")))
+
+
+#: The CURVE key folders on this node before the pool started.
+KEY_DIRS_BEFORE: set[str] = set()
+
+
 def main() -> int:
+    KEY_DIRS_BEFORE.update(_key_dirs())
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["train", "train_sync", "fanout", "hang", "make_vec"])
     p.add_argument("--iterations", type=int, default=3)

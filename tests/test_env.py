@@ -425,7 +425,11 @@ def test_idle_sessions_expire(serve):
     server = serve("CartPole-v1", "gymnasium", "--idle-timeout", "0.5")
     env = connect(server)
     env.reset(seed=0)
-    time.sleep(2.0)
+    # the server sweeps idle sessions about once a second; PING does not touch a session, so poll it
+    deadline = time.monotonic() + 15
+    while env.ping()["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert env.ping()["sessions"] == 0, "the idle session was not closed within 15 s"
     with pytest.raises(SessionLostError):
         env.step(0)
     env.reset()

@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,11 +255,9 @@ def test_tunnel_carries_bytes_and_its_process_ends_with_close(ssh_host: dict[str
             assert tunnel.proc is not None
         pid = tunnel.proc.pid if tunnel.proc is not None else None
         try:
-            clients = [threading.Thread(target=_echo_through, args=(local_port, 3 << 20)) for _ in range(2)]
-            for client in clients:
-                client.start()
-            for client in clients:
-                client.join(timeout=60)
+            with ThreadPoolExecutor(2) as pool:  # result() re-raises a thread's failed check here
+                for echoed in [pool.submit(_echo_through, local_port, 3 << 20) for _ in range(2)]:
+                    echoed.result(timeout=60)
             _echo_through(local_port, 16)
         finally:
             tunnel.close()

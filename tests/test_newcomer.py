@@ -38,6 +38,7 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.timeout(2400)  # two pip installs from the registry: setup.cfg's 300 s is for one test's own work
 def test_fresh_venv_readme_first_command_and_first_snippet(tmp_path: Path) -> None:
     budget: dict[str, float] = {}
     venv = tmp_path / "venv"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 
 import msgpack
 import numpy as np
@@ -149,7 +148,7 @@ def test_msgpack_numpy_object_payload_is_never_unpickled(tmp_path):
 @pytest.mark.parametrize(
     "frames, match",
     [
-        ([os.urandom(64)], "malformed|request|unknown"),
+        ([np.random.default_rng(0).bytes(64)], "malformed|request|unknown"),  # fixed: a few random inputs decode
         ([b""], "malformed"),
         ([msgpack.packb({"k": "teleport"})], "unknown request kind"),
         ([msgpack.packb([1, 2, 3])], "map"),

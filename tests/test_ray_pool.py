@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -154,7 +155,7 @@ def test_servers_die_with_a_killed_driver(python: str) -> None:
     finally:
         proc.kill()
         proc.wait()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # Ray notices its driver is gone, kills the actors, their servers follow
     while time.monotonic() < deadline and not all(_gone(p) for p in pids):
         time.sleep(0.1)
     left = [p for p in pids if not _gone(p)]
@@ -210,7 +211,7 @@ def test_fanout_and_a_lost_server_names_its_node(python: str) -> None:
     assert f"127.0.0.1:{result['victim_port']} failed" in result["error"]
     diagnostics = result["diagnostics"]
     assert f"on Ray node {result['victim_node']}" in diagnostics
-    assert "Ray actor is unreachable (ActorDiedError)" in diagnostics
+    assert re.search(r"Ray actor is unreachable \(\w+Error\)", diagnostics), diagnostics  # ActorDied, or not yet marked
 
 
 def test_make_vec_with_launch_ray_places_its_own_servers(python: str) -> None:

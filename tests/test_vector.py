@@ -210,7 +210,7 @@ def test_server_side_async_vectorization_matches_sync(serve):
 
 def test_every_server_dead_still_fails_within_one_timeout(serve):
     a, b = serve("CartPole-v1"), serve("CartPole-v1")
-    fan = RemoteVectorEnv(4, hosts=[f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"], timeout=1.0)
+    fan = RemoteVectorEnv(4, hosts=[f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"], timeout=2.0)
     fan.reset(seed=0)
     for server in (a, b):
         os.kill(server.pid, signal.SIGKILL)
@@ -218,5 +218,5 @@ def test_every_server_dead_still_fails_within_one_timeout(serve):
     t0 = time.monotonic()
     with pytest.raises(RemoteTimeoutError):
         fan.step(np.zeros(4, int))
-    assert time.monotonic() - t0 < 1.8  # one timeout, not one per server
+    assert time.monotonic() - t0 < 3.5  # one timeout (2 s), not one per server (4 s)
     fan.close()

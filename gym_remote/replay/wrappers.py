@@ -254,16 +254,27 @@ class _ReplayCore:
 
 
 def _keep(trajectory: Trajectory, video: Path) -> Path | None:
-    """Save ``trajectory`` beside ``video`` under a name no file has (else in the temp folder)."""
+    """Save ``trajectory`` beside ``video`` under a name no file has (else in the temp folder).
+
+    The name is claimed by creating it exclusively (``O_EXCL``), so two processes keeping their
+    recordings at once never write over each other's; the atomic save then replaces the empty claim.
+    """
     for folder in (video.parent, Path(tempfile.gettempdir())):
         for n in range(1000):
             candidate = folder / (f"{video.stem}.npz" if n == 0 else f"{video.stem}-{n}.npz")
-            if not candidate.exists():
+            try:
+                candidate.open("xb").close()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                log.warning("could not keep the recording in %s: %s", folder, exc)
                 break
-        try:
-            return trajectory.save(candidate)
-        except OSError as exc:
-            log.warning("could not keep the recording in %s: %s", candidate, exc)
+            try:
+                return trajectory.save(candidate)
+            except OSError as exc:
+                log.warning("could not keep the recording in %s: %s", candidate, exc)
+                candidate.unlink(missing_ok=True)
+                break
     return None
 
 
