@@ -65,6 +65,8 @@ class TaskConfig:
     backend: str = "gymnasium"
     task: str | None = None
     task_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The most sub-envs one session may ask for, as ``serve --max-envs`` (which wins); ``None``: the
+    #: backend's default. A vector client chooses its ``num_envs`` up to this; a RemoteEnv gets one.
     num_envs: int | None = None
     #: Serve only this task, and these ``task_kwargs`` as given (clients may not change them).
     fixed_task: bool = False
@@ -73,6 +75,11 @@ class TaskConfig:
     name_map: str | dict[str, Any] | None = None  # for MujocoReplayWrapper
     model: str | None = None  # local MJCF for replay
     description: str = ""
+
+    def __post_init__(self) -> None:
+        n = self.num_envs
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"TaskConfig.num_envs must be a positive integer or null, not {n!r}")
 
 
 @dataclass

@@ -196,3 +196,23 @@ def test_a_task_config_fixes_and_allow_lists_keywords(serve, tmp_path):
         RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": True})
     with RemoteEnv(server.local_host, server.local_port) as env:
         env.reset(seed=0)
+
+
+def test_a_task_configs_num_envs_caps_a_session_and_max_envs_wins(serve, tmp_path):
+    config = tmp_path / "cartpole.yaml"
+    config.write_text("backend: gymnasium\ntask: CartPole-v1\nnum_envs: 2\n")
+    server = serve(None, "gymnasium", "--config", str(config))
+    with pytest.raises(BadRequestError, match=r"num_envs=3 exceeds .* 2 sub-envs"):
+        RemoteVectorEnv(3, server.local_host, server.local_port)
+    RemoteVectorEnv(2, server.local_host, server.local_port).close()
+    server = serve(None, "gymnasium", "--config", str(config), "--max-envs", "3")
+    RemoteVectorEnv(3, server.local_host, server.local_port).close()
+
+
+def test_a_bad_num_envs_in_a_task_config_is_named(tmp_path):
+    from gym_remote.config import TaskConfig, load
+
+    config = tmp_path / "cartpole.yaml"
+    config.write_text("task: CartPole-v1\nnum_envs: -4\n")
+    with pytest.raises(ValueError, match=r"TaskConfig.num_envs must be a positive integer or null, not -4 \(in .*"):
+        load(TaskConfig, config)

@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
     backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
-    fixed_task, allow_kwargs = args.fixed_task, args.allow_kwargs
+    fixed_task, allow_kwargs, max_envs = args.fixed_task, args.allow_kwargs, args.max_envs
     if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
         cfg = load(TaskConfig, args.config, kind="tasks")
         backend, task = backend or cfg.backend, task or cfg.task
@@ -48,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fixed_task = fixed_task or cfg.fixed_task
         if allow_kwargs is None and cfg.allow_kwargs is not None:
             allow_kwargs = frozenset(cfg.allow_kwargs)
+        max_envs = max_envs or cfg.num_envs
     options: dict[str, Any] = {"vectorization": args.vectorization, "allow_any_task": not fixed_task}
     backend = backend or "gymnasium"
     if args.overrides:
@@ -61,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--vectorization and --max-processes are for the gymnasium and python backends; {backend} batches natively"
         )
     session_limits = SessionLimits(
-        max_envs=args.max_envs or DEFAULT_MAX_ENVS.get(backend, SessionLimits.max_envs),
+        max_envs=max_envs or DEFAULT_MAX_ENVS.get(backend, SessionLimits.max_envs),
         max_kwargs_bytes=args.max_kwargs_bytes,
         allowed_kwargs=allow_kwargs,
         fixed_kwargs=dict(kwargs) if fixed_task else {},
