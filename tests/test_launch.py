@@ -239,10 +239,13 @@ def _open_tunnel(kind: str, ssh_host: dict[str, Any], remote_port: int, local_po
     return FabricTunnel(cfg, remote_port, local_port, 10)
 
 
-@pytest.mark.parametrize("kind", ["openssh", "fabric", "fabric-in-process"])
-def test_tunnel_carries_bytes_and_its_process_ends_with_close(ssh_host: dict[str, Any], kind: str) -> None:
+@pytest.mark.parametrize("kind", ["openssh", "fabric", "fabric-in-process", "fabric-frozen"])
+def test_tunnel_carries_bytes_and_its_process_ends_with_close(
+    ssh_host: dict[str, Any], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """3 MiB each way through each tunnel, twice at once; close() ends the tunnel's process (ssh, or
-    the paramiko forwarder) and the local port; the in-process forwarder stops listening."""
+    the paramiko forwarder) and the local port; the in-process forwarder stops listening. A frozen
+    app (no interpreter for ``-m``) forwards in-process on an SSH login of the tunnel's own."""
     with _echo_server() as remote_port:
         local_port = free_port()
         ssh = None
@@ -250,6 +253,10 @@ def test_tunnel_carries_bytes_and_its_process_ends_with_close(ssh_host: dict[str
             ssh = SshClient(HostConfig(**ssh_host))
             tunnel = FabricTunnel(ssh.connection, remote_port, local_port, 10)
             assert tunnel.proc is None
+        elif kind == "fabric-frozen":
+            monkeypatch.setattr(sys, "frozen", True, raising=False)
+            tunnel = FabricTunnel(HostConfig(**ssh_host), remote_port, local_port, 10)
+            assert tunnel.proc is None and tunnel._own_ssh is not None
         else:
             tunnel = _open_tunnel(kind, ssh_host, remote_port, local_port)
             assert tunnel.proc is not None
@@ -264,6 +271,8 @@ def test_tunnel_carries_bytes_and_its_process_ends_with_close(ssh_host: dict[str
             if ssh is not None:
                 ssh.disconnect()
         tunnel.close()  # idempotent
+        if kind == "fabric-frozen":
+            assert tunnel._own_ssh is not None and tunnel._own_ssh._conn is None, "close() left its SSH login open"
         if pid is not None:
             assert _wait_gone(pid), f"{kind} tunnel process {pid} outlived close()"
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", local_port), timeout=1):

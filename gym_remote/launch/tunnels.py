@@ -33,7 +33,7 @@ from gym_remote.errors import LaunchError
 from gym_remote.launch.channels import ChannelForwarder, wait_listening
 from gym_remote.launch.config import HostConfig, Target, gateway_target
 from gym_remote.launch.forwarder import SSH_FIELDS
-from gym_remote.launch.ssh import ssh_argv
+from gym_remote.launch.ssh import SshClient, ssh_argv
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ class FabricTunnel(_PipedProcess):
     process's GIL, nor makes a training loop wait for it. The process ends when :meth:`close` closes
     its stdin, or when this process dies (its stdin ends with it); :meth:`close` kills it by PID if it
     does not end by itself. Given a Fabric ``Connection`` instead of a config, the forwarder runs on
-    that connection's transport in this process (:class:`~gym_remote.launch.channels.ChannelForwarder`).
+    that connection's transport in this process (:class:`~gym_remote.launch.channels.ChannelForwarder`);
+    so it does in a frozen app (PyInstaller's ``sys.frozen``), which has no interpreter to run the
+    forwarder module with, on a connection of its own that :meth:`close` ends.
 
     Args:
         cfg: the host config (only its SSH fields are used), or an open Fabric ``Connection``.
@@ -126,8 +128,18 @@ class FabricTunnel(_PipedProcess):
     def __init__(self, cfg: HostConfig | Any, remote_port: int, local_port: int, timeout: float) -> None:
         self.local_port = local_port
         self._inline: ChannelForwarder | None = None
+        self._own_ssh: SshClient | None = None
         if not isinstance(cfg, HostConfig):
             self._inline = ChannelForwarder(cfg, remote_port, local_port, timeout)
+            return
+        if getattr(sys, "frozen", False):
+            log.info("a frozen app: the Fabric tunnel to port %d forwards in this process", remote_port)
+            self._own_ssh = SshClient(cfg)
+            try:
+                self._inline = ChannelForwarder(self._own_ssh.connection, remote_port, local_port, timeout)
+            except BaseException:
+                self._own_ssh.disconnect()
+                raise
             return
         package_root = str(Path(__file__).resolve().parents[2])
         python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
@@ -179,6 +191,8 @@ class FabricTunnel(_PipedProcess):
         """
         if self._inline is not None:
             self._inline.close()
+        if self._own_ssh is not None:
+            self._own_ssh.disconnect()
         self._end_process(terminate=False)  # it closes its listener and logs out by itself
 
 
