@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
 from gym_remote.errors import RemoteEnvError
@@ -34,16 +36,31 @@ def _writable(tree: Any) -> Any:
     return np.array(tree)
 
 
+def _per_env(value: Any, n: int) -> bool:
+    """Whether ``value`` holds one entry per sub-env (a batch of ``n``), as Gymnasium's vector infos do."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return len(shape) > 0 and shape[0] == n
+    return isinstance(value, list | tuple) and len(value) == n
+
+
 def split_infos(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Gymnasium's dict-of-arrays vector info as SB3's list of per-env dicts (masked keys only)."""
+    """Gymnasium's dict-of-arrays vector info as SB3's list of per-env dicts (masked keys only).
+
+    A value that is not a batch of ``n`` is one value for the whole batch, and every sub-env's dict
+    gets it as is: Isaac Lab's ``extras["log"]`` holds such scalars (means over the sub-envs that
+    reset), which Isaac Lab's own SB3 wrapper also hands to each sub-env.
+    """
     out: list[dict[str, Any]] = [{} for _ in range(n)]
     for key, value in info.items():
         if key.startswith("_"):
             continue
         mask = info.get(f"_{key}")
+        parts = split_infos(value, n) if isinstance(value, dict) else None
+        batched = parts is None and _per_env(value, n)
         for i in range(n):
             if mask is None or mask[i]:
-                out[i][key] = split_infos(value, n)[i] if isinstance(value, dict) else _index(value, i)
+                out[i][key] = parts[i] if parts is not None else _index(value, i) if batched else value
     return out
 
 
@@ -52,25 +69,64 @@ class RemoteVecEnv(VecEnv):
 
     Pass an existing :class:`RemoteVectorEnv` created with ``autoreset_mode="same_step"``, or the
     keyword arguments to create one (``num_envs``, ``host``, ``port``, ``task``, ``hosts``...).
+
+    Args:
+        clip_actions: bound a ``Box`` action space to ``[-clip_actions, clip_actions]`` (within its
+            own bounds) and clip actions to it, as Isaac Lab's RSL-RL and RL-Games wrappers'
+            ``clip_actions`` does. SB3's policies need finite bounds, and Isaac Lab's action spaces
+            are unbounded (``Box(-inf, inf)``).
+
+    Raises:
+        TypeError: ``clip_actions`` with an action space that is not a ``Box``.
+        ValueError: ``clip_actions`` not a positive finite number, or an autoreset mode other than
+            ``same_step``.
     """
 
     #: Names that ``get_attr``/``env_method`` may reach on the remote envs (the server's allow-list).
     REMOTE_ATTRS = CALLABLE_ALLOWLIST
 
-    def __init__(self, venv: RemoteVectorEnv | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, venv: RemoteVectorEnv | None = None, *, clip_actions: float | None = None, **kwargs: Any
+    ) -> None:
+        if clip_actions is not None and (
+            isinstance(clip_actions, bool) or not isinstance(clip_actions, int | float) or not 0 < clip_actions < np.inf
+        ):
+            raise ValueError(f"clip_actions must be a positive finite number, not {clip_actions!r}")
+        made = venv is None
         if venv is None:
             kwargs.setdefault("autoreset_mode", "same_step")
             venv = RemoteVectorEnv(**kwargs)
         elif kwargs:
             raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
+        try:
+            self._adopt(venv, clip_actions)
+        except BaseException:
+            if made:
+                venv.close()  # made here: no session left open on the server
+            raise
+
+    def _adopt(self, venv: RemoteVectorEnv, clip_actions: float | None) -> None:
         if venv.autoreset_mode != "same_step":
             raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
+        action_space = venv.single_action_space
+        self._clip: tuple[np.ndarray, np.ndarray] | None = None
+        if clip_actions is not None:
+            action_space = self._clipped(action_space, clip_actions)
+            self._clip = (action_space.low, action_space.high)
         self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
         # A sub-env whose server restarted ends its episode (truncated) and goes on in a new
         # session, so learn() continues across a server restart.
         venv.recover_in_step = True
         self._actions: np.ndarray | None = None
-        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        super().__init__(venv.num_envs, venv.single_observation_space, action_space)
+
+    @staticmethod
+    def _clipped(space: gym.Space, clip: float) -> spaces.Box:
+        if not isinstance(space, spaces.Box):
+            raise TypeError(f"clip_actions bounds a Box action space; this one is {space}")
+        low = np.maximum(space.low, -clip).astype(space.dtype)
+        high = np.minimum(space.high, clip).astype(space.dtype)
+        return spaces.Box(low, high, space.shape, space.dtype)  # type: ignore[arg-type]
 
     def reset(self) -> Any:
         seeds = [s if s is None else int(s) for s in self._seeds] if any(s is not None for s in self._seeds) else None
@@ -90,7 +146,7 @@ class RemoteVecEnv(VecEnv):
         return _writable(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
+        self._actions = actions if self._clip is None else np.clip(actions, *self._clip)
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         if self._actions is None:
@@ -103,11 +159,13 @@ class RemoteVecEnv(VecEnv):
         final_info = info.get("final_info")
         final_infos = split_infos(final_info, self.num_envs) if final_info is not None else None
         for i in range(self.num_envs):
-            if dones[i]:  # as DummyVecEnv: the step's info, the reset's info in reset_infos
+            if dones[i] and final_infos is not None:  # as DummyVecEnv: the ended step's info, the reset's apart
                 self.reset_infos[i] = {k: v for k, v in infos[i].items() if k not in ("final_obs", "final_info")}
-                infos[i] = final_infos[i] if final_infos is not None else {}
-                if final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
-                    infos[i]["terminal_observation"] = _index(final_obs, i)
+                infos[i] = final_infos[i]
+            elif dones[i]:  # Isaac Lab: one info for the step that ended the episode (extras["log"] sums
+                self.reset_infos[i] = {}  # up the ended episodes), as Isaac Lab's own SB3 wrapper gives it
+            if dones[i] and final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
+                infos[i]["terminal_observation"] = _index(final_obs, i)
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])  # on every step
         return _writable(obs), reward.astype(np.float32), dones, infos
 

@@ -236,6 +236,17 @@ def test_bad_ids_and_kwargs_get_clear_errors_and_the_server_keeps_serving(cartpo
         env.close()
 
 
+def test_a_task_that_needs_kit_is_refused_in_a_kit_less_server(cartpole: LocalServer) -> None:
+    """The server started kit-less (Newton Cartpole); a client's 2.x id resolves to 3.x's
+    IsaacContrib-Lift-Cube-Franka, whose PhysX scene needs Isaac Sim's Kit: refused with the reason."""
+    with pytest.raises(BadRequestError, match=r"kit-less") as info:
+        _make(cartpole, task="Isaac-Lift-Cube-Franka-v0")
+    assert "IsaacContrib-Lift-Cube-Franka" in str(info.value) or "Kit" in str(info.value)
+    env = _make(cartpole)  # and the server serves on
+    env.reset(seed=0)
+    env.close()
+
+
 def test_server_refuses_a_bad_task_before_ready(python: str, asset_root: str) -> None:
     started = time.monotonic()
     with pytest.raises(LaunchError) as info:

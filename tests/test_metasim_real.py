@@ -328,3 +328,44 @@ def test_expert_stacks_and_the_replay_matches_metasim_state_by_state(server: Loc
     assert len(frames) == result["frames"] == int((traj.episode == 0).sum())
     diffs = [np.abs(b - a).mean() for a, b in itertools.pairwise(frames)]
     assert np.abs(frames[-1] - frames[0]).mean() > 1.0 and sum(d > 0.1 for d in diffs) > len(diffs) // 2
+
+
+# ------------------------------------------------------------------------------------- SB3
+
+
+def test_sb3_gets_metasims_terminal_observation_and_env_is_wrapped(server: LocalServer) -> None:
+    """README: MetaSim ``BaseTaskEnv`` tasks give SB3 the real terminal observation (unlike Isaac Lab);
+    ``env_is_wrapped`` is answered from the batched env's own wrappers; one simulator per server, so
+    a second session is "server busy" until the first closes."""
+    from stable_baselines3.common.monitor import Monitor
+
+    from gym_remote.errors import ServerBusyError
+    from gym_remote.sb3 import RemoteVecEnv
+
+    venv = RemoteVectorEnv(
+        1,
+        server.local_host,
+        server.local_port,
+        task=TASK,
+        autoreset_mode="same_step",
+        max_episode_steps=2,
+        timeout=60.0,
+    )
+    vec = RemoteVecEnv(venv)
+    try:
+        with pytest.raises(ServerBusyError):
+            remote(server)
+        assert vec.env_is_wrapped(Monitor) == [False]
+        vec.seed(0)
+        start = vec.reset()
+        target = start[:, JOINTS].copy()
+        target[:, SORTED_JOINTS.index("panda_joint1")] += 0.4
+        vec.step(target)
+        obs, _, dones, infos = vec.step(target)
+        assert dones.tolist() == [True] and infos[0]["TimeLimit.truncated"] is True
+        final = infos[0]["terminal_observation"]
+        assert final.shape == start.shape[1:] and np.abs(final[JOINTS] - start[0, JOINTS]).max() > 0.05
+        np.testing.assert_allclose(obs[0, JOINTS], start[0, JOINTS], atol=1e-5)  # already the next start
+    finally:
+        vec.close()
+    remote(server).close()  # the server is free again

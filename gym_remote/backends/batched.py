@@ -30,6 +30,7 @@ from gym_remote.backends.host_arrays import (
 from gym_remote.errors import BadRequestError, ServerBusyError, StateError
 from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
 from gym_remote.session import Session, SessionOptions
+from gym_remote.session.base import is_wrapped_in
 from gym_remote.state import StateSchema, check_state
 
 # The host_arrays helpers stay importable from here, where they were first defined.
@@ -121,8 +122,10 @@ class BatchedSimSession(Session):
         schema: StateSchema | None,
         render_mode: str | None = None,
         on_close: Callable[[], None] | None = None,
+        env: Any = None,
     ) -> None:
         self.task = task
+        self._wrapped = env  # the simulator's env as built (gym.make's wrappers included): env_is_wrapped
         self.render_mode = render_mode
         self.num_envs = requested_envs
         self._single = requested_envs is None
@@ -257,9 +260,12 @@ class BatchedSimSession(Session):
         return report
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if name == "env_is_wrapped" and self._wrapped is not None:
+            # every sub-env lives inside the one batched env, so each is wrapped as that env is
+            value: Any = is_wrapped_in(self._wrapped, str(args[0]) if args else "")
+            return value if self._single else [value] * self._n
         if name not in CALLABLE_ALLOWLIST:
             raise StateError(f"{name!r} is not on the remote call allow-list {sorted(CALLABLE_ALLOWLIST)}")
-        value: Any
         if name == "spec_id":
             value = self.task
         elif name == "get_state_schema":

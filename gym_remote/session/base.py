@@ -14,6 +14,17 @@ from gym_remote.spaces import space_to_dict, validate_action
 from gym_remote.state import StateSchema
 
 
+def is_wrapped_in(env: Any, wrapper: str) -> bool:
+    """Whether ``env``'s Gymnasium wrapper chain holds the class named ``module.QualName``, or a subclass
+    of it: what SB3's ``VecEnv.env_is_wrapped`` asks of each sub-env, answered by class name because
+    the client's class object cannot travel."""
+    while isinstance(env, gym.Wrapper):
+        if any(f"{c.__module__}.{c.__qualname__}" == wrapper for c in type(env).__mro__):
+            return True
+        env = env.env
+    return False
+
+
 class Session(abc.ABC):
     """One client's env(s) on the server. Spaces are the *single* env's spaces."""
 

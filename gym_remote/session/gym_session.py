@@ -10,7 +10,7 @@ import numpy as np
 
 from gym_remote.errors import BadRequestError, StateError
 from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
-from gym_remote.session.base import Session
+from gym_remote.session.base import Session, is_wrapped_in
 from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
 
 log = logging.getLogger("gym_remote.session")
@@ -190,13 +190,7 @@ class GymSession(Session):
                 "env_is_wrapped cannot be answered here: the sub-envs live in worker processes "
                 "(serve --vectorization async)"
             )
-        answers = []
-        for env in envs:
-            found = False
-            while isinstance(env, gym.Wrapper) and not found:
-                found = any(f"{c.__module__}.{c.__qualname__}" == wrapper for c in type(env).__mro__)
-                env = env.env
-            answers.append(found)
+        answers = [is_wrapped_in(env, wrapper) for env in envs]
         return answers[0] if self.num_envs is None else answers
 
     def close(self) -> None:

@@ -146,3 +146,43 @@ def test_different_options_per_sub_env_are_refused_on_purpose(server):
         vec.reset()
     vec.reset()  # the options went with the refused reset, as DummyVecEnv consumes them
     vec.close()
+
+
+def test_clip_actions_bounds_a_box_and_clips_what_is_sent(server):
+    """``clip_actions`` (Isaac Lab's wrappers' name): finite bounds for SB3, within the space's own."""
+    kwargs = {"num_envs": 2, "host": server.local_host, "port": server.local_port, "task": "Pendulum-v1"}
+    vec = RemoteVecEnv(clip_actions=1.0, **kwargs)
+    local = DummyVecEnv([lambda: gym.make("Pendulum-v1")] * 2)
+    try:
+        assert vec.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        vec.seed(0)
+        local.seed(0)
+        np.testing.assert_array_equal(vec.reset(), local.reset())
+        remote_obs, *_ = vec.step(np.array([[5.0], [-0.5]], np.float32))  # 5.0 goes out as 1.0
+        local_obs, *_ = local.step(np.array([[1.0], [-0.5]], np.float32))
+        np.testing.assert_array_equal(remote_obs, local_obs)
+    finally:
+        vec.close()
+        local.close()
+    wide = RemoteVecEnv(clip_actions=10.0, **kwargs)  # the space's own bounds (Pendulum's 2.0) stay
+    assert wide.action_space == gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    wide.close()
+    with pytest.raises(ValueError, match="positive finite number, not 0"):
+        RemoteVecEnv(clip_actions=0, **kwargs)
+    with pytest.raises(TypeError, match="bounds a Box action space; this one is Discrete"):
+        RemoteVecEnv(clip_actions=1.0, **{**kwargs, "task": "CartPole-v1"})
+    from gym_remote import RemoteEnv
+
+    with RemoteEnv(server.local_host, server.local_port) as probe:
+        assert probe.ping()["sessions"] == 1  # its own: the refused RemoteVecEnv closed the one it made
+
+
+def test_batch_level_info_values_reach_every_sub_env():
+    """A value that is not one per sub-env (Isaac Lab's ``extras["log"]`` scalars) goes to each."""
+    from gym_remote.sb3 import split_infos
+
+    info = {"log": {"Episode_Reward/alive": 0.5}, "x": np.array([1, 2]), "_x": np.array([True, False])}
+    assert split_infos(info, 2) == [
+        {"log": {"Episode_Reward/alive": 0.5}, "x": 1},
+        {"log": {"Episode_Reward/alive": 0.5}},
+    ]

@@ -101,6 +101,7 @@ class IsaacLabSession(BatchedSimSession):
             schema=schema if schema.entities else None,
             render_mode=render_mode,
             on_close=on_close,
+            env=env,
         )
         #: Steps per episode as Isaac Lab counts them (``ceil(episode_length_s / step_dt)``).
         self.max_episode_steps = int(getattr(self._u, "max_episode_length", 0)) or None

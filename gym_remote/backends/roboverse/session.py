@@ -146,6 +146,7 @@ class MetaSimSession(BatchedSimSession):
             schema=schema,
             render_mode=render_mode,
             on_close=on_close,
+            env=env,
         )
 
     # -- spaces -----------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""What the README says of an Isaac Lab server's sessions, against the REAL Isaac Lab 3.0.0.
+
+One server for the module, started as an operator would: ``serve --config isaaclab_cartpole
+--override env.episode_length_s=0.5`` in the Isaac Lab venv (Newton on Warp's CPU device), the
+client in this project's Python. The server's override makes an episode 30 steps (0.5 s at Isaac
+Lab's 1/60 s step), so episode ends come quickly. Each claim checked here is one the README makes:
+the single env's done step, one session at a time, the task config's ``num_envs`` cap, the order of
+server and client overrides, refusals that name their reason (Kit in a kit-less process, a file
+path in an override, ``rgb_array``), and SB3 (``VecMonitor``, PPO, ``evaluate_policy``) on Isaac
+Lab's ``same_step`` without a final observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+from gym_remote.errors import BadRequestError, ServerBusyError
+from gym_remote.local import LocalServer
+from tests.test_isaaclab_real import CONNECT, ROOT, _make, _make_vec
+
+pytestmark = pytest.mark.isaaclab
+
+EPISODE = 30  # steps: the server's --override env.episode_length_s=0.5 at 60 steps/s
+
+
+@pytest.fixture(scope="module")
+def server(isaaclab_python: str, isaaclab_assets: Path) -> Iterator[LocalServer]:
+    with LocalServer(
+        "isaaclab",
+        None,
+        {"asset_root": str(isaaclab_assets)},
+        extra_args=["--config", "isaaclab_cartpole", "--override", "env.episode_length_s=0.5"],
+        python=isaaclab_python,
+        startup_timeout=CONNECT,
+        env={"PYTHONPATH": str(ROOT)},
+    ) as server:
+        yield server
+
+
+def _steps_to_truncation(env: gym.Env, limit: int = 200) -> int:
+    env.reset(seed=0)
+    for t in range(1, limit + 1):
+        *_, terminated, truncated, _ = env.step(np.zeros(1, np.float32))
+        assert not terminated, "an unpushed Cartpole should not fall within the limits tested here"
+        if truncated:
+            return t
+    raise AssertionError(f"no truncation within {limit} steps")
+
+
+def test_a_done_step_returns_the_next_episodes_first_obs_and_reset_keeps_it(server: LocalServer) -> None:
+    """README: on a single env's done step the obs is already the next episode's first, with
+    ``info["reset_in_step"]``; the next plain ``reset()`` returns it without resetting again."""
+    env = _make(server)
+    try:
+        env.reset(seed=3)
+        for _ in range(EPISODE - 1):
+            _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+            assert not (terminated or truncated) and "reset_in_step" not in info
+        done_obs, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+        assert truncated and not terminated and info.get("reset_in_step") is True
+        again, _ = env.reset()
+        np.testing.assert_array_equal(again, done_obs)
+        # and the episode that follows is a whole one: EPISODE steps to its end
+        for t in range(1, EPISODE + 1):
+            *_, truncated, _ = env.step(np.zeros(1, np.float32))
+            assert truncated == (t == EPISODE), t
+    finally:
+        env.close()
+
+
+def test_one_session_at_a_time_and_a_closed_one_frees_the_server(server: LocalServer) -> None:
+    """README: Isaac Lab holds one env per process, so a second session gets "server busy"."""
+    first = _make(server)
+    try:
+        with pytest.raises(ServerBusyError):
+            _make(server)
+    finally:
+        first.close()
+    second = _make(server)
+    second.reset(seed=0)
+    second.close()
+
+
+def test_the_task_configs_num_envs_caps_a_session(server: LocalServer) -> None:
+    """configs/tasks/isaaclab_cartpole.yaml sets num_envs 256: a session past it is refused at HELLO."""
+    with pytest.raises(BadRequestError, match=r"num_envs=257 exceeds this server's limit of 256"):
+        _make_vec(server, 257)
+
+
+def test_client_cfg_attributes_and_overrides_come_after_the_servers(server: LocalServer) -> None:
+    """README: client Hydra overrides apply after the server's, then env-cfg attributes by dotted path."""
+    env = _make(server)
+    assert _steps_to_truncation(env) == EPISODE  # the server's override
+    env.close()
+    env = _make(server, task_kwargs={"overrides": ["env.episode_length_s=1.0"]})
+    assert _steps_to_truncation(env) == 60  # the client's override wins over the server's
+    env.close()
+    env = _make(server, task_kwargs={"overrides": ["env.episode_length_s=1.0"], "episode_length_s": 0.25})
+    assert _steps_to_truncation(env) == 15  # a cfg attribute comes after every override
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        # the 2.x id resolves to 3.x's IsaacContrib-Lift-Cube-Franka, which has no Newton preset to
+        # take this server's physics=newton_mjwarp: Isaac Lab's own reason, passed on
+        ({"task": "Isaac-Lift-Cube-Franka-v0"}, r"overrides .* for 'IsaacContrib-Lift-Cube-Franka': Typed preset"),
+        ({"task_kwargs": {"overrides": ["physics=physx"]}}, r"Conflicting global presets"),  # Isaac Lab's own
+        ({"task_kwargs": {"overrides": ["env.scene.robot.spawn.usd_path=/etc/passwd"]}}, r"names a file"),
+        ({"task_kwargs": {"episode_lenght_s": 1.0}}, r"episode_lenght_s"),
+    ],
+)
+def test_refusals_name_their_reason_and_the_server_keeps_serving(
+    server: LocalServer, kwargs: dict, reason: str
+) -> None:
+    with pytest.raises(BadRequestError, match=reason):
+        _make(server, **kwargs)
+    env = _make(server)  # the refused session left nothing behind
+    env.reset(seed=0)
+    env.close()
+
+
+def test_rgb_array_is_refused_with_the_way_to_watch_a_run(server: LocalServer) -> None:
+    with pytest.raises(BadRequestError, match=r"with_state=True and\s+MujocoReplayWrapper"):
+        _make(server, render_mode="rgb_array")
+
+
+def test_sb3_on_isaac_lab_same_step_has_no_terminal_observation_and_ppo_learns(server: LocalServer) -> None:
+    """README: Isaac Lab keeps no final observation, so ``RemoteVecEnv`` leaves
+    ``terminal_observation`` out (SB3 then treats a truncation as termination), marks the reset row,
+    answers ``env_is_wrapped`` from the real wrappers; and SB3's PPO trains and evaluates on it."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from gym_remote.sb3 import RemoteVecEnv
+
+    vec = RemoteVecEnv(_make_vec(server, 4), clip_actions=3.0)  # Isaac Lab's Box(-inf, inf): SB3 needs bounds
+    try:
+        assert vec.num_envs == 4 and vec.observation_space.shape == (4,)
+        assert vec.action_space == gym.spaces.Box(-3.0, 3.0, (1,), np.float32)
+        vec.seed(0)
+        vec.reset()
+        for t in range(1, EPISODE + 1):
+            obs, rewards, dones, infos = vec.step(np.zeros((4, 1), np.float32))
+            assert obs.shape == (4, 4) and rewards.dtype == np.float32 and dones.dtype == bool
+            assert dones.all() == (t == EPISODE), t
+        for info in infos:  # the ended step's own info: Isaac Lab's episode log, and no final observation
+            assert "terminal_observation" not in info and info["reset_in_step"] and info["TimeLimit.truncated"]
+            assert info["log"]["Episode_Termination/time_out"] == 1.0
+        # answered from the real wrapper chain of Isaac Lab's env (gym.make's OrderEnforcing): the
+        # same for every sub-env, which all live inside it; VecMonitor and evaluate_policy ask it
+        assert vec.env_is_wrapped(gym.wrappers.OrderEnforcing) == [True] * 4
+        assert vec.env_is_wrapped(Monitor) == [False] * 4 and vec.env_is_wrapped(Monitor, indices=[2]) == [False]
+        model = PPO("MlpPolicy", VecMonitor(vec), n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+        model.learn(256)
+        assert model.num_timesteps >= 256
+        rewards, lengths = evaluate_policy(model, model.get_env(), n_eval_episodes=4, return_episode_rewards=True)
+        # VecMonitor's episodes: up to 30 steps each (a barely trained policy may push the cart out first)
+        assert len(lengths) == 4 and all(1 <= n <= EPISODE for n in lengths) and all(np.isfinite(rewards))
+    finally:
+        vec.close()
