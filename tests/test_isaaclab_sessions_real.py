@@ -168,3 +168,26 @@ def test_sb3_on_isaac_lab_same_step_has_no_terminal_observation_and_ppo_learns(s
         assert len(lengths) == 4 and all(1 <= n <= EPISODE for n in lengths) and all(np.isfinite(rewards))
     finally:
         vec.close()
+
+
+def test_set_state_on_a_batch_reproduces_every_sub_envs_next_step(server: LocalServer) -> None:
+    """A state written to 4 sub-envs at once (Warp took only a single env's columns before) gives
+    the step each sub-env took from it."""
+    venv = _make_vec(server, 4, with_state=True)
+    try:
+        remote = venv.unwrapped
+        venv.reset(seed=5)
+        actions = np.linspace(-1.0, 1.0, 4, dtype=np.float32)[:, None]
+        for _ in range(5):
+            venv.step(actions)
+        recorded = remote.get_state()
+        assert recorded.shape == (4, remote.state_schema.size)
+        want, *_ = venv.step(actions)
+        for _ in range(3):
+            venv.step(-actions)  # wander off
+        assert remote.set_state(recorded) is None
+        np.testing.assert_allclose(remote.get_state(), recorded, atol=1e-6)
+        got, *_ = venv.step(actions)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    finally:
+        venv.close()

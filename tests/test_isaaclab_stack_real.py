@@ -203,6 +203,19 @@ def test_vector_two_envs_carry_env_relative_states(server: LocalServer) -> None:
             actions[:, 7] = 1.0
             obs, rewards, terminated, truncated, _ = venv.step(actions)
             assert rewards.shape == terminated.shape == truncated.shape == (2,)
+        # set_state on both sub-envs writes env-relative poses: row 1's cube_1 moved 5 cm along x
+        # lands 5 cm from where it was in env 1's own frame, and env 0 is left where it was
+        states = remote.get_state()
+        written = states.copy()
+        written[1, offsets["cube_1"]] += 0.05
+        assert remote.set_state(written) is None  # everything restored
+        np.testing.assert_allclose(remote.get_state(), written, atol=1e-5)
+        obs, *_ = venv.step(np.zeros((2, 8), np.float32))
+        for i in range(2):
+            world = obs["policy"]["cube_positions"][i].reshape(3, 3)[0]
+            np.testing.assert_allclose(
+                world - origins[i], written[i, offsets["cube_1"] : offsets["cube_1"] + 3], atol=5e-3
+            )
     finally:
         venv.close()
 

@@ -177,7 +177,8 @@ class IsaacLabSession(BatchedSimSession):
         for p in self._pieces:
             for k in p.keys:
                 width = int(full[p.kind][p.name][k].shape[-1])
-                full[p.kind][p.name][k] = values[:, col : col + width]
+                # contiguous: Warp (Isaac Lab 3.x's Newton) refuses a column slice of a wider batch
+                full[p.kind][p.name][k] = values[:, col : col + width].contiguous()
                 col += width
         with _joint_targets_kept(scene):
             scene.reset_to(full, env_ids=None, is_relative=True)
