@@ -255,6 +255,25 @@ def test_server_refuses_a_bad_task_before_ready(python: str, asset_root: str) ->
     assert time.monotonic() - started < 120
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"overrides": ["physics=nosuchphysics"]}, "nosuchphysics"),  # Isaac Lab's own Hydra refusal
+        ({"episode_lenght_s": 1.0}, "episode_lenght_s"),  # a cfg attribute the task does not have
+        ({"asset_root": "/nonexistent/assets"}, "is not a folder"),
+    ],
+)
+def test_what_the_server_was_told_is_checked_before_ready(
+    python: str, asset_root: str, kwargs: dict, named: str
+) -> None:
+    """README: everything the server was told (the id, the overrides, the cfg attributes, its
+    settings) is checked before READY, so a launch fails at once with the reason."""
+    with pytest.raises(LaunchError) as info:
+        settings = dict(kwargs)
+        _server(python, settings.pop("asset_root", asset_root), "Isaac-Cartpole", **settings)
+    assert named in str(info.value) + str(getattr(info.value, "log_tail", ""))
+
+
 def test_stdout_holds_only_the_ready_line(python: str, asset_root: str) -> None:
     """Launchers read stdout for READY: Isaac Lab's own [INFO] prints must go to stderr."""
     import json

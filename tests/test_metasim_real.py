@@ -369,3 +369,59 @@ def test_sb3_gets_metasims_terminal_observation_and_env_is_wrapped(server: Local
     finally:
         vec.close()
     remote(server).close()  # the server is free again
+
+
+# ----------------------------------------------------------------------- what the operator gave
+
+
+def test_the_mujoco_task_config_serves_250_step_episodes(metasim_python: str) -> None:
+    """``serve --config roboverse_stack_cube_mujoco``, as README says to start it (its data_dir has a ``~``)."""
+    with LocalServer(
+        "roboverse",
+        None,
+        extra_args=["--config", "roboverse_stack_cube_mujoco"],
+        python=metasim_python,
+        startup_timeout=240,
+    ) as srv:
+        import gymnasium as gym
+
+        import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+
+        env = gym.make("Remote-IsaacSim-v0", host=srv.local_host, port=srv.local_port, timeout=60.0)
+        try:
+            assert env.unwrapped.task == TASK and env.spec.max_episode_steps == 250
+            env.reset(seed=0)
+        finally:
+            env.close()
+
+
+@pytest.mark.parametrize(
+    ("task", "settings", "named"),
+    [
+        (TASK, {"data_dir": "/tmp"}, "python -m gym_remote.backends.roboverse.data"),  # no roboverse_data/ there
+        ("stack_cubee", {}, "stack_cubee"),
+        (TASK, {"decimationn": 3}, "decimationn"),  # a scenario key stack_cube's scenario lacks
+    ],
+)
+def test_what_the_server_was_told_is_checked_before_ready(
+    metasim_python: str, task: str, settings: dict, named: str
+) -> None:
+    from gym_remote.errors import LaunchError
+
+    with pytest.raises(LaunchError) as info:
+        LocalServer(
+            "roboverse",
+            task,
+            {"simulator": "mujoco", "data_dir": str(DATA), **settings},
+            python=metasim_python,
+            startup_timeout=240,
+        )
+    assert named in str(info.value) + str(getattr(info.value, "log_tail", ""))
+
+
+def test_doctor_in_the_metasim_venv_reports_metasim(metasim_python: str) -> None:
+    out = subprocess.run(
+        [metasim_python, "-m", "gym_remote", "doctor"], capture_output=True, text=True, cwd=DATA, timeout=300
+    )
+    lines = [line for line in out.stdout.splitlines() if line.strip().startswith("roboverse ")]
+    assert lines and " ok " in lines[0], out.stdout[-2000:]

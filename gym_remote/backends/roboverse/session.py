@@ -148,6 +148,9 @@ class MetaSimSession(BatchedSimSession):
             on_close=on_close,
             env=env,
         )
+        #: The limit MetaSim's task enforces itself (``BaseTaskEnv.max_episode_steps``, 250 for
+        #: stack_cube), or the client's ``max_episode_steps``, which the factory wrote there.
+        self.max_episode_steps = int(getattr(env, "max_episode_steps", 0) or 0) or None
 
     # -- spaces -----------------------------------------------------------------------------
 
