@@ -115,7 +115,12 @@ def start_server_for(
         from gym_remote.launch import launch_server
 
         options = {**(launch if isinstance(launch, dict) else {}), **launch_options}
-        return launch_server(host=host, backend=backend, task=task, task_kwargs=task_kwargs, **options)
+        # The launch mapping's task_kwargs are the server's own settings (serve --kwargs, e.g. Isaac
+        # Lab's asset_root, which a client may not send); the client's task_kwargs go there too.
+        server_kwargs = options.pop("task_kwargs", None)
+        if server_kwargs is not None or task_kwargs is not None:
+            server_kwargs = {**(server_kwargs or {}), **(task_kwargs or {})}
+        return launch_server(host=host, backend=backend, task=task, task_kwargs=server_kwargs, **options)
     return None
 
 

@@ -140,6 +140,22 @@ def test_remote_env_launch(ssh_host: dict[str, Any], sshd: SshServer) -> None:
     assert _wait_gone(pid)
 
 
+def test_launch_mapping_task_kwargs_are_the_servers_settings(ssh_host: dict[str, Any], sshd: SshServer) -> None:
+    """``launch={"task_kwargs": ...}`` becomes the server's --kwargs (settings a client may not send)."""
+    import gymnasium as gym
+
+    import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+
+    options = {k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")}
+    launch = {"port": sshd.port, "connect_timeout": 5, "task_kwargs": {"sutton_barto_reward": True}}
+    env = gym.make("Remote-IsaacSim-v0", host="127.0.0.1", task="CartPole-v1", launch=launch, **options)
+    try:
+        env.reset(seed=0)
+        assert env.step(0)[1] == 0.0  # Sutton and Barto's reward (0 while the pole stands): the server's setting
+    finally:
+        env.close()
+
+
 def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd: SshServer) -> None:
     """Fan-out with the launcher: each host of ``hosts=[...]`` gets its own server over SSH."""
     from gym_remote.vector import RemoteVectorEnv
