@@ -25,7 +25,6 @@ setting and runs in it (``python -m gym_remote.backends.roboverse.data --out DIR
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 from collections.abc import Callable
 from functools import partial
@@ -36,6 +35,7 @@ from gym_remote.backends.roboverse.runtime import (
     check_scenario_keys,
     default_device,
     enter_data_dir,
+    import_task_registry,
     quiet_loguru,
     resets_in_step_by_class,
 )
@@ -89,7 +89,7 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless: before MetaSim imports mujoco
     enter_data_dir(settings.get("data_dir"))
 
-    registry = importlib.import_module("metasim.task.registry")
+    registry = import_task_registry()  # before READY, the tracebacks some task packages print held back
     if task:
         check_scenario_keys(registry.get_task_class(task).scenario, scenario_overrides, "server's --kwargs")
     slot = SessionSlot("roboverse")

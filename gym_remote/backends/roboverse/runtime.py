@@ -6,6 +6,8 @@ These are the parts of serving MetaSim that are about MetaSim's habits rather th
   name, imports every non-underscore ``.py`` file there (:func:`enter_data_dir`);
 - its task env defaults to CUDA, which fails on a CPU-only torch (:func:`default_device`);
 - its success checker logs through loguru at DEBUG on every step (:func:`quiet_loguru`);
+- some of RoboVerse's task packages print a traceback for every module they cannot import while
+  the registry discovers tasks (:func:`import_task_registry`);
 - ``ScenarioCfg.update`` sets any attribute it is given, so a misspelt keyword is silently ignored
   (:func:`check_scenario_keys`);
 - no handler seeds, so a reproducible start is a start state drawn with the session's generator from
@@ -16,8 +18,10 @@ These are the parts of serving MetaSim that are about MetaSim's habits rather th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -31,6 +35,7 @@ __all__ = [
     "control_period",
     "default_device",
     "enter_data_dir",
+    "import_task_registry",
     "is_rl_task",
     "quiet_loguru",
     "resets_in_step_by_class",
@@ -95,6 +100,35 @@ def enter_data_dir(data_dir: str | os.PathLike[str] | None) -> None:
         )
     os.chdir(path)
     log.info("MetaSim runs in %s", path)
+
+
+def import_task_registry() -> Any:
+    """Import ``metasim.task.registry`` with its task discovery run (``list_tasks()``); return it.
+
+    Importing MetaSim's task package already discovers every task module, and
+    ``roboverse_pack.tasks.humanoid_bench`` calls ``traceback.print_exc()`` for each one it cannot
+    import (at dd8ff06, all of them without torchvision), although the tasks served here do not need
+    them. A traceback in the server log before READY fails an SSH launch at once
+    (``HostConfig.fail_on_traceback``), so what the import prints on ``sys.stderr`` is held back and
+    logged as one warning that names each error.
+    """
+    import importlib
+
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        registry = importlib.import_module("metasim.task.registry")
+        if callable(getattr(registry, "list_tasks", None)):  # MetaSim's own; a stand-in may not discover
+            registry.list_tasks()
+    reasons = sorted(
+        {
+            line.strip()
+            for line in printed.getvalue().splitlines()
+            if line.strip() and not line[0].isspace() and not line.startswith("Traceback")
+        }
+    )
+    if reasons:
+        log.warning("MetaSim's task discovery skipped modules it could not import: %s", "; ".join(reasons)[:2000])
+    return registry
 
 
 def quiet_loguru(level: str) -> None:
