@@ -9,6 +9,7 @@ directory, then of the source checkout.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,10 @@ def load(cls: type[T], source: str | Path | Mapping[str, Any] | None = None, kin
     try:
         return cls(**data)
     except ValueError as exc:
-        raise ValueError(f"{exc} (in {source})" if source is not None else str(exc)) from None
+        given = sorted(k for k, v in overrides.items() if v is not None)
+        where = [f"config {source}"] if source is not None else []
+        where += [f"overrides {given}"] if given else []
+        raise ValueError(f"{exc} (from {' and '.join(where)})" if where else str(exc)) from exc
 
 
 @dataclass
@@ -110,7 +114,7 @@ class ServerConfig:
         if self.idle_timeout is not None:
             if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, int | float):
                 raise ValueError(f"ServerConfig.idle_timeout must be seconds or null, not {self.idle_timeout!r}")
-            if self.idle_timeout < 0:
-                raise ValueError(f"ServerConfig.idle_timeout must be >= 0 seconds, not {self.idle_timeout!r}")
+            if not 0 <= self.idle_timeout < math.inf:
+                raise ValueError(f"ServerConfig.idle_timeout must be >= 0 finite seconds, not {self.idle_timeout!r}")
             if self.idle_timeout == 0:
                 self.idle_timeout = None

@@ -8,6 +8,9 @@ the same round trip, so SB3 costs no extra round trips either.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,20 +50,29 @@ def _per_env(value: Any, n: int) -> bool:
 def split_infos(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Gymnasium's dict-of-arrays vector info as SB3's list of per-env dicts (masked keys only).
 
-    A value that is not a batch of ``n`` is one value for the whole batch, and every sub-env's dict
-    gets it as is: Isaac Lab's ``extras["log"]`` holds such scalars (means over the sub-envs that
-    reset), which Isaac Lab's own SB3 wrapper also hands to each sub-env.
+    A key with a ``_key`` mask, or a value with one entry per sub-env, is split by row. Any other
+    value is one value for the whole batch, and every sub-env's dict gets it (a copy each, when it
+    is mutable): Isaac Lab's ``extras["log"]`` holds such scalars, averages over the sub-envs that
+    reset (Isaac Lab's own SB3 wrapper puts them in those sub-envs' ``info["episode"]``).
     """
     out: list[dict[str, Any]] = [{} for _ in range(n)]
     for key, value in info.items():
         if key.startswith("_"):
             continue
         mask = info.get(f"_{key}")
-        parts = split_infos(value, n) if isinstance(value, dict) else None
-        batched = parts is None and _per_env(value, n)
-        for i in range(n):
-            if mask is None or mask[i]:
-                out[i][key] = parts[i] if parts is not None else _index(value, i) if batched else value
+        if isinstance(value, dict):
+            parts = split_infos(value, n)
+            for i in range(n):
+                if mask is None or mask[i]:
+                    out[i][key] = parts[i]
+        elif mask is not None or _per_env(value, n):
+            for i in range(n):
+                if mask is None or mask[i]:
+                    out[i][key] = value[i]
+        else:
+            shared = isinstance(value, int | float | complex | str | bytes | np.generic | type(None))
+            for i in range(n):
+                out[i][key] = value if shared or i == 0 else copy.deepcopy(value)
     return out
 
 
@@ -88,9 +100,8 @@ class RemoteVecEnv(VecEnv):
     def __init__(
         self, venv: RemoteVectorEnv | None = None, *, clip_actions: float | None = None, **kwargs: Any
     ) -> None:
-        if clip_actions is not None and (
-            isinstance(clip_actions, bool) or not isinstance(clip_actions, int | float) or not 0 < clip_actions < np.inf
-        ):
+        real = isinstance(clip_actions, numbers.Real) and not isinstance(clip_actions, bool)
+        if clip_actions is not None and not (real and 0 < clip_actions < np.inf):
             raise ValueError(f"clip_actions must be a positive finite number, not {clip_actions!r}")
         made = venv is None
         if venv is None:
@@ -102,7 +113,8 @@ class RemoteVecEnv(VecEnv):
             self._adopt(venv, clip_actions)
         except BaseException:
             if made:
-                venv.close()  # made here: no session left open on the server
+                with contextlib.suppress(Exception):  # the first error is the one to see
+                    venv.close()  # made here: no session left open on the server
             raise
 
     def _adopt(self, venv: RemoteVectorEnv, clip_actions: float | None) -> None:
@@ -126,6 +138,8 @@ class RemoteVecEnv(VecEnv):
             raise TypeError(f"clip_actions bounds a Box action space; this one is {space}")
         low = np.maximum(space.low, -clip).astype(space.dtype)
         high = np.minimum(space.high, clip).astype(space.dtype)
+        if np.any(low > high):
+            raise ValueError(f"clip_actions={clip} leaves no action inside {space}")
         return spaces.Box(low, high, space.shape, space.dtype)  # type: ignore[arg-type]
 
     def reset(self) -> Any:
@@ -162,8 +176,8 @@ class RemoteVecEnv(VecEnv):
             if dones[i] and final_infos is not None:  # as DummyVecEnv: the ended step's info, the reset's apart
                 self.reset_infos[i] = {k: v for k, v in infos[i].items() if k not in ("final_obs", "final_info")}
                 infos[i] = final_infos[i]
-            elif dones[i]:  # Isaac Lab: one info for the step that ended the episode (extras["log"] sums
-                self.reset_infos[i] = {}  # up the ended episodes), as Isaac Lab's own SB3 wrapper gives it
+            elif dones[i]:  # Isaac Lab: one info, the step's own (extras["log"] describes the ended episodes)
+                self.reset_infos[i] = {}
             if dones[i] and final_obs is not None:  # Isaac Lab has none: leave the key out (VecNormalize reads it)
                 infos[i]["terminal_observation"] = _index(final_obs, i)
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])  # on every step
@@ -207,9 +221,12 @@ class RemoteVecEnv(VecEnv):
         The server walks each sub-env's wrapper chain and compares class names (module and qualified
         name, subclasses included).
 
+        A natively batched simulator (Isaac Lab, MetaSim) answers from the wrapper chain of its one
+        batched env, the same for every sub-env.
+
         Raises:
-            BadRequestError: the server cannot tell (a natively batched simulator, or sub-envs in
-                worker processes): no answer rather than a wrong one.
+            BadRequestError: the server cannot tell (sub-envs in worker processes, ``serve
+                --vectorization async``): no answer rather than a wrong one.
         """
         values = self.venv.call("env_is_wrapped", f"{wrapper_class.__module__}.{wrapper_class.__qualname__}")
         return [bool(values[i]) for i in self._indices(indices)]

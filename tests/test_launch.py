@@ -620,6 +620,28 @@ def test_example_config_loads() -> None:
         load(HostConfig, {"hostname": "x"}, kind="hosts")
 
 
+def test_task_kwargs_given_at_launch_merge_over_the_host_configs() -> None:
+    """A host config's server settings (Isaac Lab's asset_root) stay when a client adds its own."""
+    cfg = resolve_config(
+        config={"host": "gpu", "task_kwargs": {"asset_root": "/data", "device": "cpu"}},
+        task_kwargs={"device": "cuda:1", "episode_length_s": 5},
+    )
+    assert cfg.task_kwargs == {"asset_root": "/data", "device": "cuda:1", "episode_length_s": 5}
+
+
+def test_a_ray_pool_server_lets_its_one_client_key_hold_every_session(tmp_path: Path) -> None:
+    from gym_remote.launch.ray_actor import sessions_per_peer_args
+
+    assert sessions_per_peer_args([]) == ["--max-sessions-per-peer", "16"]
+    assert sessions_per_peer_args(["--max-sessions=5"]) == ["--max-sessions-per-peer", "5"]
+    assert sessions_per_peer_args(["--max-sessions", "4", "--max-sessions-per-peer", "2"]) == []
+    big = tmp_path / "big.yaml"
+    big.write_text("max_sessions: 64\n")
+    assert sessions_per_peer_args(["--server-config", str(big)]) == ["--max-sessions-per-peer", "64"]
+    big.write_text("max_sessions: 64\nmax_sessions_per_peer: 8\n")
+    assert sessions_per_peer_args(["--server-config", str(big)]) == []
+
+
 def test_resolve_config_parses_targets() -> None:
     cfg = resolve_config("alice@gpu.example.org:2222", tunnel="none")
     assert (cfg.host, cfg.user, cfg.port, cfg.tunnel) == ("gpu.example.org", "alice", 2222, None)

@@ -214,5 +214,8 @@ def test_a_bad_num_envs_in_a_task_config_is_named(tmp_path):
 
     config = tmp_path / "cartpole.yaml"
     config.write_text("task: CartPole-v1\nnum_envs: -4\n")
-    with pytest.raises(ValueError, match=r"TaskConfig.num_envs must be a positive integer or null, not -4 \(in .*"):
+    with pytest.raises(
+        ValueError,
+        match=r"TaskConfig.num_envs must be a positive integer or null, not -4 \(from config .*cartpole.yaml\)",
+    ):
         load(TaskConfig, config)

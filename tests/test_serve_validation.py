@@ -82,6 +82,22 @@ def test_the_hook_runs_before_binding_and_plain_factories_are_not_checked():
     EnvServer(refuse, "tcp://127.0.0.1:*").close()
 
 
+def test_env_server_checks_its_admission_settings_as_serve_does():
+    def factory(opts):  # pragma: no cover - never called
+        raise AssertionError
+
+    server = EnvServer(factory, "tcp://127.0.0.1:*", idle_timeout=0)  # 0: never, as serve --idle-timeout 0
+    assert server.idle_timeout is None
+    server.close()
+    for bad, name in [
+        ({"idle_timeout": -1}, "idle_timeout"),
+        ({"idle_timeout": float("nan")}, "idle_timeout"),
+        ({"max_sessions": 0}, "max_sessions"),
+    ]:
+        with pytest.raises(ValueError, match=f"ServerConfig.{name}"):
+            EnvServer(factory, "tcp://127.0.0.1:*", **bad)
+
+
 def test_client_mistakes_are_bad_requests_with_close_matches(serve):
     server = serve("CartPole-v1")
     with pytest.raises(BadRequestError, match="Did you mean 'CartPole-v1'"):

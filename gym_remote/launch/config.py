@@ -117,12 +117,23 @@ def resolve_config(
 
     ``host`` may itself name a config in ``configs/hosts/`` (``launch_server("gpu-box")``); otherwise
     it is the SSH host. Keyword overrides that are ``None`` are ignored (``tunnel="none"`` turns the
-    tunnel off).
+    tunnel off). ``task_kwargs`` given as an override are merged over the config's own (a host
+    config's server settings, such as Isaac Lab's ``asset_root``, stay), not put in their place.
 
     Raises:
         ValueError: no host anywhere, or a field with a bad value.
         KeyError: an unknown field (the message lists the known ones).
     """
+    extra_kwargs = overrides.pop("task_kwargs", None)
+    cfg = _resolve(host, config, **overrides)
+    if extra_kwargs:
+        cfg = dataclasses.replace(cfg, task_kwargs={**(cfg.task_kwargs or {}), **extra_kwargs})
+    return cfg
+
+
+def _resolve(
+    host: str | None, config: HostConfig | str | Path | Mapping[str, Any] | None, **overrides: Any
+) -> HostConfig:
     if isinstance(config, HostConfig):
         changes = {k: v for k, v in overrides.items() if v is not None}
         if host:

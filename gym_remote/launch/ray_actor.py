@@ -20,8 +20,34 @@ from typing import Any
 
 __all__ = ["CurveKeys", "ServerActor", "node_address"]
 
-#: ``serve --max-sessions``'s default (a pool server lets its pool's one client key hold all of them).
-DEFAULT_MAX_SESSIONS = 16
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of ``--name V`` or ``--name=V`` in ``args`` (the last one given), else None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def sessions_per_peer_args(args: list[str]) -> list[str]:
+    """The ``--max-sessions-per-peer`` a pool server needs, or none when ``args`` already set it.
+
+    Every client of a pool holds the pool's one client key, so the server counts them all as one
+    peer: that peer may hold every session (``--max-sessions``, else the ``--server-config``'s, else
+    :class:`~gym_remote.config.ServerConfig`'s default).
+    """
+    from gym_remote.config import ServerConfig, load
+
+    if _flag(args, "--max-sessions-per-peer") is not None:
+        return []
+    source = _flag(args, "--server-config")
+    cfg = load(ServerConfig, source, kind="servers") if source else ServerConfig()
+    if source and cfg.max_sessions_per_peer is not None:
+        return []
+    return ["--max-sessions-per-peer", _flag(args, "--max-sessions") or str(cfg.max_sessions)]
 
 
 def node_address(node_id: str) -> str:
@@ -112,11 +138,7 @@ class ServerActor:
                 _write_certificate(secret, keys.server_public, keys.server_secret)
                 _write_certificate(os.path.join(clients, "pool.key"), keys.client_public)
                 args += ["--curve-secret", secret, "--curve-clients", clients]
-                if "--max-sessions-per-peer" not in args:
-                    # Every client of the pool holds the same client key, so the server would count
-                    # them all as one peer: let that peer have every session.
-                    given = args.index("--max-sessions") + 1 if "--max-sessions" in args else None
-                    args += ["--max-sessions-per-peer", args[given] if given else str(DEFAULT_MAX_SESSIONS)]
+                args += sessions_per_peer_args(args)
             elif bind != "127.0.0.1":
                 args.append("--insecure")
             self.server = LocalServer(

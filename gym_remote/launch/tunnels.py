@@ -189,11 +189,13 @@ class FabricTunnel(_PipedProcess):
 
         Idempotent.
         """
-        if self._inline is not None:
-            self._inline.close()
-        if self._own_ssh is not None:
-            self._own_ssh.disconnect()
-        self._end_process(terminate=False)  # it closes its listener and logs out by itself
+        try:
+            if self._inline is not None:
+                self._inline.close()
+        finally:
+            if self._own_ssh is not None:
+                self._own_ssh.disconnect()
+            self._end_process(terminate=False)  # it closes its listener and logs out by itself
 
 
 #: What the OpenSSH tunnel runs on the server instead of ``ssh -N``: a command that lasts until its

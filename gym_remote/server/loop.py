@@ -48,7 +48,7 @@ class EnvServer(RequestHandling):
             IP address (every client of an SSH tunnel is its local end, 127.0.0.1: one peer).
         session_limits: what one client may ask the server to build (:class:`SessionLimits`:
             sub-envs per session, keyword sizes, fixed and allowed keywords).
-        idle_timeout: seconds without a request after which a session is closed (``None``: never).
+        idle_timeout: seconds without a request after which a session is closed (``None`` or 0: never).
         max_message_bytes: larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE).
         curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
             of the server.
@@ -60,7 +60,8 @@ class EnvServer(RequestHandling):
 
     Raises:
         ConfigError: the factory's start-up check failed (nothing is bound then).
-        ValueError: a non-loopback ``address`` without CURVE or ``insecure``.
+        ValueError: a non-loopback ``address`` without CURVE or ``insecure``, or an admission
+            setting out of range (:class:`~gym_remote.config.ServerConfig` checks them).
     """
 
     def __init__(
@@ -89,6 +90,9 @@ class EnvServer(RequestHandling):
                 "through an SSH tunnel (bind 127.0.0.1), give CURVE keys (--curve-secret), or pass "
                 "--insecure if the network is trusted"
             )
+        # ServerConfig checks the admission settings (0 idle seconds: never, as for serve's flag)
+        admission = ServerConfig(address, max_sessions, max_sessions_per_peer, idle_timeout, max_message_bytes)
+        max_sessions, idle_timeout = admission.max_sessions, admission.idle_timeout
         if validate:
             validate_factory(factory)
         self.factory = factory

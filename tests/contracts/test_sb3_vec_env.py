@@ -186,3 +186,6 @@ def test_batch_level_info_values_reach_every_sub_env():
         {"log": {"Episode_Reward/alive": 0.5}, "x": 1},
         {"log": {"Episode_Reward/alive": 0.5}},
     ]
+    assert split_infos({"pair": (0.0, 1.0)}, 2) == [{"pair": 0.0}, {"pair": 1.0}]  # a tuple of one per sub-env
+    out = split_infos({"hist": [1, 2, 3]}, 2)  # batch-level and mutable: a copy each
+    assert out[0] == out[1] == {"hist": [1, 2, 3]} and out[0]["hist"] is not out[1]["hist"]

@@ -154,6 +154,12 @@ class IsaacLabSession(BatchedSimSession):
 
     def _info(self, extras: Any) -> dict[str, Any]:
         dropped: set[str] = set()
+        if isinstance(extras, dict) and "final_obs" in extras:
+            # Isaac Lab 3.x's cfg.compute_final_obs: unmasked observation groups, kept on later steps.
+            # Gymnasium's final_obs is a masked batch of the reset rows, so a client would misread it:
+            # left out, as metadata["final_obs"] (False) says.
+            extras = {k: v for k, v in extras.items() if k != "final_obs"}
+            dropped.add("final_obs")
         info = info_to_host(extras, dropped)
         new = dropped - self._dropped
         if new:

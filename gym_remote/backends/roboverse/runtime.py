@@ -115,10 +115,14 @@ def import_task_registry() -> Any:
     import importlib
 
     printed = io.StringIO()
-    with contextlib.redirect_stderr(printed):
-        registry = importlib.import_module("metasim.task.registry")
-        if callable(getattr(registry, "list_tasks", None)):  # MetaSim's own; a stand-in may not discover
-            registry.list_tasks()
+    try:
+        with contextlib.redirect_stderr(printed):
+            registry = importlib.import_module("metasim.task.registry")
+            if callable(getattr(registry, "list_tasks", None)):  # MetaSim's own; a stand-in may not discover
+                registry.list_tasks()
+    except BaseException:
+        log.error("importing MetaSim's task registry failed; it printed:\n%s", printed.getvalue()[-4000:])
+        raise
     reasons = sorted(
         {
             line.strip()
