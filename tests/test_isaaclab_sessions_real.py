@@ -191,3 +191,19 @@ def test_set_state_on_a_batch_reproduces_every_sub_envs_next_step(server: LocalS
         np.testing.assert_allclose(got, want, atol=1e-5)
     finally:
         venv.close()
+
+
+def test_isaac_labs_own_final_obs_never_reaches_a_client(server: LocalServer) -> None:
+    """Isaac Lab 3.x's ``cfg.compute_final_obs`` puts unmasked observation groups in its extras and
+    keeps them on later steps; Gymnasium's ``final_obs`` is a masked batch, so the server leaves
+    Isaac Lab's out (``metadata["final_obs"]`` is False) instead of letting SB3 misread it."""
+    venv = _make_vec(server, 2, task_kwargs={"compute_final_obs": True})
+    try:
+        assert venv.unwrapped.metadata["final_obs"] is False
+        venv.reset(seed=0)
+        for t in range(1, EPISODE + 3):
+            *_, truncated, info = venv.step(np.zeros((2, 1), np.float32))
+            assert "final_obs" not in info and "_final_obs" not in info, t
+        assert truncated.dtype == bool
+    finally:
+        venv.close()
