@@ -193,17 +193,36 @@ def test_set_state_on_a_batch_reproduces_every_sub_envs_next_step(server: LocalS
         venv.close()
 
 
-def test_isaac_labs_own_final_obs_never_reaches_a_client(server: LocalServer) -> None:
-    """Isaac Lab 3.x's ``cfg.compute_final_obs`` puts unmasked observation groups in its extras and
-    keeps them on later steps; Gymnasium's ``final_obs`` is a masked batch, so the server leaves
-    Isaac Lab's out (``metadata["final_obs"]`` is False) instead of letting SB3 misread it."""
+def test_compute_final_obs_gives_gymnasiums_final_obs_and_sb3_its_terminal_observation(server: LocalServer) -> None:
+    """With Isaac Lab 3.x's ``cfg.compute_final_obs`` (a client's ``task_kwargs``), a same_step vector
+    client gets Gymnasium's masked ``final_obs``/``final_info`` for the rows that reset, and SB3 its
+    ``terminal_observation``; Isaac Lab's own unmasked ``extras["final_obs"]`` never reaches a client."""
+    from gym_remote.sb3 import RemoteVecEnv
+
     venv = _make_vec(server, 2, task_kwargs={"compute_final_obs": True})
     try:
-        assert venv.unwrapped.metadata["final_obs"] is False
-        venv.reset(seed=0)
+        assert venv.unwrapped.metadata["final_obs"] is True
+        obs, _ = venv.reset(seed=0)
         for t in range(1, EPISODE + 3):
-            *_, truncated, info = venv.step(np.zeros((2, 1), np.float32))
-            assert "final_obs" not in info and "_final_obs" not in info, t
-        assert truncated.dtype == bool
+            last = obs
+            obs, _, _, truncated, info = venv.step(np.zeros((2, 1), np.float32))
+            if t == EPISODE:
+                assert truncated.all() and info["_final_obs"].all() and info["_final_info"].all()
+                for i in range(2):
+                    final = info["final_obs"][i]
+                    assert final.shape == (4,) and final.dtype == np.float32
+                    assert np.abs(final - last[i]).max() < 0.5  # one step on from the last obs, not a reset
+                    assert not np.array_equal(final, obs[i])  # obs is already the next episode's first
+            else:
+                assert "final_obs" not in info, t  # only on steps that reset, and never Isaac Lab's own
     finally:
         venv.close()
+    vec = RemoteVecEnv(_make_vec(server, 2, task_kwargs={"compute_final_obs": True}), clip_actions=3.0)
+    try:
+        vec.reset()
+        for _ in range(EPISODE):
+            _, _, dones, infos = vec.step(np.zeros((2, 1), np.float32))
+        assert dones.all() and all(info["terminal_observation"].shape == (4,) for info in infos)
+        assert all(info["TimeLimit.truncated"] for info in infos)
+    finally:
+        vec.close()

@@ -163,6 +163,24 @@ class BatchedSimSession(Session):
     def _close_sim(self) -> None:
         """Release the simulator (subclasses)."""
 
+    def _final_obs_batch(self) -> Any:
+        """A simulator that resets inside its step: the whole batch's observations just before this
+        step's resets, when it computes them (Isaac Lab's ``cfg.compute_final_obs``); else None."""
+        return None
+
+    def _with_final(self, info: dict[str, Any], final: Any, done: np.ndarray) -> dict[str, Any]:
+        """``info`` with Gymnasium's masked ``final_obs``/``final_info`` for the ``done`` rows of ``final``."""
+        final_obs = ObjectList([None] * self._n)
+        for i in np.flatnonzero(done):
+            final_obs[i] = copy_tree(take_rows(final, i))
+        return {
+            **info,
+            "final_obs": final_obs,
+            "_final_obs": done.copy(),
+            "final_info": dict(info),
+            "_final_info": done.copy(),
+        }
+
     # -- Session API ----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -204,6 +222,9 @@ class BatchedSimSession(Session):
         done = terminated | truncated
         if self.resets_in_step:
             if done.any():
+                final = self._final_obs_batch() if mode == "same_step" else None
+                if final is not None:
+                    info = self._with_final(info, final, done)
                 info[RESET_IN_STEP_KEY] = done.copy()
                 info[f"_{RESET_IN_STEP_KEY}"] = done.copy()
         elif mode == "next_step" and self._autoreset.any():
@@ -216,19 +237,9 @@ class BatchedSimSession(Session):
             done = terminated | truncated
         elif mode == "same_step" and done.any():
             ids = np.flatnonzero(done)
-            final_obs = ObjectList([None] * self._n)
-            for i in ids:
-                final_obs[i] = copy_tree(take_rows(obs, i))
-            final_info = dict(info)
+            info = self._with_final(info, obs, done)
             reset_obs, _ = self._sim_reset(ids, None, {})
             put_rows(obs, ids, take_rows(reset_obs, ids))
-            info = {
-                **info,
-                "final_obs": final_obs,
-                "_final_obs": done.copy(),
-                "final_info": final_info,
-                "_final_info": done.copy(),
-            }
         self._autoreset = done if mode in ("next_step", "disabled") else np.zeros(self._n, dtype=bool)
         if self._single:
             first = take_rows(obs, 0)

@@ -66,6 +66,10 @@ class IsaacLabSession(BatchedSimSession):
         self._device = self._u.device
         self._obs_group = obs_group
         self._dropped: set[str] = set()
+        # Isaac Lab 3.x computes the observation before an in-step reset when cfg.compute_final_obs
+        # is set (a client's task_kwargs may set it): then vector clients get Gymnasium's final_obs.
+        self._computes_final_obs = bool(getattr(getattr(self._u, "cfg", None), "compute_final_obs", False))
+        self._final: Any = None
         n = int(self._u.num_envs)
         # Manager-based envs reset a subset with reset(env_ids=...); DirectRLEnv.reset() takes none.
         self._partial_reset = "env_ids" in inspect.signature(self._u.reset).parameters
@@ -87,7 +91,7 @@ class IsaacLabSession(BatchedSimSession):
             "isaaclab_version": version,
             "native_quat_order": quat_order,
             "observation_group": obs_group,
-            "final_obs": False,
+            "final_obs": self._computes_final_obs,
             RESET_IN_STEP_KEY: True,
         }
         super().__init__(
@@ -129,6 +133,8 @@ class IsaacLabSession(BatchedSimSession):
     def _sim_step(self, action: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         act = self._torch.tensor(np.asarray(action), dtype=self._torch.float32, device=self._device)
         obs, reward, terminated, truncated, extras = self._u.step(act)
+        final = extras.get("final_obs") if self._computes_final_obs and isinstance(extras, dict) else None
+        self._final = None if final is None else self._obs_to_host(final)
         out = (
             self._obs_to_host(obs),
             to_host(reward).astype(np.float64, copy=False).reshape(self._n),
@@ -152,14 +158,17 @@ class IsaacLabSession(BatchedSimSession):
         obs, extras = self._u.reset(**kwargs)
         return self._obs_to_host(obs), self._info(extras)
 
+    def _final_obs_batch(self) -> Any:
+        # Isaac Lab sets extras["final_obs"] on each step that resets (and leaves it there after):
+        # the batched step asks for it only on such a step.
+        return self._final
+
     def _info(self, extras: Any) -> dict[str, Any]:
         dropped: set[str] = set()
         if isinstance(extras, dict) and "final_obs" in extras:
-            # Isaac Lab 3.x's cfg.compute_final_obs: unmasked observation groups, kept on later steps.
-            # Gymnasium's final_obs is a masked batch of the reset rows, so a client would misread it:
-            # left out, as metadata["final_obs"] (False) says.
+            # Isaac Lab 3.x's own extras["final_obs"] is every row's observation groups, unmasked and
+            # stale on later steps: the batched step serves it as Gymnasium's masked final_obs instead.
             extras = {k: v for k, v in extras.items() if k != "final_obs"}
-            dropped.add("final_obs")
         info = info_to_host(extras, dropped)
         new = dropped - self._dropped
         if new:
