@@ -4,6 +4,8 @@ Torch tensors (on the GPU, or Warp's CPU device) come to the host once per array
 sub-env. Autoreset, honestly mapped: Isaac Lab resets finished sub-envs *inside* ``step()`` and keeps
 no final observation, so ``same_step`` is served natively (``info["reset_in_step"]`` marks the rows)
 and ``next_step``/``disabled`` are refused at HELLO (:func:`~gym_remote.backends.batched.check_autoreset`).
+With 3.x's ``cfg.compute_final_obs``, Isaac Lab computes the observations before the in-step reset,
+and ``same_step`` clients get them as Gymnasium's masked ``final_obs``.
 """
 
 from __future__ import annotations
