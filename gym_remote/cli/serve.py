@@ -7,9 +7,12 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gym_remote.cli.args import _json_map, _names, _positive
+
+if TYPE_CHECKING:
+    from gym_remote.config import ServerConfig
 
 #: The serve flags that set :class:`~gym_remote.config.ServerConfig` fields of the same name.
 SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes")
@@ -23,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import gym_remote  # noqa: F401  (registers the built-in tasks)
     from gym_remote.backends import DEFAULT_MAX_ENVS, DEFAULT_MAX_PROCESSES, PYTHON_ENV_BACKENDS, make_factory
-    from gym_remote.config import ServerConfig, TaskConfig, load
+    from gym_remote.config import TaskConfig, load
     from gym_remote.protocol import Limits
     from gym_remote.server import EnvServer
     from gym_remote.session import SessionLimits
@@ -68,13 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fixed_kwargs=dict(kwargs) if fixed_task else {},
         allow_client_paths=args.allow_client_paths,
     )
-    # the admission settings: ServerConfig's defaults, then a --server-config file, then the flags given
-    admission = load(
-        ServerConfig,
-        args.server_config,
-        kind="servers",
-        **{name: getattr(args, name) for name in SERVER_FLAGS},
-    )
+    admission = admission_of(args)
     factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
@@ -96,6 +93,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     server.serve_forever(ready=ready)
     return 0
+
+
+def admission_of(args: argparse.Namespace | list[str]) -> ServerConfig:
+    """The admission settings a ``serve`` command line gives: :class:`ServerConfig`'s defaults, then
+    its ``--server-config`` file, then the flags. ``args`` is parsed, or the arguments after ``serve``.
+
+    Raises:
+        ValueError, FileNotFoundError: a bad value, or no such server config.
+    """
+    from gym_remote.config import ServerConfig, load
+
+    if isinstance(args, list):
+        from gym_remote.cli import build_parser
+
+        args, _ = build_parser().parse_known_args(["serve", *args])
+    flags = {name: getattr(args, name) for name in SERVER_FLAGS}
+    return load(ServerConfig, args.server_config, kind="servers", **flags)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

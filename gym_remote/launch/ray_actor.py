@@ -21,33 +21,19 @@ from typing import Any
 __all__ = ["CurveKeys", "ServerActor", "node_address"]
 
 
-def _flag(args: list[str], name: str) -> str | None:
-    """The value of ``--name V`` or ``--name=V`` in ``args`` (the last one given), else None."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith(name + "="):
-            value = arg.split("=", 1)[1]
-    return value
-
-
 def sessions_per_peer_args(args: list[str]) -> list[str]:
     """The ``--max-sessions-per-peer`` a pool server needs, or none when ``args`` already set it.
 
     Every client of a pool holds the pool's one client key, so the server counts them all as one
-    peer: that peer may hold every session (``--max-sessions``, else the ``--server-config``'s, else
-    :class:`~gym_remote.config.ServerConfig`'s default).
+    peer: that peer may hold every session, as many as ``args`` admit (read by ``serve``'s own
+    parser: its flags, its ``--server-config``, else :class:`~gym_remote.config.ServerConfig`'s default).
     """
-    from gym_remote.config import ServerConfig, load
+    from gym_remote.cli.serve import admission_of
 
-    if _flag(args, "--max-sessions-per-peer") is not None:
+    admission = admission_of(args)
+    if admission.max_sessions_per_peer is not None:
         return []
-    source = _flag(args, "--server-config")
-    cfg = load(ServerConfig, source, kind="servers") if source else ServerConfig()
-    if source and cfg.max_sessions_per_peer is not None:
-        return []
-    return ["--max-sessions-per-peer", _flag(args, "--max-sessions") or str(cfg.max_sessions)]
+    return ["--max-sessions-per-peer", str(admission.max_sessions)]
 
 
 def node_address(node_id: str) -> str:

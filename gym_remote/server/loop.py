@@ -92,15 +92,12 @@ class EnvServer(RequestHandling):
             )
         # ServerConfig checks the admission settings (0 idle seconds: never, as for serve's flag)
         admission = ServerConfig(address, max_sessions, max_sessions_per_peer, idle_timeout, max_message_bytes)
-        max_sessions, idle_timeout = admission.max_sessions, admission.idle_timeout
         if validate:
             validate_factory(factory)
         self.factory = factory
-        self.address = address
-        self.max_sessions = max_sessions
-        if max_sessions_per_peer is None:
-            max_sessions_per_peer = max(1, max_sessions // 2)
-        self.max_sessions_per_peer = max_sessions_per_peer
+        self.address = admission.address
+        self.max_sessions = admission.max_sessions
+        self.max_sessions_per_peer = admission.max_sessions_per_peer or max(1, admission.max_sessions // 2)
         self.session_limits = session_limits or SessionLimits()
         self._keys_are_peers = curve_secret_key is not None and bool(curve_clients)
         # The peer of a connection is read from a request's frame metadata (Peer-Address, CURVE
@@ -109,7 +106,7 @@ class EnvServer(RequestHandling):
         self._frame: Any = None  # the latest unknown connection's request frame, read at HELLO
         self._identity = b""
         self._peers: dict[bytes, str] = {}
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = admission.idle_timeout
         self.limits = limits
         self.backend = backend
         self.task = task
@@ -129,7 +126,7 @@ class EnvServer(RequestHandling):
                 self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, admission.max_message_bytes)
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         if "[" in address:  # an IPv6 literal (tcp://[::1]:PORT); IPv4 endpoints stay IPv4-only, as reported
             self._sock.setsockopt(zmq.IPV6, 1)
