@@ -135,8 +135,8 @@ class IsaacLabSession(BatchedSimSession):
     def _sim_step(self, action: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         act = self._torch.tensor(np.asarray(action), dtype=self._torch.float32, device=self._device)
         obs, reward, terminated, truncated, extras = self._u.step(act)
-        final = extras.get("final_obs") if self._computes_final_obs and isinstance(extras, dict) else None
-        self._final = None if final is None else self._obs_to_host(final)
+        # kept on the device: the batched step asks for it (one host copy) only on a step that resets
+        self._final = extras.get("final_obs") if self._computes_final_obs and isinstance(extras, dict) else None
         out = (
             self._obs_to_host(obs),
             to_host(reward).astype(np.float64, copy=False).reshape(self._n),
@@ -163,7 +163,7 @@ class IsaacLabSession(BatchedSimSession):
     def _final_obs_batch(self) -> Any:
         # Isaac Lab sets extras["final_obs"] on each step that resets (and leaves it there after):
         # the batched step asks for it only on such a step.
-        return self._final
+        return None if self._final is None else self._obs_to_host(self._final)
 
     def _info(self, extras: Any) -> dict[str, Any]:
         dropped: set[str] = set()
