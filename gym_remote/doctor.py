@@ -83,8 +83,11 @@ _PROBES: dict[str, str] = {
         order = quat_order_for_version(version)
     except RuntimeError:
         order = "unknown: pass quat_order"
-    kit = "Isaac Sim present" if importlib.util.find_spec("isaacsim") else "no Isaac Sim: kit-less Newton tasks only"
-    return {"detail": "Isaac Lab " + str(version) + ", quaternions " + order + "; " + kit, "version": version}
+    from gym_remote.backends.isaaclab.physics import runnable_physics
+    physics = runnable_physics()
+    kit = "Isaac Sim present" if importlib.util.find_spec("isaacsim") else "no Isaac Sim (kit-less tasks only)"
+    return {"detail": "Isaac Lab " + str(version) + ", quaternions " + order + "; physics " + ", ".join(physics)
+            + "; " + kit, "version": version, "physics": physics}
 """,
     "roboverse": """
     import metasim.task.registry  # noqa: F401

@@ -19,14 +19,17 @@ ISAACLAB_VERSION=${ISAACLAB_VERSION:-3.0.0}
 venv_init isaaclab-venv "isaaclab-$ISAACLAB_VERSION"
 # Requirements that Cartpole, Lift and Stack never import; each is heavy or needs a GPU stack.
 SKIP='^(torch|torchvision|open3d|transformers|tensorboard|pin|pin-pink|daqp|imgui-bundle|hf-xet|hidapi|PyOpenGL-accelerate)$'
-want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC skip=$SKIP v2"
+# NVIDIA's kit-less PhysX at Isaac Lab 3.0.0's own pins (its `ovphysx` extra); 0.7.0 fails with 3.0.0
+# (`module 'ovphysx' has no attribute 'codeless_schema_paths'`). ~212 MB of wheels, ~630 MB installed.
+OVPHYSX=(ovphysx==0.6.4.72118723 ovstage==0.2.1.385922)
+want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC skip=$SKIP ${OVPHYSX[*]} v3"
 
 if venv_stale "$want"; then
   venv_create "about 6 minutes" packaging
-  step "1/4 $TORCH_SPEC (CPU build)"
+  step "1/5 $TORCH_SPEC (CPU build)"
   "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
   venv_refuse_cuda_torch
-  step "2/4 the isaaclab $ISAACLAB_VERSION wheel"
+  step "2/5 the isaaclab $ISAACLAB_VERSION wheel"
   "${pip[@]}" download -q --no-deps --ignore-requires-python -d "$tmp" "isaaclab==$ISAACLAB_VERSION"
   wheel=$(ls "$tmp"/isaaclab-*.whl)
   # Unconditional Requires-Dist lines (no "extra ==" marker), minus the skipped names.
@@ -45,11 +48,14 @@ for line in lines:
         continue
     print(str(req).replace('python_version < "3.13" and ', ""))
 EOF
-  step "3/4 Isaac Lab's requirements ($(wc -l < "$tmp/requirements.txt") packages)"
+  step "3/5 Isaac Lab's requirements ($(wc -l < "$tmp/requirements.txt") packages)"
   venv_refuse 'nvidia-[^"]*' "the requirements would pull CUDA wheels" -r "$tmp/requirements.txt"
   "${pip[@]}" install --progress-bar on -r "$tmp/requirements.txt"
-  step "4/4 isaaclab itself (--no-deps --ignore-requires-python)"
+  step "4/5 isaaclab itself (--no-deps --ignore-requires-python)"
   "${pip[@]}" install -q --no-deps --ignore-requires-python "$wheel"
+  step "5/5 PhysX without Kit: ${OVPHYSX[*]}"
+  venv_refuse 'nvidia-[^"]*|torch' "ovphysx would pull CUDA wheels or another torch" "${OVPHYSX[@]}"
+  "${pip[@]}" install --progress-bar on "${OVPHYSX[@]}"
   # gym-remote's server core only.
   "${pip[@]}" install -q "${SERVER_CORE[@]}"
   venv_built "$want"

@@ -17,12 +17,37 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=venv_lib.sh
 . "$(dirname "$0")/venv_lib.sh"
 venv_init metasim-venv metasim-dd8ff06
-TARBALL=${METASIM_TARBALL:-"$here/../shared/vendor/roboverse-dd8ff06.tar.gz"}
+# The pinned RoboVerse source: METASIM_TARBALL when given; else a copy fetched once from its public
+# repository into the venv cache (as any user gets it); else, where that cannot be reached, the team's
+# vendored copy beside the checkout. Checked first, so a missing source fails in seconds.
+SOURCE_URL=https://github.com/liuliu3dv/RoboVerse/archive/dd8ff06a.tar.gz
+fetched="$root/downloads/roboverse-dd8ff06a.tar.gz"
+vendored="$here/../shared/vendor/roboverse-dd8ff06.tar.gz"
+if [ -n "${METASIM_TARBALL:-}" ]; then
+  TARBALL=$METASIM_TARBALL
+elif [ -s "$fetched" ]; then
+  TARBALL=$fetched
+else
+  mkdir -p "$root/downloads"
+  if "$PY" -c 'import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=30) as r, open(sys.argv[2], "wb") as f:
+    f.write(r.read())' "$SOURCE_URL" "$fetched.part" 2>/dev/null; then
+    mv "$fetched.part" "$fetched"
+    TARBALL=$fetched
+  else
+    rm -f "$fetched.part"
+    TARBALL=$vendored
+  fi
+fi
 MUJOCO_SPEC=${MUJOCO_SPEC:-mujoco==3.17.0}
 DEPS=(gymnasium loguru rich rootutils tqdm tyro portalocker "imageio[ffmpeg]" opencv-python-headless
       dm_control huggingface-hub "$MUJOCO_SPEC")
 
-[ -f "$TARBALL" ] || { step "vendored MetaSim not found at $TARBALL (set METASIM_TARBALL)"; exit 1; }
+[ -f "$TARBALL" ] || {
+  step "MetaSim's source (RoboVerse at commit dd8ff06a) could not be fetched from $SOURCE_URL and is not at"
+  step "$TARBALL: download that tarball where you can and set METASIM_TARBALL=/path/to/it"
+  exit 1
+}
 tar_sum=$(sha256sum "$TARBALL" | cut -c1-16)
 want="metasim=$tar_sum $TORCH_SPEC deps=${DEPS[*]} v1"
 

@@ -9,10 +9,11 @@ PY=${PYTHON:-python3}
 bash scripts/setup.sh test
 # The real simulators' servers run from venvs of their own (their pins clash with the client's),
 # built once and cached under $GYM_REMOTE_VENVS (default ~/.cache/gym-remote/venvs).
-echo "[test] Isaac Lab 3.0 server venv" >&2
-bash scripts/build_isaaclab_venv.sh >/dev/null
+# MetaSim first: its pinned source must be fetched (or given), and a missing one fails in seconds.
 echo "[test] RoboVerse MetaSim server venv" >&2
 bash scripts/build_metasim_venv.sh >/dev/null
+echo "[test] Isaac Lab 3.0 server venv (Newton, and PhysX through ovphysx)" >&2
+bash scripts/build_isaaclab_venv.sh >/dev/null
 echo "[test] Ray 2.60 / RLlib venv (its gymnasium 1.2 pin stays out of the client's)" >&2
 bash scripts/build_ray_venv.sh >/dev/null
 export MUJOCO_GL=${MUJOCO_GL:-egl}

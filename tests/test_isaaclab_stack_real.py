@@ -1,7 +1,7 @@
 """The seed's task on the REAL Isaac Lab 3.0.0: a Franka stacks cubes on the server, this machine replays it.
 
-The server is ``gym-remote serve --config isaaclab_stack_cube`` (``IsaacContrib-Stack-Cube-Franka``,
-Newton physics on Warp's CPU device) in the Isaac Lab venv of ``scripts/build_isaaclab_venv.sh``, with
+The server is ``gym-remote serve --config isaaclab_stack_cube --override physics=NAME``
+(``IsaacContrib-Stack-Cube-Franka``, on Newton and on PhysX through ovphysx, CPU) in the Isaac Lab venv of ``scripts/build_isaaclab_venv.sh``, with
 the Franka scene's offline stand-ins written by ``gym_remote.backends.isaaclab.assets`` into a
 temporary folder. The client (this process) runs the scripted expert on the task's observations and
 replays the states in the built-in MuJoCo Franka scene. References are independent of the states
@@ -59,13 +59,18 @@ def asset_root(isaaclab_assets: Path) -> Path:
     return isaaclab_assets
 
 
-@pytest.fixture(scope="module")
-def server(python: str, asset_root: Path) -> Iterator[LocalServer]:
+#: The engines the stack runs on, by Isaac Lab's override; the task declares no ovphysx preset, so
+#: the backend sets PhysX in code for it (``gym_remote.backends.isaaclab.physics``).
+ENGINES = {"newton_mjwarp": "newton", "ovphysx": "ovphysx"}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def server(request: pytest.FixtureRequest, python: str, asset_root: Path) -> Iterator[LocalServer]:
     with LocalServer(
         "isaaclab",
         None,
         {"asset_root": str(asset_root)},
-        extra_args=["--config", "isaaclab_stack_cube"],
+        extra_args=["--config", "isaaclab_stack_cube", "--override", f"physics={request.param}"],
         python=python,
         startup_timeout=CONNECT,
         env={"PYTHONPATH": str(ROOT)},
@@ -126,6 +131,7 @@ def test_single_env_spaces_schema_and_state_match_the_observations(server: Local
         remote = env.unwrapped
         assert remote.task == ISAACLAB_STACK_TASK
         assert remote.metadata["isaaclab_version"] == "3.0.0"
+        assert remote.metadata["physics"] in ENGINES.values()
         assert env.action_space == gym.spaces.Box(-np.inf, np.inf, (8,), np.float32)
         space = env.observation_space
         assert list(space.spaces) == ["policy", "subtask_terms"]

@@ -17,6 +17,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
     if args.backend == "isaaclab":
         return _demo_isaaclab(args)
+    if args.overrides:
+        raise SystemExit("--override is Isaac Lab's Hydra override syntax: use it with --backend isaaclab")
     where = "a local server" if args.target is None else f"{args.target[0]}:{args.target[1]}"
     print(f"gym-remote demo: stack-cube on {where}, {args.episodes} episodes, states replayed locally", flush=True)
     host, port = args.target if args.target else (None, None)
@@ -35,10 +37,22 @@ def _demo_isaaclab(args: argparse.Namespace) -> int:
     host, port = args.target if args.target else (None, None)
     where = "a local Isaac Lab 3.0 server (its venv)" if host is None else f"{host}:{port}"
     task = args.task or "IsaacContrib-Stack-Cube-Franka"
-    print(f"gym-remote demo: {task} on {where}, {args.episodes} episodes", flush=True)
+    physics = next((o.split("=", 1)[1] for o in reversed(args.overrides or []) if o.startswith("physics=")), None)
+    on = f" ({physics} physics)" if physics else ""
+    print(f"gym-remote demo: {task}{on} on {where}, {args.episodes} episodes", flush=True)
     r = run_isaaclab_demo(
-        args.output, args.episodes, args.seed, host, port, args.task, args.width, args.height, args.camera or "oblique"
+        args.output,
+        args.episodes,
+        args.seed,
+        host,
+        port,
+        args.task,
+        args.width,
+        args.height,
+        args.camera or "oblique",
+        overrides=args.overrides or (),
     )
+    print(f"physics            {r['physics']}")
     print(f"stacked (stack_1)  {r['stacked']}/{r['episodes']} episodes, first at steps {r['stack_steps']}")
     print(f"cube_2 - cube_1    {r['offsets']} m at the end of each episode")
     print(f"server + env       {r['startup_s']:.1f} s; episodes {', '.join(f'{t:.1f}' for t in r['episode_s'])} s")
@@ -72,6 +86,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="isaaclab: the real Isaac Lab 3.0 stack task, served from its venv (default: the built-in MuJoCo task)",
     )
     p.add_argument("--task", help="with --backend isaaclab: IsaacContrib-Stack-Cube-Franka (the default)")
+    p.add_argument(
+        "--override",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --backend isaaclab: an Isaac Lab Hydra override, repeatable; physics=ovphysx runs the task on "
+        "PhysX (kit-less). Given to the local server, or sent with the session to HOST:PORT",
+    )
     _frame_options(p)
     p.set_defaults(func=cmd_demo)
 

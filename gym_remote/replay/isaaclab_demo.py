@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,10 @@ STARTUP_TIMEOUT = 900.0
 STEP_DT = 0.05
 
 
-def start_isaaclab_server(task: str, startup_timeout: float = STARTUP_TIMEOUT) -> Any:
+def start_isaaclab_server(task: str, startup_timeout: float = STARTUP_TIMEOUT, overrides: Sequence[str] = ()) -> Any:
     """A :class:`~gym_remote.local.LocalServer` serving ``task`` from the Isaac Lab venv with the stack config.
+
+    ``overrides`` are Isaac Lab Hydra overrides added to the config's (``["physics=ovphysx"]``).
 
     Writes the offline stand-ins missing from the venv's asset folder first (a few seconds; files
     already there, including NVIDIA's own, are kept).
@@ -66,7 +69,7 @@ def start_isaaclab_server(task: str, startup_timeout: float = STARTUP_TIMEOUT) -
         "isaaclab",
         task,
         {"asset_root": root},
-        extra_args=["--config", STACK_CONFIG],
+        extra_args=["--config", STACK_CONFIG, *(f"--override={o}" for o in overrides)],
         python=python,
         startup_timeout=startup_timeout,
     )
@@ -84,8 +87,12 @@ def run_isaaclab_demo(
     camera: str | int | None = "oblique",
     max_steps: int = 200,
     settle: int = 10,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run the expert on real Isaac Lab for ``episodes`` episodes (seeds ``seed, seed + 1, ...``), replay here.
+
+    ``overrides`` are Isaac Lab Hydra overrides (``["physics=ovphysx"]``): given to the local server
+    it starts, or sent as the client's ``task_kwargs["overrides"]`` to a server at ``host:port``.
 
     An episode ends ``settle`` steps after ``stack_1`` first turns true, or after ``max_steps``;
     it counts as stacked when ``stack_1`` is still true then.
@@ -95,7 +102,8 @@ def run_isaaclab_demo(
     last frame of the first stacked episode, else the last frame).
 
     Returns:
-        ``episodes``, ``stacked`` (episodes stacked per ``stack_1``), ``steps`` (per episode),
+        ``episodes``, ``physics`` (the engine the server ran, e.g. ``"ovphysx"``), ``stacked`` (episodes
+        stacked per ``stack_1``), ``steps`` (per episode),
         ``stack_steps`` (step of the first ``stack_1`` per episode, None if never), ``offsets``
         (cube_2 minus cube_1 at each episode's end, m, from the observations), ``startup_s`` (server
         start and env build, s), ``episode_s`` (wall time per episode, s), ``step_ms`` (mean wall
@@ -124,12 +132,15 @@ def run_isaaclab_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    server = start_isaaclab_server(task) if host is None else None
+    server = start_isaaclab_server(task, overrides=overrides) if host is None else None
+    task_kwargs = {"overrides": list(overrides)} if overrides and server is None else None
     try:
         if server is not None:
             host, port = server.local_host, server.local_port
         assert host is not None and port is not None
-        remote = RemoteEnv(host, port, task=task, connect_timeout=STARTUP_TIMEOUT, timeout=120.0)
+        remote = RemoteEnv(
+            host, port, task=task, task_kwargs=task_kwargs, connect_timeout=STARTUP_TIMEOUT, timeout=120.0
+        )
         startup = time.perf_counter() - start  # the server up and the Isaac Lab env built (HELLO)
         try:
             env = MujocoReplayWrapper(
@@ -147,6 +158,7 @@ def run_isaaclab_demo(
         try:
             result = _episodes(env, IsaacLabStackExpert(), episodes, seed, max_steps, settle, stacked, cube_poses)
             result["startup_s"] = startup
+            result["physics"] = remote.metadata.get("physics")
             base = out / "isaaclab_stack_cube"
             paths = {k: base.with_suffix(f".{k}") for k in ("mp4", "npz", "xml", "png")}
             env.save_trajectory(paths["npz"])

@@ -1,10 +1,11 @@
 """The ``isaaclab`` backend: an Isaac Lab task served as one batched session per server process.
 
 Isaac Lab 3.x is served the 3.x way (cfg first, then ``launch_simulation``, then
-``gym.make(id, cfg=cfg)``; Newton physics runs kit-less on a GPU or on Warp's CPU device) and 2.x
+``gym.make(id, cfg=cfg)``; Newton and ovphysx (PhysX) run kit-less on a GPU or on the CPU) and 2.x
 the 2.x way (``AppLauncher`` first); see :mod:`~gym_remote.backends.isaaclab.runtime`. Tested
-against the real Isaac Lab 3.0.0 on CPU (``tests/test_isaaclab_real.py``); the 2.x and Isaac Sim
-(Kit, PhysX) paths only against stand-ins (``tests/standins``).
+against the real Isaac Lab 3.0.0 on CPU, Newton and PhysX (``tests/test_isaaclab_real.py``,
+``tests/test_isaaclab_physx_real.py``); the 2.x and Isaac Sim (Kit) paths only against stand-ins
+(``tests/standins``).
 
 Server settings (``serve --kwargs``, or a task config; clients may not send them):
 
@@ -19,6 +20,11 @@ Server settings (``serve --kwargs``, or a task config; clients may not send them
 
 Client ``task_kwargs``: ``overrides`` (a list of Hydra override strings, applied after the
 server's) and env-cfg attributes by dotted path (``{"episode_length_s": 3.0}``).
+
+Physics: Isaac Lab's own ``physics=NAME`` override from any of those places (the client's counts
+last): ``newton_mjwarp``, ``ovphysx`` (NVIDIA's kit-less PhysX; set in code for tasks that declare
+no such preset), ``physx``; see :mod:`~gym_remote.backends.isaaclab.physics`. Each session builds
+its own cfg, so consecutive sessions of one server may run different engines.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 import gymnasium as gym
 
 from gym_remote.backends.batched import SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.isaaclab.physics import parse_with_physics
 from gym_remote.backends.isaaclab.runtime import (
     IsaacLabRuntime,
     default_device,
@@ -84,6 +91,23 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> None:
         if not hasattr(target, parts[-1]):
             raise BadRequestError(f"task keyword {path!r}: the env config has no {parts[-1]!r}")
         setattr(target, parts[-1], value)
+
+
+def declared_physics(task: str) -> list[str]:
+    """The physics presets ``task``'s env cfg declares (``["isaacsim_physx", "newton_mjwarp", ...]``)."""
+    from isaaclab_tasks.utils.hydra import collect_presets
+    from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
+    from isaaclab_tasks.utils.preset_target import PresetTarget
+
+    try:
+        raw = load_cfg_from_registry(task, "env_cfg_entry_point")
+        presets = collect_presets(raw)
+    except Exception:  # only used to explain a refusal: never let it hide the refusal itself
+        log.debug("could not list %s's physics presets", task, exc_info=True)
+        return []
+    return sorted(
+        {name for alts in presets.values() for name, alt in alts.items() if PresetTarget.PHYSICS.matches(alt)}
+    )
 
 
 def _override_list(value: Any, where: str) -> list[str]:
@@ -143,10 +167,12 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
         client_kwargs = dict(client_kwargs)
         overrides = server_overrides + _override_list(client_kwargs.pop("overrides", None), "task keyword overrides")
         if runtime.is_3x:
-            try:
-                cfg = parse_env_cfg(name, device=device, num_envs=n, overrides=overrides)
-            except (ValueError, KeyError, TypeError) as exc:  # Hydra's and Isaac Lab's own override errors
-                raise BadRequestError(f"Isaac Lab rejected the overrides {overrides} for {name!r}: {exc}") from exc
+            cfg = parse_with_physics(
+                lambda ovr: parse_env_cfg(name, device=device, num_envs=n, overrides=ovr),
+                name,
+                overrides,
+                partial(declared_physics, name),
+            )
         elif overrides:
             raise BadRequestError(f"Hydra overrides need Isaac Lab 3.x (this is {runtime.version}); got {overrides}")
         else:
@@ -163,7 +189,10 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
             first_cfg = make_cfg(task, None, {})
         except BadRequestError as exc:
             raise ConfigError(exc.message) from None
-        runtime.enter(first_cfg, app_args)  # 3.x: starts Kit here when the task needs it, as 2.x did
+        try:
+            runtime.enter(first_cfg, app_args)  # 3.x: starts Kit here when the task needs it, as 2.x did
+        except RuntimeError as exc:
+            raise ConfigError(str(exc)) from exc
     slot = SessionSlot("isaaclab")
 
     def factory(opts: SessionOptions) -> Session:

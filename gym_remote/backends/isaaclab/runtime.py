@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gym_remote.backends.isaaclab.physics import physics_name, runnable_physics, unpin_host_buffers_without_cuda
 from gym_remote.errors import BadRequestError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,9 @@ class IsaacLabRuntime:
         """Isaac Lab 3.x: start what ``cfg`` needs (nothing for Newton) for the rest of the process.
 
         Raises:
-            RuntimeError: ``cfg`` needs Isaac Sim's Kit but this process started kit-less.
+            RuntimeError: ``cfg`` needs Isaac Sim's Kit but this process started kit-less, or this venv
+                has no Isaac Sim, or Isaac Lab cannot launch the combination.
+            ConfigError: ovphysx on a machine without CUDA, and Warp's allocators are not as expected.
         """
         if not self.is_3x:
             return
@@ -155,7 +159,17 @@ class IsaacLabRuntime:
         from isaaclab.app.sim_launcher import validate_launch
 
         args = dict(app_args)
-        _, kit_sources = validate_launch(cfg, dict(args))
+        try:
+            _, kit_sources = validate_launch(cfg, dict(args))  # also resolves physics=physx to a concrete engine
+        except ValueError as exc:  # e.g. ovphysx or OVRTX together with Kit in one process
+            raise RuntimeError(f"Isaac Lab cannot launch this cfg: {exc}") from exc
+        if kit_sources and not self._kit and importlib.util.find_spec("isaacsim") is None:
+            raise RuntimeError(
+                f"this task needs Isaac Sim's Kit ({', '.join(kit_sources)}), and this server's venv has no Isaac "
+                f"Sim (it runs {runnable_physics()} kit-less); for PhysX without Kit use the override physics=ovphysx"
+            )
+        if physics_name(cfg) == "ovphysx" and str(getattr(cfg.sim, "device", "cpu")).startswith("cpu"):
+            unpin_host_buffers_without_cuda()
         if self._started:
             if kit_sources and not self._kit:
                 raise RuntimeError(

@@ -22,6 +22,7 @@ import numpy as np
 
 from gym_remote.backends.batched import RESET_IN_STEP_KEY, BatchedSimSession
 from gym_remote.backends.host_arrays import info_to_host, space_from_batch, to_host, tree_to_host
+from gym_remote.backends.isaaclab.physics import physics_name
 from gym_remote.backends.isaaclab.state import isaaclab_schema, joint_names, quat_permutation
 from gym_remote.errors import BadRequestError
 from gym_remote.state import QuatOrder
@@ -92,6 +93,7 @@ class IsaacLabSession(BatchedSimSession):
             "backend": "isaaclab",
             "isaaclab_version": version,
             "native_quat_order": quat_order,
+            "physics": physics_name(getattr(self._u, "cfg", None)),
             "observation_group": obs_group,
             "final_obs": self._computes_final_obs,
             RESET_IN_STEP_KEY: True,
