@@ -22,11 +22,11 @@ SKIP='^(torch|torchvision|open3d|transformers|tensorboard|pin|pin-pink|daqp|imgu
 # NVIDIA's kit-less PhysX at Isaac Lab 3.0.0's own pins (its `ovphysx` extra); 0.7.0 fails with 3.0.0
 # (`module 'ovphysx' has no attribute 'codeless_schema_paths'`). ~212 MB of wheels, ~630 MB installed.
 OVPHYSX=(ovphysx==0.6.4.72118723 ovstage==0.2.1.385922)
-want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC skip=$SKIP ${OVPHYSX[*]} v3"
+want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC${GYM_REMOTE_CUDA:+ cuda} skip=$SKIP ${OVPHYSX[*]} v3"
 
 if venv_stale "$want"; then
   venv_create "about 6 minutes" packaging
-  step "1/5 $TORCH_SPEC (CPU build)"
+  step "1/5 $TORCH_SPEC ($([ "${GYM_REMOTE_CUDA:-}" = 1 ] && echo CUDA || echo CPU) build)"
   "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
   venv_refuse_cuda_torch
   step "2/5 the isaaclab $ISAACLAB_VERSION wheel"

@@ -16,7 +16,8 @@
 # always the CPU build, installed first, so that nothing later pulls CUDA wheels (several GB).
 #
 # Environment: GYM_REMOTE_VENVS (where the venvs live), PYTHON (the Python that makes them,
-# default python3), TORCH_SPEC (default torch==2.13.0).
+# default python3), TORCH_SPEC (default torch==2.13.0), GYM_REMOTE_CUDA=1 (scripts/test_gpu.sh: allow
+# torch's CUDA build and CUDA wheels, in a venv folder of their own).
 
 # This checkout: installed into each venv so that a server runs the code under test.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,6 +61,7 @@ venv_create() {
 
 # venv_refuse_cuda_torch: stop when the torch just installed is a CUDA build.
 venv_refuse_cuda_torch() {
+  [ "${GYM_REMOTE_CUDA:-}" = 1 ] && return 0  # scripts/test_gpu.sh: a CUDA build is the point
   "$venv/bin/python" -W ignore -c "import torch, sys; sys.exit(torch.version.cuda is not None)" \
     || { step "refusing: $TORCH_SPEC resolved to a CUDA build (no CPU build reachable)"; exit 1; }
 }
@@ -70,6 +72,7 @@ venv_refuse_cuda_torch() {
 venv_refuse() {
   local names=$1 reason=$2
   shift 2
+  [ "${GYM_REMOTE_CUDA:-}" = 1 ] && return 0  # scripts/test_gpu.sh: CUDA wheels are wanted there
   "${pip[@]}" install --dry-run -q --report "$tmp/report.json" "$@" >/dev/null
   if grep -Eq "\"name\": \"($names)\"" "$tmp/report.json"; then
     step "refusing: $reason"
