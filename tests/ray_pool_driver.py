@@ -14,6 +14,8 @@ CartPole servers, then one of:
   must name that server's Ray node.
 - ``make_vec``: ``gym.make_vec(..., launch="ray", servers=2)`` places its own 2 servers (no pool
   object in sight), steps, and closes them with the env.
+- ``isaaclab``: a pool of 2 real Isaac Lab 3.0 servers (Cartpole on PhysX), each started by its actor
+  with the Isaac Lab venv's Python, and one ``RemoteVectorEnv`` over both.
 - ``hang``: prints the pool's PIDs and waits to be killed (the test kills this driver with SIGKILL
   and checks that nothing it started outlives it).
 
@@ -227,6 +229,55 @@ def make_vec() -> None:
     )
 
 
+def isaaclab(python: str, asset_root: str) -> None:
+    """Two real Isaac Lab 3.0 servers on PhysX, each run by its actor from the Isaac Lab venv's Python,
+    and one ``RemoteVectorEnv`` fanned out over them (same_step, as Isaac Lab resets in step)."""
+    from gym_remote.vector import RemoteVectorEnv
+
+    t0 = time.monotonic()
+    pool = start_pool(
+        2,
+        backend="isaaclab",
+        task="Isaac-Cartpole",
+        task_kwargs={"asset_root": asset_root},
+        serve_args=["--override", "physics=ovphysx"],
+        python=python,
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        resources={"sim_gpu": 1},
+        startup_timeout=600,
+    )
+    print("POOL " + json.dumps({"pool_s": time.monotonic() - t0, "hosts": pool.hosts}), flush=True)
+    try:
+        venv = RemoteVectorEnv(
+            8,
+            hosts=pool.hosts,
+            task="Isaac-Cartpole",
+            autoreset_mode="same_step",
+            connect_timeout=600,
+            **pool.client_options(),
+        )
+        try:
+            obs, _ = venv.reset(seed=0)
+            again, _ = venv.reset(seed=0)
+            rewards = []
+            for _ in range(30):
+                obs, reward, *_ = venv.step(venv.action_space.sample().clip(-1, 1))
+                rewards.append(float(reward.sum()))
+            per_server = sessions(pool)
+            emit(
+                mode="isaaclab",
+                obs_shape=list(obs.shape),
+                physics=venv.metadata.get("physics"),
+                seeded=bool((again == venv.reset(seed=0)[0]).all()),
+                finite=all(r == r for r in rewards),
+                sessions=per_server,
+            )
+        finally:
+            venv.close()
+    finally:
+        pool.close()
+
+
 def _key_dirs() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "gym-remote-curve-*")))
 
@@ -238,7 +289,9 @@ KEY_DIRS_BEFORE: set[str] = set()
 def main() -> int:
     KEY_DIRS_BEFORE.update(_key_dirs())
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["train", "train_sync", "fanout", "hang", "make_vec"])
+    p.add_argument("mode", choices=["train", "train_sync", "fanout", "hang", "make_vec", "isaaclab"])
+    p.add_argument("--isaaclab-python", help="isaaclab mode: the Isaac Lab venv's python")
+    p.add_argument("--asset-root", help="isaaclab mode: the offline Isaac Lab assets")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--temp-dir", required=True, help="Ray's temp dir (its processes name it on their command line)")
     args = p.parse_args()
@@ -255,6 +308,10 @@ def main() -> int:
     if args.mode == "make_vec":
         print("POOL " + json.dumps({"ray_s": ray_s}), flush=True)
         make_vec()
+        ray.shutdown()
+        return 0
+    if args.mode == "isaaclab":
+        isaaclab(args.isaaclab_python, args.asset_root)
         ray.shutdown()
         return 0
     t0 = time.monotonic()

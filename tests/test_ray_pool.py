@@ -223,6 +223,23 @@ def test_make_vec_with_launch_ray_places_its_own_servers(python: str) -> None:
     assert result["gone_after_close"] is True
 
 
+@pytest.mark.isaaclab
+@pytest.mark.timeout(1200)
+def test_a_pool_of_real_isaac_lab_physx_servers_serves_one_vector_env(
+    python: str, isaaclab_python: str, isaaclab_assets: Path
+) -> None:
+    """Each actor runs its server from the Isaac Lab venv (``start_pool(python=...)``) on its node;
+    the Ray driver's own venv has no Isaac Lab. One vector env of 8 fans out 4 + 4 over the two."""
+    pool, result = _run(
+        python, "isaaclab", "--isaaclab-python", isaaclab_python, "--asset-root", str(isaaclab_assets), timeout=1100
+    )
+    assert len(pool["hosts"]) == 2
+    assert result["obs_shape"] == [8, 4]
+    assert result["physics"] == "ovphysx"
+    assert result["seeded"] is True and result["finite"] is True
+    assert result["sessions"] == [1, 1]
+
+
 def test_cli_launch_ray_prints_endpoints_and_a_private_key_file(python: str) -> None:
     """``gym-remote launch --ray 2``: endpoints on stdout, the pool's client keys in a 0600 file in a
     0700 folder, a client connects with them; SIGTERM stops the servers and deletes the keys."""
