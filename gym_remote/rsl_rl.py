@@ -1,0 +1,356 @@
+"""rsl_rl on remote envs: an ``rsl_rl.env.VecEnv`` over :class:`RemoteVectorEnv` (extra ``rsl-rl``).
+
+rsl_rl (``rsl-rl-lib``, the trainer Isaac Lab's recipes are written for) trains on any subclass of
+its ``VecEnv``. :class:`RemoteRslRlVecEnv` is one over a remote batched session and behaves as Isaac
+Lab's own ``isaaclab_rl.rsl_rl.RslRlVecEnvWrapper`` does over the same task in-process, so an Isaac
+Lab agent cfg (``handle_deprecated_rsl_rl_cfg`` + ``to_dict``) and ``OnPolicyRunner`` run unchanged
+on a machine without Isaac Lab. What travels, per step, for ``N = num_envs``:
+
+- actions: ``(N, num_actions)`` torch, clamped to ``[-clip_actions, clip_actions]`` when set, sent as
+  float32 numpy (the server's Isaac Lab makes them a tensor on its own device);
+- observations: a ``TensorDict`` of batch size ``(N,)`` on ``device``, one entry per observation
+  group the server serves: every group when the server runs with ``obs_group: null`` (``policy``,
+  ``critic``...), else the one group it names (``metadata["observation_group"]``, ``"policy"`` by
+  default); leaves keep the server's dtype (float32 for Isaac Lab);
+- rewards ``(N,)`` float32 and dones ``(N,)`` long (terminated or truncated), as Isaac Lab's wrapper;
+- extras: the server's info, which for Isaac Lab is its ``extras`` (``"log"``: batch-level scalars
+  averaged over the episodes that ended), plus ``"time_outs"``, ``(N,)`` bool, the truncations
+  (rsl_rl bootstraps them), unless the task is finite-horizon (``cfg.is_finite_horizon``). gym-remote's
+  own bookkeeping keys (``reset_in_step`` and the ``_``-masks) are left out.
+
+Autoreset is Isaac Lab's: a sub-env that ends is reset by the server inside the same step and its
+row of the observation is the new episode's first (``autoreset_mode="same_step"``, the only mode
+accepted). The runner never calls ``reset``: the constructor resets once, as Isaac Lab's wrapper does.
+
+``episode_length_buf`` is the client's own count of each sub-env's steps since its last reset
+(``(N,)`` long, zeroed where ``dones``). The episode clocks that decide time-outs are the server's,
+and no request writes them: writing ``episode_length_buf`` (``OnPolicyRunner.learn(...,
+init_at_random_ep_len=True)`` does) changes this count only, so it does NOT stagger the first
+time-outs as it does in-process. ``max_episode_length`` is the server's limit (Isaac Lab's
+``ceil(episode_length_s / step_dt)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from gym_remote.errors import RemoteEnvError
+from gym_remote.vector import RemoteVectorEnv
+
+__all__ = ["RemoteRslRlVecEnv", "RemoteTaskCfg"]
+
+#: Info keys that are gym-remote's bookkeeping, not the simulator's extras.
+_OWN_KEYS = frozenset({"reset_in_step", "final_obs", "final_info"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteTaskCfg:
+    """What the client knows of the remote task: rsl_rl's ``env.cfg`` (logged with the run).
+
+    A dataclass, so rsl_rl's W&B and Neptune writers store it (they call ``dataclasses.asdict``).
+    """
+
+    #: The task the server serves (``"Isaac-Cartpole"``).
+    task: str | None
+    #: Sub-envs in the session.
+    num_envs: int
+    #: The client's ``task_kwargs`` (env-cfg attributes and Hydra overrides for Isaac Lab).
+    task_kwargs: dict[str, Any]
+    #: Steps per episode, the server's limit.
+    max_episode_length: int
+    #: No ``time_outs`` in extras, as Isaac Lab's ``cfg.is_finite_horizon`` (the server does not send it).
+    is_finite_horizon: bool
+    #: The server's metadata (backend, versions, physics engine, observation group).
+    metadata: dict[str, Any]
+
+
+class RemoteRslRlVecEnv(VecEnv):
+    """An rsl_rl ``VecEnv`` whose sub-envs run on a gym-remote server (Isaac Lab's wrapper, remotely).
+
+    Pass an existing :class:`RemoteVectorEnv` created with ``autoreset_mode="same_step"``, or the
+    keyword arguments to create one (``num_envs``, ``host``, ``port``, ``task``, ``task_kwargs``,
+    ``hosts``, ``connect_timeout``, ``max_episode_steps``...); ``autoreset_mode`` defaults to
+    ``"same_step"``. The env made here is closed by :meth:`close`; one passed in is closed too, as
+    Isaac Lab's wrapper closes the env it wraps.
+
+    Args:
+        venv: an open :class:`RemoteVectorEnv`, or ``None`` to make one from ``kwargs``.
+        device: where the tensors given to the trainer live (``"cpu"``, ``"cuda:0"``); the server's
+            device is its own.
+        clip_actions: clamp actions to ``[-clip_actions, clip_actions]`` before sending them, and
+            bound the action space to that box, as Isaac Lab's ``clip_actions`` (the agent cfg's).
+        finite_horizon: the task is finite-horizon (Isaac Lab's ``cfg.is_finite_horizon``): extras get
+            no ``time_outs``, so rsl_rl does not bootstrap truncations. The server does not send the
+            flag; Isaac Lab's own tasks are infinite-horizon, the default.
+        seed: the seed of the constructor's reset (sub-env ``i`` is seeded ``seed + i`` on servers
+            that seed per sub-env; Isaac Lab seeds its one batched env with ``seed``).
+
+    Raises:
+        ValueError: ``clip_actions`` not a positive finite number; an autoreset mode other than
+            ``same_step``; a server that reports no time limit and no ``max_episode_steps`` given.
+        TypeError: ``venv`` and keyword arguments both given; an action space that is not a ``Box``.
+        RemoteEnvError: (and its subclasses) from making the remote env or its first reset.
+
+    Example:
+        >>> from gym_remote.rsl_rl import RemoteRslRlVecEnv
+        >>> from rsl_rl.runners import OnPolicyRunner
+        >>> env = RemoteRslRlVecEnv(num_envs=256, host="gpu-box", port=5555, task="Isaac-Cartpole")  # doctest: +SKIP
+        >>> OnPolicyRunner(env, agent_cfg_dict, device="cpu").learn(150, init_at_random_ep_len=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        venv: RemoteVectorEnv | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        clip_actions: float | None = None,
+        finite_horizon: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        real = isinstance(clip_actions, numbers.Real) and not isinstance(clip_actions, bool)
+        if clip_actions is not None and not (real and 0 < clip_actions < np.inf):
+            raise ValueError(f"clip_actions must be a positive finite number, not {clip_actions!r}")
+        self._closed = True
+        made = venv is None
+        if venv is None:
+            kwargs.setdefault("autoreset_mode", "same_step")
+            venv = RemoteVectorEnv(**kwargs)
+        elif kwargs:
+            raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
+        try:
+            self._adopt(venv, torch.device(device), clip_actions, finite_horizon, kwargs.get("max_episode_steps"))
+            self.reset(seed=seed)  # rsl_rl's runner never resets: Isaac Lab's wrapper resets here too
+        except BaseException:
+            if made:
+                with contextlib.suppress(Exception):  # the first error is the one to see
+                    venv.close()  # made here: no session left open on the server
+            raise
+
+    def _adopt(
+        self,
+        venv: RemoteVectorEnv,
+        device: torch.device,
+        clip_actions: float | None,
+        finite_horizon: bool,
+        max_episode_steps: int | None,
+    ) -> None:
+        if venv.autoreset_mode != "same_step":
+            raise ValueError(
+                f"rsl_rl needs autoreset_mode='same_step' (Isaac Lab resets inside step); the RemoteVectorEnv "
+                f"uses {venv.autoreset_mode!r}"
+            )
+        action_space = venv.single_action_space
+        if not isinstance(action_space, gym.spaces.Box):
+            raise TypeError(f"rsl_rl acts in a Box action space; this task's is {action_space}")
+        limit = max_episode_steps or _server_time_limit(venv)
+        if not limit:
+            raise ValueError(
+                f"the server of {venv.task!r} reports no time limit, and rsl_rl needs max_episode_length: pass "
+                "max_episode_steps=N (enforced by the server)"
+            )
+        #: The remote vector env (Isaac Lab's wrapper calls its env ``unwrapped``).
+        self.venv = venv
+        #: Sub-envs in the session.
+        self.num_envs = venv.num_envs
+        #: Where observations, rewards and dones are put; actions may come from any device.
+        self.device = device
+        #: Flat action size (``(num_envs, num_actions)`` actions).
+        self.num_actions = gym.spaces.flatdim(action_space)
+        #: Steps per episode, the server's limit (rsl_rl draws random episode lengths below it).
+        self.max_episode_length = int(limit)
+        #: Actions are clamped to ``[-clip_actions, clip_actions]`` when set.
+        self.clip_actions = clip_actions
+        self.cfg = RemoteTaskCfg(
+            task=venv.task,
+            num_envs=venv.num_envs,
+            task_kwargs=dict(venv.task_kwargs or {}),
+            max_episode_length=self.max_episode_length,
+            is_finite_horizon=bool(finite_horizon),
+            metadata={k: v for k, v in venv.metadata.items() if k != "autoreset_mode"},
+        )
+        self.single_action_space: gym.spaces.Box = action_space
+        if clip_actions is not None:  # as Isaac Lab's wrapper: the box the clipped actions live in
+            self.single_action_space = gym.spaces.Box(-clip_actions, clip_actions, (self.num_actions,), np.float32)
+        self._action_dtype = action_space.dtype
+        space = venv.single_observation_space
+        #: The observation groups, in the order the server serves them.
+        self.obs_groups: tuple[str, ...] = (
+            tuple(space.spaces)
+            if isinstance(space, gym.spaces.Dict)
+            else (str(venv.metadata.get("observation_group") or "policy"),)
+        )
+        self.single_observation_space = (
+            space if isinstance(space, gym.spaces.Dict) else gym.spaces.Dict({self.obs_groups[0]: space})
+        )
+        self._lengths = torch.zeros(self.num_envs, dtype=torch.long, device=device)
+        self._obs: TensorDict | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------------ rsl_rl API
+
+    @property
+    def episode_length_buf(self) -> torch.Tensor:
+        """The client's count of steps since each sub-env's last reset: ``(num_envs,)`` long on ``device``.
+
+        It counts as the server's Isaac Lab clock does when nothing has written it: ``+1`` per step,
+        ``0`` where the step's ``dones`` is set.
+        """
+        return self._lengths
+
+    @episode_length_buf.setter
+    def episode_length_buf(self, value: torch.Tensor) -> None:
+        """Overwrite the client's count (``OnPolicyRunner.learn(init_at_random_ep_len=True)`` does).
+
+        Remote-specific: the server's episode clocks, and so its time-outs, are NOT changed; the
+        written values go on counting from where they were set.
+
+        Raises:
+            ValueError: ``value`` is not of shape ``(num_envs,)``.
+        """
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != (self.num_envs,):
+            raise ValueError(f"episode_length_buf takes shape ({self.num_envs},), not {tuple(value.shape)}")
+        self._lengths = value.to(device=self.device, dtype=torch.long).clone()
+
+    def get_observations(self) -> TensorDict:
+        """The latest observations (of the last ``step`` or ``reset``), without a round trip.
+
+        Returns:
+            A ``TensorDict`` of batch size ``(num_envs,)`` on ``device``: one entry per observation group.
+        """
+        self._check_open()
+        assert self._obs is not None  # reset in the constructor
+        return self._obs
+
+    def reset(self, seed: int | None = None) -> tuple[TensorDict, dict[str, Any]]:
+        """Reset every sub-env on the server (one round trip); the client's episode counts go to 0.
+
+        Args:
+            seed: reseed the server's env first (Isaac Lab: its one batched env; Gymnasium tasks:
+                sub-env ``i`` with ``seed + i``); ``None`` keeps its random state.
+
+        Returns:
+            ``(observations, extras)``: the ``TensorDict`` as :meth:`get_observations`, and the
+            server's reset info without gym-remote's bookkeeping keys.
+
+        Raises:
+            RemoteEnvError: the server failed or is unreachable (see :mod:`gym_remote.errors`).
+        """
+        self._check_open()
+        obs, info = self.venv.reset(seed=seed)
+        self._obs = self._tensordict(obs)
+        self._lengths.zero_()
+        return self._obs, self._extras(info)
+
+    def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Step every sub-env once (one round trip); finished sub-envs are reset by the server.
+
+        Args:
+            actions: ``(num_envs, num_actions)`` tensor (any device and float dtype); clamped to
+                ``clip_actions`` when set, then sent in the action space's dtype.
+
+        Returns:
+            ``(observations, rewards, dones, extras)``: a ``TensorDict`` as :meth:`get_observations`,
+            rewards ``(num_envs,)`` float32, dones ``(num_envs,)`` long (terminated or truncated), and
+            the server's extras: ``"log"`` (Isaac Lab's episode metrics, batch-level) and
+            ``"time_outs"``, ``(num_envs,)`` bool, unless ``cfg.is_finite_horizon``. Tensors are on
+            ``device``; a row that ended holds its next episode's first observation.
+
+        Raises:
+            ValueError: ``actions`` is not of shape ``(num_envs, num_actions)``.
+            RemoteEnvError: the server failed or is unreachable (see :mod:`gym_remote.errors`).
+        """
+        self._check_open()
+        actions = torch.as_tensor(actions)
+        if tuple(actions.shape) != (self.num_envs, self.num_actions):
+            raise ValueError(f"actions of shape {tuple(actions.shape)}; expected ({self.num_envs}, {self.num_actions})")
+        if self.clip_actions is not None:
+            actions = torch.clamp(actions, -self.clip_actions, self.clip_actions)
+        sent = actions.detach().to("cpu").numpy().astype(self._action_dtype, copy=False)
+        sent = sent.reshape((self.num_envs, *self.venv.single_action_space.shape))
+        obs, reward, terminated, truncated, info = self.venv.step(sent)
+        self._obs = self._tensordict(obs)
+        rewards = torch.tensor(reward, dtype=torch.float32, device=self.device)
+        done = torch.tensor(np.logical_or(terminated, truncated), device=self.device)
+        self._lengths += 1
+        self._lengths[done] = 0
+        extras = self._extras(info)
+        if not self.cfg.is_finite_horizon:
+            extras["time_outs"] = torch.tensor(truncated, dtype=torch.bool, device=self.device)
+        return self._obs, rewards, done.to(torch.long), extras
+
+    def close(self) -> None:
+        """Close the remote session (idempotent); later calls raise ``RemoteEnvError``."""
+        if not self._closed:
+            self._closed = True
+            self.venv.close()
+
+    def __enter__(self) -> RemoteRslRlVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def unwrapped(self) -> RemoteVectorEnv:
+        """The remote vector env underneath (Isaac Lab's wrapper returns its Isaac Lab env here)."""
+        return self.venv
+
+    @property
+    def action_space(self) -> gym.spaces.Box:
+        """The batched action space (bounded to ``clip_actions`` when set)."""
+        return gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+
+    @property
+    def observation_space(self) -> gym.spaces.Dict:
+        """The batched observation space: a ``Dict`` of the observation groups."""
+        return gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cfg.task!r} x{self.num_envs} groups={list(self.obs_groups)}>"
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RemoteEnvError(f"{type(self).__name__} is closed: make a new one")
+
+    def _tensordict(self, obs: Any) -> TensorDict:
+        groups = obs if isinstance(obs, Mapping) else {self.obs_groups[0]: obs}
+        return TensorDict(
+            {k: _to_tensor(v, self.device) for k, v in groups.items()}, batch_size=[self.num_envs], device=self.device
+        )
+
+    def _extras(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in info.items() if not k.startswith("_") and k not in _OWN_KEYS}
+
+
+def _to_tensor(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _to_tensor(v, device) for k, v in value.items()}
+    return torch.tensor(np.asarray(value), device=device)  # a copy: received frames are read-only
+
+
+def _server_time_limit(venv: RemoteVectorEnv) -> int | None:
+    """The server's per-episode step limit from the HELLO replies (the smallest over fan-out servers).
+
+    RemoteVectorEnv keeps each server's HELLO reply on its sessions but exposes no time limit
+    (``RemoteEnv`` has ``spec.max_episode_steps``): read from there until it does.
+    """
+    limits = [
+        (getattr(getattr(shard, "link", None), "info", None) or {}).get("max_episode_steps")
+        for shard in getattr(venv, "_shards", ())
+    ]
+    limits = [int(x) for x in limits if x]
+    return min(limits) if limits else None
