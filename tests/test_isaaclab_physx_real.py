@@ -12,6 +12,9 @@ through the backend's handling of ovphysx's pinned host buffers. The Franka stac
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,3 +266,24 @@ def test_camera_vector_env_of_16_carries_every_sub_envs_pictures(camera: LocalSe
         assert np.abs(obs[0] - obs[15]).max() > 0.01  # pushed apart: sub-envs' pictures differ
     finally:
         venv.close()
+
+
+# ------------------------------------------------------------------------ the one command
+
+
+@pytest.mark.timeout(900)
+def test_the_demo_runs_the_seeds_task_on_physx_end_to_end(isaaclab_python: str, tmp_path: Path) -> None:
+    """``gym-remote demo --backend isaaclab --override physics=ovphysx``: a local PhysX server from the
+    Isaac Lab venv, the expert stacks (Isaac Lab's own stack_1), the states are replayed into a video here."""
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    cmd = [sys.executable, "-m", "gym_remote", "demo", "--backend", "isaaclab", "--override", "physics=ovphysx"]
+    cmd += ["--episodes", "1", "--width", "320", "--height", "240", "-o", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=850, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(ovphysx physics)" in out.stdout and "physics            ovphysx" in out.stdout, out.stdout
+    assert "stacked (stack_1)  1/1 episodes" in out.stdout, out.stdout
+    assert (tmp_path / "isaaclab_stack_cube.mp4").stat().st_size > 10_000
+    refused = subprocess.run(
+        [sys.executable, "-m", "gym_remote", "demo", "--override", "physics=ovphysx"], capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "--backend isaaclab" in refused.stderr
