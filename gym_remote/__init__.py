@@ -1,16 +1,14 @@
 """gym-remote: drive a simulator on another machine as a local Gymnasium env.
 
 Importing the package registers ``Remote-IsaacSim-v0`` (with a vector entry point for
-``gym.make_vec``) and the built-in tasks, so ``gym.make("gym_remote:Remote-IsaacSim-v0")`` works.
+``gym.make_vec``), the built-in tasks and the ids in ``GYM_REMOTE_ENVS``, so
+``gym.make("gym_remote:Remote-IsaacSim-v0")`` works; :func:`register` binds an id of your own to a
+server and task (see :mod:`gym_remote.registration`).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-from typing import Any
-
-import gymnasium as gym
 
 from gym_remote.errors import (
     BadRequestError,
@@ -26,24 +24,10 @@ from gym_remote.errors import (
     StateError,
     VersionMismatchError,
 )
+from gym_remote.registration import register, register_builtin, register_from_environment
 
-
-def _register() -> None:
-    specs: dict[str, dict[str, Any]] = {
-        "Remote-IsaacSim-v0": dict(
-            entry_point="gym_remote.env:RemoteEnv",
-            vector_entry_point="gym_remote.vector:RemoteVectorEnv",
-            nondeterministic=True,  # the remote simulator decides; IsaacSim on a GPU is not bit-exact
-        ),
-        "gym_remote/StackCube-v0": dict(entry_point="gym_remote.tasks.stack_cube:StackCubeEnv", max_episode_steps=250),
-        "gym_remote/Payload-v0": dict(entry_point="gym_remote.tasks.payload:PayloadEnv", disable_env_checker=True),
-    }
-    for env_id, kwargs in specs.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, **kwargs)
-
-
-_register()
+register_builtin()
+register_from_environment()  # GYM_REMOTE_ENVS: ids bound to a server, for scripts that only gym.make(id)
 
 from gym_remote.env import RemoteEnv  # noqa: E402
 
@@ -62,4 +46,5 @@ __all__ = [
     "StateError",
     "VersionMismatchError",
     "__version__",
+    "register",
 ]
