@@ -19,4 +19,8 @@ bash scripts/build_ray_venv.sh >/dev/null
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 $PY -m ruff check gym_remote tests examples
 $PY -m ruff format --check gym_remote tests examples
+# The docs site, warnings as errors (a broken link or a page left out of the nav fails).
+site=$(mktemp -d)
+$PY -m mkdocs build --strict --quiet -d "$site"
+rm -rf "$site"
 $PY -m pytest "$@"
