@@ -7,6 +7,12 @@ expired the session after ``--idle-timeout``) marks the session lost and raises
 ``reset``) then opens a new one with the same HELLO and checks that the server still serves the same
 spaces. A step is never re-sent: the caller decides what a lost step means.
 
+A HELLO retried is the same HELLO: every attempt of one :meth:`ClientSession.open` carries one
+``hello_id``, so a server still building the first attempt's env answers the retry with that
+session instead of building another. A client that gives up (``RemoteTimeoutError`` on the last
+attempt) sends a best-effort CLOSE for that ``hello_id`` on a fresh socket: the server closes the
+session it built for it, or, if it has not built it yet, refuses that HELLO when it comes to it.
+
 :class:`ConnectOptions` is the one record of how to reach a server (timeouts, retries, CURVE keys),
 shared by every client class; the HELLO body (what the session asks for) travels as a plain map.
 """
@@ -113,6 +119,7 @@ class ClientSession:
         self.id: str | None = None
         self.info: dict[str, Any] = {}
         self.opened = 0  # how many HELLOs succeeded (1 + re-opened sessions)
+        self._hello_id: str | None = None  # the HELLO in progress: the same for each of its retries
 
     @property
     def name(self) -> str:
@@ -125,17 +132,40 @@ class ClientSession:
     # -------------------------------------------------------------------------------- HELLO
 
     def send_open(self) -> None:
-        """Send a HELLO (with a fresh ``hello_id``); :meth:`recv_open` collects the reply."""
-        self.conn.send(Kind.HELLO, {**self.hello, "hello_id": uuid.uuid4().hex}, None, self.connect_timeout)
+        """Send a HELLO; :meth:`recv_open` collects the reply.
 
-    def recv_open(self) -> dict[str, Any]:
+        The ``hello_id`` is new unless a HELLO is in progress (sent, its reply not collected and not
+        given up), whose retry this then is: the server answers it with the session it built for it.
+        """
+        if self._hello_id is None:
+            self._hello_id = uuid.uuid4().hex
+        try:
+            self.conn.send(Kind.HELLO, {**self.hello, "hello_id": self._hello_id}, None, self.connect_timeout)
+        except RemoteTimeoutError:  # never handed to a server: nothing was built for it
+            self._hello_id = None
+            raise
+
+    def recv_open(self, give_up: bool = True) -> dict[str, Any]:
         """The HELLO reply; the session id is taken from it.
+
+        Args:
+            give_up: on a timeout, abandon this HELLO (:meth:`abandon_open`); ``False`` keeps it in
+                progress, for :meth:`send_open` to retry it.
 
         Raises:
             RemoteEnvError: a re-opened session serves another task or other spaces than before.
             ServerError, RemoteTimeoutError, ConnectError: as for any request.
         """
-        reply = self.conn.recv(self.connect_timeout)
+        try:
+            reply = self.conn.recv(self.connect_timeout)
+        except RemoteTimeoutError:
+            if give_up:
+                self.abandon_open()
+            raise
+        except RemoteEnvError:  # the server answered: no session was made for this HELLO
+            self._hello_id = None
+            raise
+        self._hello_id = None
         if self.info and not same_service(reply, self.info):
             self.conn.request(Kind.CLOSE, session=reply["session"], timeout=min(self.conn.timeout, 2.0))
             raise RemoteEnvError(
@@ -151,13 +181,32 @@ class ClientSession:
         self.opened += 1
         return reply
 
+    def abandon_open(self, timeout: float = 0.5) -> None:
+        """Give up the HELLO in progress: CLOSE its ``hello_id`` (best effort) so the server keeps no session for it.
+
+        The CLOSE goes on a fresh socket (the timed-out one was replaced) and its reply is awaited
+        ``timeout`` seconds at most: a server still building that HELLO's env handles it afterwards.
+        """
+        hello_id, self._hello_id = self._hello_id, None
+        if hello_id is None or self.conn.closed:
+            return
+        try:
+            self.conn.send(Kind.CLOSE, {"hello_id": hello_id}, None, timeout)
+            self.conn.recv(timeout)
+        except RemoteEnvError as exc:  # a busy or gone server: its --idle-timeout is the last resort
+            log.debug("CLOSE of abandoned HELLO %s on %s: %s", hello_id, self.name, exc)
+
     def open(self) -> dict[str, Any]:
-        """HELLO with retries of the HELLO itself; returns the reply (see :meth:`recv_open`)."""
+        """HELLO with retries of the HELLO itself (one ``hello_id``); returns the reply (see :meth:`recv_open`).
+
+        Raises:
+            RemoteTimeoutError: no reply to the last attempt; the HELLO was abandoned (:meth:`abandon_open`).
+        """
         attempts = 1 + self.conn.retries
         for attempt in range(attempts):
             self.send_open()
             try:
-                return self.recv_open()
+                return self.recv_open(give_up=attempt + 1 >= attempts)
             except RemoteTimeoutError:
                 if attempt + 1 >= attempts:
                     raise

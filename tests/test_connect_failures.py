@@ -81,3 +81,60 @@ def test_a_server_still_building_its_simulator_keeps_the_long_timeout(serve):
         assert time.monotonic() - t0 >= 4.0
         env.reset(seed=0)
         assert env.step(1)[0].tolist() == [1.0, 1.0]
+
+
+# --------------------------------------------------- HELLO retries and clients that give up (issue 22)
+
+
+def _sessions(server, settle: float = 0.0) -> int:
+    """The sessions the server holds (PING answers with the count), after ``settle`` seconds."""
+    from gym_remote.client import Connection
+    from gym_remote.protocol import Kind
+
+    time.sleep(settle)
+    conn = Connection(server.local_host, server.local_port, timeout=30.0, retries=0)
+    try:
+        return conn.request(Kind.PING)["sessions"]
+    finally:
+        conn.close()
+
+
+def test_a_retried_hello_is_the_same_hello_and_gets_the_session_being_built(serve):
+    """connect_timeout=1, retries=2 against a 1.5 s build: the retry (same hello_id) gets the session the
+    first attempt built, rather than building a second and a third that nobody holds."""
+    server = serve("CartPole-v1")
+    with RemoteEnv(
+        server.local_host,
+        server.local_port,
+        task="tests/SlowBuild-v0",
+        task_kwargs={"build_seconds": 1.5},
+        connect_timeout=1.0,
+        retries=2,
+    ) as env:
+        env.reset(seed=0)
+        assert _sessions(server, settle=3.5) == 1  # every attempt's build would be done by now
+    assert _sessions(server) == 0
+
+
+@pytest.mark.parametrize("vector", [False, True], ids=["RemoteEnv", "RemoteVectorEnv"])
+def test_a_client_that_gives_up_its_hello_leaves_no_session_behind(serve, vector):
+    """A 4 s build against connect_timeout=1, retries=2: RemoteTimeoutError after 3 s, and the server,
+    once the build is done, closes the session the client gave up (it sent CLOSE for its hello_id)."""
+    from gym_remote import RemoteTimeoutError
+
+    server = serve("CartPole-v1")
+    endpoint = (server.local_host, server.local_port)
+    kwargs = {"task": "tests/SlowBuild-v0", "task_kwargs": {"build_seconds": 4.0}, "connect_timeout": 1.0}
+    t0 = time.monotonic()
+    with pytest.raises(RemoteTimeoutError):
+        if vector:
+            RemoteVectorEnv(1, *endpoint, retries=2, **kwargs)  # one attempt: the fan-out HELLO is not retried
+        else:
+            RemoteEnv(*endpoint, retries=2, **kwargs)
+    assert time.monotonic() - t0 < 3.0 + FAST
+    deadline = time.monotonic() + 30
+    while (held := _sessions(server)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert held == 0
+    with RemoteEnv(*endpoint) as env:  # and the server serves on
+        env.reset(seed=0)

@@ -139,6 +139,7 @@ class EnvServer(RequestHandling):
         self._sock.bind(address)
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sessions: dict[str, _SessionSlot] = {}
+        self._abandoned: dict[str, None] = {}  # hello_ids their clients gave up (SessionTable)
         self._codec = Codec(limits)  # one packer and decoder for the serving loop
         self._stop = threading.Event()
         self.requests_served = 0

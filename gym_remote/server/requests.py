@@ -77,6 +77,8 @@ class RequestHandling(SessionTable):
         if req.kind is Kind.CLOSE:
             if req.session is not None:
                 self._close_session(req.session)
+            elif isinstance(req.body, dict) and req.body.get("hello_id"):  # a client gave up its HELLO
+                self._abandon_hello(str(req.body["hello_id"]))
             return None
         slot = self._slot(req.session)
         body = req.body if isinstance(req.body, dict) else {}

@@ -1,5 +1,12 @@
 """The sessions one server holds: opened at HELLO within the server's and each peer's limits, found by
-id on every request, closed on CLOSE, on idle timeout or with the server."""
+id on every request, closed on CLOSE, on idle timeout or with the server.
+
+A HELLO carries a client-chosen ``hello_id``, the same in each retry: a HELLO whose id an open
+session was built for gets that session (a retry after the client's timeout, while the env was
+being built, builds nothing). A CLOSE of a ``hello_id`` (a client that gave up waiting) closes the
+session built for it and remembers the id (the last :data:`ABANDONED_HELLOS`), so that a retry of
+it still queued behind the build is refused rather than built.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ from gym_remote.server.startup import SessionFactory
 from gym_remote.session import Session, SessionLimits, SessionOptions
 
 log = logging.getLogger("gym_remote.server")
+
+#: ``hello_id``\ s of abandoned HELLOs a server remembers (the oldest are forgotten first).
+ABANDONED_HELLOS = 4096
 
 #: What Python raises for bad arguments: when building a client's env raises one, the client's
 #: options are the likely cause, and the reply is ``bad_request`` rather than ``env``.
@@ -74,6 +84,7 @@ class SessionTable:
     _identity: bytes
     _peers: dict[bytes, str]
     _sessions: dict[str, _SessionSlot]
+    _abandoned: dict[str, None]  # insertion-ordered: the oldest first
 
     def _hello(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -89,6 +100,11 @@ class SessionTable:
             if hello_id and slot.hello_id == hello_id:
                 slot.last_used = time.monotonic()
                 return self._describe(sid, slot)
+        if hello_id and hello_id[:128] in self._abandoned:
+            raise BadRequestError(
+                "this HELLO was given up by its client (it sent CLOSE for it after its timeout): nothing is built "
+                "for it; a new env sends a new HELLO"
+            )
         if len(self._sessions) >= self.max_sessions:
             raise ServerBusyError(
                 f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions}; "
@@ -194,6 +210,16 @@ class SessionTable:
         del slot
         _freeze_gc(reclaim=True)
         log.info("session %s closed", sid)
+
+    def _abandon_hello(self, hello_id: str) -> None:
+        """A client gave up HELLO ``hello_id``: close the session built for it; refuse its later retries."""
+        for sid, slot in list(self._sessions.items()):
+            if slot.hello_id == hello_id:
+                log.info("session %s closed: its client gave up waiting for the HELLO reply", sid)
+                self._close_session(sid)
+        self._abandoned[hello_id[:128]] = None
+        while len(self._abandoned) > ABANDONED_HELLOS:
+            del self._abandoned[next(iter(self._abandoned))]
 
     def _expire_idle(self) -> None:
         if self.idle_timeout is None:
