@@ -354,6 +354,7 @@ def test_curve_encrypts_and_authenticates_the_server(serve, tmp_path):
     import zmq.auth
 
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "server")
+    os.chmod(secret_file, 0o600)  # a secret key others may read is refused
     server_public, _ = zmq.auth.load_certificate(public_file)
     server = serve("CartPole-v1", "gymnasium", "--curve-secret", secret_file)
     with RemoteEnv(server.local_host, server.local_port, curve_server_key=server_public) as env:
@@ -379,6 +380,7 @@ def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
     (tmp_path / "clients").mkdir()
     (tmp_path / "others").mkdir()
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
+    os.chmod(secret_file, 0o600)  # a secret key others may read is refused
     _, client_secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), "alice")
     _, stranger_secret_file = zmq.auth.create_certificates(str(tmp_path / "others"), "mallory")
     server_public, _ = zmq.auth.load_certificate(public_file)

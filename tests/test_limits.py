@@ -99,6 +99,7 @@ def test_one_peer_cannot_lock_the_others_out(serve, tmp_path):
     for folder in ("server", "clients"):
         (tmp_path / folder).mkdir()
     _, server_secret = zmq.auth.create_certificates(str(tmp_path / "server"), "server")
+    os.chmod(server_secret, 0o600)  # a secret key others may read is refused
     keys = {}
     for name in ("alice", "bob"):
         _, secret_file = zmq.auth.create_certificates(str(tmp_path / "clients"), name)

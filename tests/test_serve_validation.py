@@ -108,3 +108,32 @@ def test_client_mistakes_are_bad_requests_with_close_matches(serve):
         RemoteEnv(server.local_host, server.local_port, task="Ant-v5", task_kwargs={"frame_skp": 3})
     with RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": True}) as env:
         env.reset(seed=0)
+
+
+def test_a_curve_secret_key_others_may_read_is_refused_as_openssh_refuses_one(tmp_path):
+    """Issue 22: zmq.auth writes certificates with the umask's mode (0644 here); a secret key its group or
+    others may read is refused before READY, naming the file and the fix; chmod 600 makes it usable."""
+    import os
+
+    import zmq.auth
+
+    _, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    os.chmod(secret, 0o640)
+    out, _ = serve("--task", "CartPole-v1", "--curve-secret", secret)
+    assert out.returncode == 1 and READY_PREFIX not in out.stdout, out.stderr
+    last = [line for line in out.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("gym-remote serve: error: CURVE secret key") and f"chmod 600 {secret}" in last, last
+    assert "mode 0640" in last
+    os.chmod(secret, 0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gym_remote", "serve", "--address", "tcp://127.0.0.1:*", "--curve-secret", secret],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith(READY_PREFIX)
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
