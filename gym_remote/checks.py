@@ -14,7 +14,57 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_client_keywords", "check_launch_options", "check_reset_mask", "check_vector_keywords"]
+__all__ = [
+    "AUTORESET_MODES",
+    "autoreset_mode_name",
+    "check_client_keywords",
+    "check_launch_options",
+    "check_reset_mask",
+    "check_vector_keywords",
+    "unexpected_keyword",
+]
+
+#: The autoreset modes on the wire (HELLO's ``autoreset_mode``), Gymnasium's ``AutoresetMode`` in snake case.
+AUTORESET_MODES = ("next_step", "same_step", "disabled")
+
+#: Gymnasium's ``AutoresetMode`` values (``AutoresetMode.SAME_STEP.value == "SameStep"``) by wire name.
+_GYMNASIUM_MODE_VALUES = {"NextStep": "next_step", "SameStep": "same_step", "Disabled": "disabled"}
+
+
+def autoreset_mode_name(mode: Any, error: type[Exception] = ValueError) -> str:
+    """The wire name of an autoreset mode given as Gymnasium's ``AutoresetMode``, its value or a wire name.
+
+    ``AutoresetMode.SAME_STEP``, ``"SameStep"`` and ``"same_step"`` are the same mode: Gymnasium's
+    vector envs take the first two, and gym-remote has always taken the third.
+
+    Raises:
+        error: anything else (``ValueError`` unless told), naming what is taken.
+    """
+    value = getattr(mode, "value", mode)  # an enum member: its value
+    if isinstance(value, str):
+        if value in AUTORESET_MODES:
+            return value
+        if value in _GYMNASIUM_MODE_VALUES:
+            return _GYMNASIUM_MODE_VALUES[value]
+    shown = repr(mode) if len(repr(mode)) <= 100 else repr(mode)[:100] + "..."
+    raise error(
+        f"autoreset_mode must be gymnasium.vector.AutoresetMode or one of {', '.join(AUTORESET_MODES)} "
+        f"({', '.join(_GYMNASIUM_MODE_VALUES)}), got {shown}"
+    )
+
+
+def unexpected_keyword(owner: str, name: str, known: Any = ()) -> TypeError:
+    """The ``TypeError`` for a keyword ``owner`` does not take, worded as Python words its own.
+
+    Third-party code keys on Python's wording: TorchRL's ``GymEnv`` passes ``frameskip`` and drops it
+    only when the error reads ``got an unexpected keyword argument 'frameskip'``. Close matches among
+    ``known`` follow (``hostt=``: "Did you mean 'host'?").
+    """
+    from gym_remote.errors import did_you_mean
+
+    hint = did_you_mean(name, known)  # " Did you mean 'host'?"
+    return TypeError(f"{owner}.__init__() got an unexpected keyword argument {name!r}{'.' + hint if hint else ''}")
+
 
 #: What ``launch=`` takes, said once for every message.
 LAUNCH_HELP = (
@@ -72,6 +122,10 @@ CLIENT_KEYWORDS = frozenset(
         "backend",
     }
 )
+
+
+#: The keywords only the vector client takes (with :data:`CLIENT_KEYWORDS`), for "did you mean".
+VECTOR_KEYWORDS = frozenset({"num_envs", "hosts", "autoreset_mode", "batch_size"})
 
 
 def check_client_keywords(owner: str, scope: Mapping[str, Any] | None = None, /, **kw: Any) -> None:
@@ -186,24 +240,24 @@ def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) ->
     Raises:
         TypeError: launch options without ``launch=True``, or an unknown option (with close matches).
     """
+    own = CLIENT_KEYWORDS | (VECTOR_KEYWORDS if owner == "RemoteVectorEnv" else frozenset())
     if options and not launch:
+        name = next(iter(options))  # the first, as Python names it
         raise TypeError(
-            f"{owner}: unexpected keyword arguments {sorted(options)} (launch options need launch=True; "
-            f"launch takes {LAUNCH_HELP})"
+            f"{unexpected_keyword(owner, name, own)} (Note: launch options need launch=True; launch takes "
+            f"{LAUNCH_HELP})"
         )
     if not launch:
         return
     import dataclasses
 
-    from gym_remote.errors import did_you_mean
-
     if launch == "ray":
         known_ray = RAY_OPTIONS if owner == "RemoteVectorEnv" else RAY_OPTIONS - {"servers"}
-        for name in sorted(options):
+        for name in options:
             if name not in known_ray:
                 raise TypeError(
-                    f"{owner}(launch='ray'): unknown option {name!r}.{did_you_mean(name, known_ray)} "
-                    f"Options: {', '.join(sorted(known_ray))}"
+                    f"{unexpected_keyword(owner, name, own | known_ray)} Options of launch='ray': "
+                    f"{', '.join(sorted(known_ray))}"
                 )
         servers = options.get("servers", 1)
         if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
@@ -220,11 +274,10 @@ def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) ->
 
     known = {f.name for f in dataclasses.fields(HostConfig)} | {"config"}
     given = {**(launch if isinstance(launch, Mapping) else {}), **options}
-    for name in sorted(given):
+    for name in given:
         if name not in known:
             raise TypeError(
-                f"{owner}: unknown launch option {name!r}.{did_you_mean(name, known)} Launch options: "
-                f"{', '.join(sorted(known))}"
+                f"{unexpected_keyword(owner, name, own | known)} Launch options: {', '.join(sorted(known))}"
             )
 
 

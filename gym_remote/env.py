@@ -14,9 +14,11 @@ would open a window on the server).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import logging
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -27,7 +29,7 @@ from gym_remote.checks import check_client_keywords, check_launch_options
 from gym_remote.client import Connection
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
 from gym_remote.errors import RemoteEnvError, SessionLostError
-from gym_remote.protocol import Kind
+from gym_remote.protocol import GOAL_METHODS, Kind, ObjectList
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
@@ -78,6 +80,60 @@ def check_render_mode(render_mode: str | None) -> None:
             f"render_mode={render_mode!r} would open a window on the server, not here: use "
             "render_mode='rgb_array' and wrap the env in gymnasium.wrappers.HumanRendering to watch it locally"
         )
+
+
+def remote_methods(hello: dict[str, Any]) -> tuple[str, ...]:
+    """The goal-conditioned methods a HELLO reply says the server's env has (only known names)."""
+    return tuple(m for m in hello.get("methods") or () if m in GOAL_METHODS)
+
+
+def to_wire(value: Any) -> Any:
+    """``value`` with its numpy object arrays marked to travel element by element (:class:`ObjectList`).
+
+    SB3's HER passes a transition batch's infos as an object array of dicts; raw object arrays are
+    refused on the wire (they would be pickled). The server gets a numpy object array back.
+    """
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_wire(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return ObjectList(to_wire(v) for v in value)  # rows of a 2-D one are object arrays in turn
+    return value
+
+
+def close_links(links: Sequence[Any]) -> None:
+    """Close every session of ``links`` (a request still in flight is abandoned first), each server too.
+
+    Args:
+        links: :class:`ClientSession` objects, or objects holding one as ``link`` (a vector env's shards).
+
+    The one way a client class closes what it opened: from ``close()``, or from the
+    ``weakref.finalize`` of an env that was garbage-collected without ``close()``. It holds the
+    sessions, never the env, so the env can be collected.
+    """
+    for item in list(links):
+        link = getattr(item, "link", item)
+        if link.conn.pending:
+            link.conn.abandon()
+        try:
+            link.close()  # its server too
+        except Exception as exc:  # one failing close must not keep the others open
+            log.debug("closing session on %s: %s", link.name, exc)
+
+
+class _Owned:
+    """What a :class:`RemoteEnv` opened, closed by its finalizer: the session, or only a server."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.link: ClientSession | None = None
+
+    def close(self) -> None:
+        if self.link is not None:
+            close_links([self.link])  # the server too
+        elif self.server is not None:
+            self.server.close()
 
 
 def default_local_task() -> str:
@@ -182,7 +238,6 @@ class RemoteEnv(gym.Env):
         max_episode_steps: int | None = None,
         **launch_options: Any,
     ) -> None:
-        self._closed = True  # nothing to close until the session exists
         check_client_keywords("RemoteEnv", locals())  # the keywords above, before any assignment
         check_launch_options("RemoteEnv", launch, launch_options)
         check_render_mode(render_mode)
@@ -200,6 +255,9 @@ class RemoteEnv(gym.Env):
             task_kwargs=task_kwargs,
             launch_options=launch_options,
         )
+        # Closed by close(), or when the env is garbage-collected: the finalizer holds what was opened.
+        self._owned = _Owned(self._server)
+        self._finalizer = weakref.finalize(self, self._owned.close)
         if self._server is not None:
             host, port = self._server.local_host, self._server.local_port
         self.host, self.port = str(host), int(port)
@@ -214,13 +272,11 @@ class RemoteEnv(gym.Env):
             render_mode=render_mode,
             max_episode_steps=max_episode_steps,
         )
-        self._link = ClientSession(
-            self.options.connect(self.host, self.port, self._server), hello, connect_timeout, self._server
-        )
         self.last_state: np.ndarray | None = None
         self.state_schema: StateSchema | None = None
-        self._closed = False
         try:
+            conn = self.options.connect(self.host, self.port, self._server)
+            self._link = self._owned.link = ClientSession(conn, hello, connect_timeout, self._server)
             self._apply_hello(self._link.open())
         except BaseException:
             self.close()
@@ -252,6 +308,7 @@ class RemoteEnv(gym.Env):
             )
         schema = reply.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
+        self._methods = remote_methods(reply)
         log.info("connected to %s:%d session %s (task %s)", self.host, self.port, self.session, self.task)
 
     def _check_open(self, request: str) -> None:
@@ -329,19 +386,50 @@ class RemoteEnv(gym.Env):
     def ping(self) -> dict[str, Any]:
         return self._conn.request(Kind.PING)
 
-    def close(self) -> None:
-        """Close the session, the socket and any server this env started. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        link = self.__dict__.get("_link")
-        if link is not None:
-            link.close()  # the server too
-        elif self.__dict__.get("_server") is not None:
-            self._server.close()
-        super().close()
+    @property
+    def _closed(self) -> bool:
+        finalizer = self.__dict__.get("_finalizer")
+        return finalizer is None or not finalizer.alive
 
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            with contextlib.suppress(Exception):
-                self.close()
+    def close(self) -> None:
+        """Close the session, the socket and any server this env started. Idempotent.
+
+        Also done when the env is garbage-collected without ``close()``.
+        """
+        finalizer = self.__dict__.get("_finalizer")
+        if finalizer is not None and finalizer.alive:
+            finalizer()
+            super().close()
+
+    # ------------------------------------------------------------- goal-conditioned envs
+
+    @property
+    def remote_methods(self) -> tuple[str, ...]:
+        """The goal-conditioned methods the server's env has: these are attributes of this env too."""
+        return self.__dict__.get("_methods", ())
+
+    def __getattr__(self, name: str) -> Any:
+        # Only the goal methods the server's env has exist here, so ``hasattr(env.unwrapped,
+        # "compute_reward")`` (how SB3's check_env and HER tell a goal env) answers as locally.
+        if name in self.__dict__.get("_methods", ()):
+            return functools.partial(self.call_method, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def call_method(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the server env's goal-conditioned method ``name`` (one of :attr:`remote_methods`).
+
+        ``compute_reward(achieved_goal, desired_goal, info)`` and ``compute_terminated``/
+        ``compute_truncated`` take single goals or batches (``(B, goal_dim)`` arrays with an info
+        per row, e.g. SB3's HER), as the env's own do; the server runs the env's method, since code
+        does not travel. One round trip per call.
+
+        Raises:
+            AttributeError: the server's env has no such method.
+            ServerError: the env's method raised (``remote_traceback`` holds its traceback).
+        """
+        if name not in self.remote_methods:
+            raise AttributeError(
+                f"the server's env has no goal-conditioned method {name!r}; it has {list(self.remote_methods)}"
+            )
+        body = {"name": name, "args": to_wire(list(args)), "kwargs": to_wire(kwargs)}
+        return self._request(Kind.CALL, body)["value"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import concatenate, create_empty_array
 from stable_baselines3.common.vec_env import VecEnv
 
+from gym_remote.checks import autoreset_mode_name
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import CALLABLE_ALLOWLIST
 from gym_remote.vector import RemoteVectorEnv
@@ -118,7 +121,7 @@ class RemoteVecEnv(VecEnv):
             raise
 
     def _adopt(self, venv: RemoteVectorEnv, clip_actions: float | None) -> None:
-        if venv.autoreset_mode != "same_step":
+        if autoreset_mode_name(venv.autoreset_mode) != "same_step":
             raise ValueError(f"SB3 needs autoreset_mode='same_step', the RemoteVectorEnv uses {venv.autoreset_mode!r}")
         action_space = venv.single_action_space
         self._clip: tuple[np.ndarray, np.ndarray] | None = None
@@ -131,6 +134,9 @@ class RemoteVecEnv(VecEnv):
         venv.recover_in_step = True
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, action_space)
+        # The env's metadata as DummyVecEnv copies it (render_fps: VecVideoRecorder's frame rate), without
+        # the vector env's autoreset_mode; render_modes are those that work here (no "human").
+        self.metadata = {k: v for k, v in venv.metadata.items() if k != "autoreset_mode"}
 
     @staticmethod
     def _clipped(space: gym.Space, clip: float) -> spaces.Box:
@@ -160,7 +166,25 @@ class RemoteVecEnv(VecEnv):
         return _writable(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions if self._clip is None else np.clip(actions, *self._clip)
+        """Take one action per sub-env: a batch, or a sequence whose item ``i`` is sub-env ``i``'s action.
+
+        As ``DummyVecEnv`` reads ``actions[i]``, a list of per-env dicts or tuples (Dict and Tuple
+        action spaces) is taken too, and batched here.
+        """
+        if self._clip is not None:
+            actions = np.clip(actions, *self._clip)
+        elif isinstance(self.action_space, (spaces.Dict, spaces.Tuple)) and not isinstance(actions, dict):
+            actions = self._batch_actions(actions)
+        self._actions = actions
+
+    def _batch_actions(self, actions: Any) -> Any:
+        """Per-env Dict or Tuple actions (``actions[i]``) as one Gymnasium batch of the vector env's space."""
+        if len(actions) != self.num_envs:
+            raise ValueError(f"{len(actions)} actions for {self.num_envs} sub-envs: give one per sub-env")
+        single = self.action_space
+        return concatenate(
+            single, [actions[i] for i in range(self.num_envs)], create_empty_array(single, self.num_envs)
+        )
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         if self._actions is None:
@@ -197,6 +221,8 @@ class RemoteVecEnv(VecEnv):
         idx = self._indices(indices)
         if attr_name == "render_mode":
             return [self.venv.render_mode for _ in idx]
+        if attr_name in self.venv.remote_methods:  # a goal env's compute_reward: callable here, as locally
+            return [functools.partial(self.env_method, attr_name, indices=[i]) for i in idx]
         if attr_name not in self.REMOTE_ATTRS:
             raise AttributeError(f"{attr_name!r} is not readable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}")
         values = self.venv.call(attr_name)
@@ -208,10 +234,12 @@ class RemoteVecEnv(VecEnv):
     def env_method(
         self, method_name: str, *args: Any, indices: int | Iterable[int] | None = None, **kwargs: Any
     ) -> list[Any]:
+        if method_name in self.venv.remote_methods:  # SB3's HER: compute_reward on goal batches
+            values = self.venv.call(method_name, *args, **kwargs)  # one per sub-env, as DummyVecEnv's
+            return [values[i] for i in self._indices(indices)]
         if method_name not in self.REMOTE_ATTRS:
-            raise AttributeError(
-                f"{method_name!r} is not callable on remote envs; allowed: {sorted(self.REMOTE_ATTRS)}"
-            )
+            allowed = sorted(self.REMOTE_ATTRS | set(self.venv.remote_methods))
+            raise AttributeError(f"{method_name!r} is not callable on remote envs; allowed: {allowed}")
         values = self.venv.call(method_name, *args, **kwargs)
         return [values[i] for i in self._indices(indices)]
 

@@ -42,6 +42,7 @@ from gym_remote.protocol.frames import message_nbytes, recv_frames, send_frames
 from gym_remote.protocol.messages import (
     CALLABLE_ALLOWLIST,
     DEFAULT_LIMITS,
+    GOAL_METHODS,
     IDEMPOTENT,
     PROTOCOL_VERSION,
     READY_PREFIX,
@@ -63,6 +64,7 @@ __all__ = [
     "EXT_OBJECT_LIST",
     "EXT_SCALAR",
     "EXT_TUPLE",
+    "GOAL_METHODS",
     "IDEMPOTENT",
     "MAX_BIG_INT_BYTES",
     "PROTOCOL_VERSION",

@@ -35,6 +35,11 @@ _KINDS = {k.value: k for k in Kind}
 #: arbitrary attribute access over the network.
 CALLABLE_ALLOWLIST = frozenset({"render_mode", "spec_id", "metadata", "np_random_seed", "get_state_schema"})
 
+#: A goal-conditioned env's methods a CALL may run, with the client's arguments (goal batches and
+#: infos): pure functions of what they are given, which SB3's HER needs on the client. A server lists
+#: those its env has in the HELLO reply's ``methods``.
+GOAL_METHODS = frozenset({"compute_reward", "compute_terminated", "compute_truncated"})
+
 
 class ObjectList(list):
     """Elements of a 1-D object array, each encoded like any other value (never pickled).

@@ -36,6 +36,9 @@ class Session(abc.ABC):
     task: str | None = None
     #: The time limit each (sub-)env enforces, reported to clients as ``spec.max_episode_steps``.
     max_episode_steps: int | None = None
+    #: The goal-conditioned methods (``protocol.GOAL_METHODS``) :meth:`call` runs, listed in the HELLO
+    #: reply's ``methods`` so a client offers exactly those (SB3 tells a goal env by ``compute_reward``).
+    remote_methods: tuple[str, ...] = ()
 
     @property
     def batched_action_space(self) -> gym.Space:
@@ -131,4 +134,5 @@ class Session(abc.ABC):
             "max_episode_steps": self.max_episode_steps,
             "metadata": meta,
             "state_schema": self.state_schema.to_dict() if self.state_schema else None,
+            "methods": list(self.remote_methods),
         }

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from gym_remote.errors import BadRequestError, StateError
-from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
+from gym_remote.protocol import CALLABLE_ALLOWLIST, GOAL_METHODS, ObjectList
 from gym_remote.session.base import Session, is_wrapped_in
 from gym_remote.state import MujocoBinding, StateSchema, check_state, mujoco_schema
 
@@ -70,6 +70,14 @@ class _StateAccess:
             raise StateError(f"{type(self.env).__name__} has neither set_state() nor a MuJoCo model")
 
 
+def _has_method(env: Any, name: str) -> bool:
+    """Whether ``env`` (through its wrappers, as ``get_wrapper_attr`` looks) has a method ``name``."""
+    try:
+        return callable(env.get_wrapper_attr(name))
+    except AttributeError:
+        return False
+
+
 def _is_mujoco(env: Any) -> bool:
     try:
         import mujoco
@@ -115,6 +123,9 @@ class GymSession(Session):
         self.max_episode_steps = max_episode_steps
         first = self._access[0] if self._access else None
         self.state_schema = first.schema if first is not None else None
+        self._goal_envs: list[Any] = subs if isinstance(env, gym.vector.VectorEnv) else [env]
+        head = self._goal_envs[0] if self._goal_envs else None  # none: sub-envs in worker processes
+        self.remote_methods = tuple(sorted(m for m in GOAL_METHODS if head is not None and _has_method(head, m)))
 
     def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         if self.num_envs is None:
@@ -168,6 +179,9 @@ class GymSession(Session):
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name == "env_is_wrapped":  # SB3's VecEnv.env_is_wrapped, answered from the real wrapper chains
             return self._env_is_wrapped(str(args[0]) if args else "")
+        if name in self.remote_methods:  # a goal env's compute_reward...: the env's own code, per (sub-)env
+            values = [env.get_wrapper_attr(name)(*args, **kwargs) for env in self._goal_envs]
+            return values[0] if self.num_envs is None else values
         if name not in CALLABLE_ALLOWLIST:
             raise StateError(f"{name!r} is not on the remote call allow-list {sorted(CALLABLE_ALLOWLIST)}")
         envs = [a.env for a in self._access] or [self.env.unwrapped]

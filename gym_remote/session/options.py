@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gym_remote.checks import AUTORESET_MODES, autoreset_mode_name
 from gym_remote.errors import BadRequestError, clip
 from gym_remote.session.limits import SessionLimits
 
-AUTORESET_MODES = ("next_step", "same_step", "disabled")
+__all__ = ["AUTORESET_MODES", "MAX_TASK_CHARS", "SessionOptions", "choose_task"]
 
 
 #: Longest task id a client may name.
@@ -48,9 +49,8 @@ class SessionOptions:
         num_envs = body.get("num_envs")
         if num_envs is not None and (type(num_envs) is not int or num_envs < 1):
             raise BadRequestError(f"num_envs must be a positive integer, got {clip(repr(num_envs), 100)}")
-        mode = body.get("autoreset_mode", "next_step")
-        if mode not in AUTORESET_MODES:
-            raise BadRequestError(f"autoreset_mode must be one of {AUTORESET_MODES}, got {clip(repr(mode), 100)}")
+        # Gymnasium's values ("SameStep") are the wire names' synonyms, for clients other than ours.
+        mode = autoreset_mode_name(body.get("autoreset_mode", "next_step"), BadRequestError)
         render_mode = body.get("render_mode")
         if render_mode is not None and not isinstance(render_mode, str):
             raise BadRequestError("render_mode must be a string or None")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,10 +13,24 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from gym_remote.async_batches import AsyncBatches, group_layout
-from gym_remote.checks import check_client_keywords, check_launch_options, check_reset_mask, check_vector_keywords
+from gym_remote.checks import (
+    autoreset_mode_name,
+    check_client_keywords,
+    check_launch_options,
+    check_reset_mask,
+    check_vector_keywords,
+)
 from gym_remote.client import parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
-from gym_remote.env import DEFAULT_PORT, check_render_mode, client_metadata, start_server_for
+from gym_remote.env import (
+    DEFAULT_PORT,
+    check_render_mode,
+    client_metadata,
+    close_links,
+    remote_methods,
+    start_server_for,
+    to_wire,
+)
 from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
@@ -36,7 +50,9 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         num_envs: total sub-envs, split as evenly as possible over ``hosts``.
         host, port: one server; ``host=None`` (and no ``hosts``) starts a local one.
         hosts: ``["host:port", ...]`` to fan out over several servers.
-        autoreset_mode: ``"next_step"`` (Gymnasium's default), ``"same_step"`` or ``"disabled"``.
+        autoreset_mode: Gymnasium's ``AutoresetMode`` (``NEXT_STEP`` by default, ``SAME_STEP``, ``DISABLED``),
+            its value (``"SameStep"``) or ``"next_step"``, ``"same_step"``, ``"disabled"``; kept as the enum in
+            :attr:`autoreset_mode` and ``metadata["autoreset_mode"]``, as ``SyncVectorEnv`` keeps it.
         max_episode_steps: per sub-env time limit, enforced on the server.
         with_state: attach the batched state (``[num_envs, D]``) to each reply (``last_state``).
         batch_size: split the sub-envs into groups of this many, each its own session (dealt over
@@ -69,22 +85,22 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         batch_size: int | None = None,
         **launch_options: Any,
     ) -> None:
-        self._closed = True  # nothing to close until the sessions exist
         check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
         check_client_keywords("RemoteVectorEnv", locals())  # the keywords above, before any assignment
         check_launch_options("RemoteVectorEnv", launch, launch_options)
         check_render_mode(render_mode)
-        mode = autoreset_mode.name.lower() if _AUTORESET and isinstance(autoreset_mode, _AUTORESET) else autoreset_mode
-        if mode not in ("next_step", "same_step", "disabled"):
-            raise ValueError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
+        mode = autoreset_mode_name(autoreset_mode)
         self.num_envs = num_envs
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
         self.with_state = with_state
         self.last_state: np.ndarray | None = None
-        self._closed = False
         self._shards: list[_Shard] = []
+        # Every session this env opens is closed by close(), or when the env is garbage-collected
+        # (Gymnasium 1.4's VectorEnv no longer closes itself then): the finalizer holds the list of
+        # shards, never the env.
+        self._finalizer = weakref.finalize(self, close_links, self._shards)
         pool_servers: list[Any] = []  # launch="ray": one Ray-placed server per endpoint
         if launch == "ray":
             if host is not None or hosts:
@@ -111,7 +127,9 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         layout = group_layout(num_envs, len(endpoints), batch_size)
         self.batch_size = batch_size
         self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
-        self.autoreset_mode = mode
+        self._mode = mode  # the wire name, for comparisons here
+        #: Gymnasium's ``AutoresetMode`` (the wire name on Gymnasium releases without the enum).
+        self.autoreset_mode: Any = _AUTORESET[mode.upper()] if _AUTORESET else mode
         #: In SAME_STEP mode, a step that finds a sub-env's session lost reports that sub-env as
         #: truncated, with a new session already reset, instead of raising (set by ``sb3.RemoteVecEnv``).
         self.recover_in_step = False
@@ -171,7 +189,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._restore_obs = needs_restore(self.observation_space)  # a Graph arrives as a plain tuple
         self.metadata = client_metadata(first.get("metadata"))
-        self.metadata["autoreset_mode"] = _AUTORESET[self.autoreset_mode.upper()] if _AUTORESET else self.autoreset_mode
+        self.metadata["autoreset_mode"] = self.autoreset_mode
+        self._methods = remote_methods(first)
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
         log.info("vector env of %d over %s", self.num_envs, [s.name for s in self._shards])
@@ -257,7 +276,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         results = self._gather(
             self._shards, lambda sh: sh.link.send(Kind.STEP, payload[id(sh)]), lambda sh: sh.link.recv()
         )
-        if self.recover_in_step and self.autoreset_mode == "same_step":
+        if self.recover_in_step and self._mode == "same_step":
             for i, (shard, result) in enumerate(zip(self._shards, results, strict=True)):
                 if isinstance(result, SessionLostError):
                     results[i] = self._restart_shard(shard)
@@ -283,7 +302,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             link.send(Kind.STEP, {"action": action, "with_state": self.with_state})
             reply = link.recv()
         except SessionLostError:
-            if not (self.recover_in_step and self.autoreset_mode == "same_step"):
+            if not (self.recover_in_step and self._mode == "same_step"):
                 raise
             reply = self._restart_shard(shard)
         return self._step_result(shard, reply, self.observation_space)
@@ -298,8 +317,18 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             np.asarray(reply["reward"], np.float64),
             np.asarray(reply["terminated"], bool),
             np.asarray(reply["truncated"], bool),
-            reply["info"],
+            self._restore_info(reply["info"]),
         )
+
+    def _restore_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with its SAME_STEP ``final_obs`` rows rebuilt as the observation space's samples
+        (a ``GraphInstance`` arrives as a plain tuple, in ``final_obs`` as in the observations)."""
+        final = info.get("final_obs") if self._restore_obs else None
+        if not isinstance(final, np.ndarray) or final.dtype != object:
+            return info
+        rows = np.empty(len(final), dtype=object)
+        rows[:] = [None if x is None else restore_sample(self.single_observation_space, x) for x in final]
+        return {**info, "final_obs": rows}
 
     def _take_obs(self, shard: _Shard, reply: dict[str, Any], space: spaces.Space) -> Any:
         """One shard's observation batch from its reply, as in ``space``; records the shard's last
@@ -325,6 +354,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         ]
         if self._restore_obs and keys[0] == "obs":
             merged[0] = restore_sample(self.observation_space, merged[0])
+        if keys[-1] == "info":
+            merged[-1] = self._restore_info(merged[-1])
         return tuple(merged)
 
     def get_state(self) -> np.ndarray:
@@ -343,9 +374,21 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         return {"not_restored": missed} if missed else None
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        """Allow-listed attributes or methods of every sub-env (see the server's allow-list)."""
-        replies = self._all(Kind.CALL, [{"name": name, "args": list(args), "kwargs": kwargs}] * len(self._shards))
+        """Allow-listed attributes or methods of every sub-env (see the server's allow-list).
+
+        A goal-conditioned env's ``compute_reward``/``compute_terminated``/``compute_truncated``
+        (listed in :attr:`remote_methods`) run on the server with ``args`` and ``kwargs``, once per
+        sub-env as ``SyncVectorEnv.call`` runs them: batches of goals in, one result per sub-env out.
+        Object arrays among the arguments (SB3's HER passes its infos as one) travel element by element.
+        """
+        body = {"name": name, "args": to_wire(list(args)), "kwargs": to_wire(kwargs)}
+        replies = self._all(Kind.CALL, [body] * len(self._shards))
         return tuple(v for r in replies for v in r["value"])
+
+    @property
+    def remote_methods(self) -> tuple[str, ...]:
+        """The goal-conditioned methods the server's env has (:meth:`call` reaches them)."""
+        return self._methods
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         return self.call(name)
@@ -366,20 +409,18 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
                 frames.extend(frame if isinstance(frame, (tuple, list)) else (frame,))
         return tuple(frames)
 
+    @property
+    def _closed(self) -> bool:
+        """Whether the sessions are closed (or were never opened: the constructor failed first)."""
+        finalizer = self.__dict__.get("_finalizer")
+        return finalizer is None or not finalizer.alive
+
     def close_extras(self, **kwargs: Any) -> None:
-        """Close every session, socket and server this env started. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._abandon_in_flight()
-        for shard in self._shards:
-            shard.link.close()
+        """Close every session, socket and server this env started (``close()`` calls it once).
 
-    def close(self, **kwargs: Any) -> None:
-        self.close_extras(**kwargs)
-        self.closed = True
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            with contextlib.suppress(Exception):
-                self.close()
+        Also done when the env is garbage-collected without ``close()``.
+        """
+        self._abandon_in_flight()  # async groups' requests: their replies are not awaited
+        finalizer = self.__dict__.get("_finalizer")
+        if finalizer is not None:
+            finalizer()  # runs once: later calls, and the collection, do nothing
