@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +221,51 @@ def test_a_bad_num_envs_in_a_task_config_is_named(tmp_path):
         match=r"TaskConfig.num_envs must be a positive integer or null, not -4 \(from config .*cartpole.yaml\)",
     ):
         load(TaskConfig, config)
+
+
+# ------------------------------------------------------ the whole message is bounded (issue 22, item 3)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of process ``pid`` (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def test_a_message_of_many_frames_is_bounded_as_a_whole_before_it_is_buffered(serve):
+    """libzmq's MAXMSGSIZE bounds each frame, and libzmq holds every frame of a multipart message until
+    the last arrives: 4 clients x 200 frames of 1 MB against a 1 MiB limit grew the server by ~730 MB.
+    The server now closes a connection that sends more than one message's worth before a reply; a
+    client that keeps to the limit is served as before, request after request."""
+    server = serve("CartPole-v1", "gymnasium", "--max-message-bytes", str(2**20))
+    # a client within the limit: 20 requests of 4 x 200 kB arrays each on one connection (16 MB in all)
+    conn = Connection(server.local_host, server.local_port, timeout=30.0, retries=0)
+    try:
+        for _ in range(20):
+            conn.request(Kind.PING, {"pad": [np.full(25_000, i, np.float64) for i in range(4)]})
+    finally:
+        conn.close()
+    before = _peak_rss_mb(server.pid)
+    ctx = zmq.Context()
+    blob = b"x" * 10**6
+    floods = []
+    try:
+        for _ in range(4):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"tcp://{server.local_host}:{server.local_port}")
+            floods.append(sock)
+        for sock in floods:
+            sock.send_multipart([b"", *[blob] * 200], copy=False)
+        time.sleep(8.0)  # 800 MB reach a server on loopback well within this, if it reads them
+        grown = _peak_rss_mb(server.pid) - before
+    finally:
+        for sock in floods:
+            sock.close(linger=0)
+        ctx.term()
+    print(f"server peak RSS {before:.0f} MB -> {before + grown:.0f} MB (+{grown:.0f} MB) under 4 x 200 x 1 MB")
+    assert grown < 120, f"the server's peak RSS grew by {grown:.0f} MB"
+    with RemoteEnv(server.local_host, server.local_port) as env:  # and it serves on
+        env.reset(seed=0)
+        env.step(0)
+    assert "without a reply in between" in Path(server.log_path).read_text()

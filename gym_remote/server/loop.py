@@ -24,6 +24,7 @@ from gym_remote.protocol import (
     send_frames,
 )
 from gym_remote.protocol.frames import _RCVMORE, _SNDMORE  # plain ints: cheaper than pyzmq's enums
+from gym_remote.server.guard import MessageGuard
 from gym_remote.server.requests import RequestHandling
 from gym_remote.server.sessions import _SessionSlot
 from gym_remote.server.startup import SessionFactory, is_loopback_address, validate_factory
@@ -49,7 +50,10 @@ class EnvServer(RequestHandling):
         session_limits: what one client may ask the server to build (:class:`SessionLimits`:
             sub-envs per session, keyword sizes, fixed and allowed keywords).
         idle_timeout: seconds without a request after which a session is closed (``None`` or 0: never).
-        max_message_bytes: larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE).
+        max_message_bytes: the largest incoming message, all frames together: a larger frame is
+            dropped by libzmq (ZMQ_MAXMSGSIZE), and a TCP connection that sends more than this
+            (plus framing) between two replies is shut down before libzmq has buffered it all
+            (:class:`~gym_remote.server.guard.MessageGuard`).
         curve_secret_key, curve_public_key: Z85 keys; enable CURVE encryption and authentication
             of the server.
         curve_clients: a folder of the client public-key certificates allowed to connect
@@ -138,6 +142,8 @@ class EnvServer(RequestHandling):
             self._sock.curve_server = True
         self._sock.bind(address)
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        # MAXMSGSIZE bounds each frame; the guard bounds the whole message before libzmq has buffered it.
+        self._guard = MessageGuard(self._sock, admission.max_message_bytes, limits.max_frames)
         self._sessions: dict[str, _SessionSlot] = {}
         self._abandoned: dict[str, None] = {}  # hello_ids their clients gave up (SessionTable)
         self._codec = Codec(limits)  # one packer and decoder for the serving loop
@@ -174,6 +180,7 @@ class EnvServer(RequestHandling):
     def close(self) -> None:
         for sid in list(self._sessions):
             self._close_session(sid)
+        self._guard.close()
         if not self._sock.closed:
             self._sock.close(linger=0)
         if self._auth is not None:
