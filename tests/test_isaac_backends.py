@@ -293,6 +293,26 @@ def test_episode_limit_and_cfg_overrides(lift) -> None:
         lift(opts(None, task_kwargs={"num_envs": 8}))
 
 
+def test_every_spelling_of_a_cfg_setting_meets_the_allow_list_and_the_final_cfg_check(lift) -> None:
+    """Issue 22, item 1: a dotted keyword reaches the cfg after parse_env_cfg(num_envs=n), so it was the
+    way past --max-envs and the server's device; the final cfg is checked, and --allow-kwargs widens
+    the built-in list of what clients may set (never num_envs or the device)."""
+    from gym_remote.session import SessionLimits
+
+    with pytest.raises(BadRequestError, match=r"\['scene.num_envs'\] set env-cfg values .*serve --allow-kwargs"):
+        lift(opts(2, task_kwargs={"scene.num_envs": 200000}))
+    with pytest.raises(BadRequestError, match=r"\['sim.device'\] set env-cfg values"):
+        lift(opts(2, task_kwargs={"sim.device": "cuda:1"}))
+    widened = SessionLimits(allowed_kwargs=frozenset({"scene.*", "sim.*"}))
+    with pytest.raises(BadRequestError, match=r"make scene.num_envs 200000, not the 2 sub-envs"):
+        lift(opts(2, task_kwargs={"scene.num_envs": 200000}, limits=widened))
+    with pytest.raises(BadRequestError, match=r"make sim.device 'cuda:1': the device is this server's setting"):
+        lift(opts(2, task_kwargs={"sim.device": "cuda:1"}, limits=widened))
+    session = lift(opts(2, task_kwargs={"scene.num_envs": 2, "scene.env_spacing": 4.0}, limits=widened))
+    assert session._u.cfg.scene.env_spacing == 4.0  # the same values are fine
+    session.close()
+
+
 def test_one_session_per_process_and_num_envs_cap(standins: None) -> None:
     from gym_remote.backends.isaaclab import isaaclab_factory
 

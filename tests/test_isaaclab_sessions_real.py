@@ -127,6 +127,36 @@ def test_refusals_name_their_reason_and_the_server_keeps_serving(
     env.close()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        # issue 22, item 1: a cfg setting past the server's limits, whatever the spelling
+        ({"scene.num_envs": 300}, r"\['scene.num_envs'\] set env-cfg values this server does not let clients set"),
+        ({"overrides": ["env.scene.num_envs=300"]}, r"\['scene.num_envs'\] set env-cfg values"),
+        ({"sim.device": "cuda:0"}, r"\['sim.device'\] set env-cfg values"),
+        ({"overrides": ["env.sim.device=cuda:0"]}, r"names code on the server|\['sim.device'\]"),
+        ({"overrides": ["hydra.job.chdir=true"]}, r"configures Hydra itself"),
+        ({"overrides": ["+env.extra=1"]}, r"adds, deletes or re-packages a key"),
+        # item 2: Hydra's grammar reads quoted strings, lists, dicts and interpolations as values
+        ({"overrides": ["env.scene.robot.spawn.usd_path='/etc/passwd'"]}, r"is a quoted string"),
+        ({"overrides": ['env.scene.robot.spawn.usd_path="/etc/passwd"']}, r"is a quoted string"),
+        ({"overrides": ["env.scene.robot.spawn.usd_path=[/etc/passwd]"]}, r"is a list"),
+        ({"overrides": ["env.scene.robot.spawn.usd_path={k:/etc/passwd}"]}, r"is a dict"),
+        ({"overrides": ["env.scene.robot.spawn.usd_path='~/.ssh/id_rsa'"]}, r"is a quoted string"),
+        ({"overrides": ["env.episode_length_s=${oc.env:HOME}"]}, r"names a file|interpolation"),
+        ({"overrides": ["env.episode_length_s=a${oc.env:HOME}"]}, r"names a file|interpolation"),
+    ],
+)
+def test_a_cfg_setting_past_the_servers_limits_is_refused_whatever_its_spelling(
+    server: LocalServer, kwargs: dict, reason: str
+) -> None:
+    with pytest.raises(BadRequestError, match=reason):
+        _make_vec(server, 2, task_kwargs=kwargs)
+    env = _make(server)  # nothing was built, and the server serves on
+    env.reset(seed=0)
+    env.close()
+
+
 def test_rgb_array_is_refused_with_the_way_to_watch_a_run(server: LocalServer) -> None:
     with pytest.raises(BadRequestError, match=r"with_state=True and\s+MujocoReplayWrapper"):
         _make(server, render_mode="rgb_array")

@@ -21,14 +21,12 @@ SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeou
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib
 
-    import zmq
-    import zmq.auth
-
     import gym_remote  # noqa: F401  (registers the built-in tasks)
     from gym_remote.backends import DEFAULT_MAX_ENVS, DEFAULT_MAX_PROCESSES, PYTHON_ENV_BACKENDS, make_factory
     from gym_remote.config import TaskConfig, load
     from gym_remote.protocol import Limits
     from gym_remote.server import EnvServer
+    from gym_remote.server.startup import load_curve_secret
     from gym_remote.session import SessionLimits
 
     # stdout carries one line, READY, which launchers wait for; anything a simulator prints there (Isaac
@@ -43,7 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for module in args.imports:
         importlib.import_module(module)  # operator-given modules that register env ids
     backend, task, kwargs = args.backend, args.task, dict(args.kwargs)
-    fixed_task, allow_kwargs, max_envs = args.fixed_task, args.allow_kwargs, args.max_envs
+    fixed_task, max_envs = args.fixed_task, args.max_envs
+    allow_kwargs = None if args.allow_kwargs is None else frozenset().union(*args.allow_kwargs)
     if args.config:  # a task config (configs/tasks/*.yaml); flags given on the command line win
         cfg = load(TaskConfig, args.config, kind="tasks")
         backend, task = backend or cfg.backend, task or cfg.task
@@ -75,9 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     factory = make_factory(backend, task, kwargs, **options)
     secret = public = None
     if args.curve_secret:
-        public, secret = zmq.auth.load_certificate(args.curve_secret)
-        if secret is None:
-            raise SystemExit(f"{args.curve_secret} holds no secret key")
+        public, secret = load_curve_secret(args.curve_secret)  # refused when group or others may read it
     server = EnvServer(
         factory,
         **dataclasses.asdict(admission),
@@ -203,13 +200,20 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-kwargs",
         type=_names,
-        metavar="NAMES",
-        help="the only task keywords clients may set, comma-separated ('' for none; default: any)",
+        action="append",
+        metavar="PATTERN",
+        help="task keywords clients may set: fnmatch patterns, repeatable or comma-separated. gymnasium and "
+        "python allow any keyword until this lists the allowed ones ('' for none); isaaclab allows a built-in "
+        "list of harmless env-cfg settings (physics, episode_length_s, compute_final_obs, seed, "
+        "scene.env_spacing, rewards.*.weight) and this adds cfg paths to it, however a client spells them "
+        "(keyword, dotted keyword, Hydra override): e.g. 'scene.tiled_camera.*'. A client never changes "
+        "isaaclab's num_envs or device this way",
     )
     p.add_argument(
         "--allow-client-paths",
         action="store_true",
-        help="let client keywords name files on this server (by default '/x', '~/x', './x' and '..' are refused)",
+        help="let client keywords name files on this server (by default '/x', '~/x', './x', '..' and "
+        "'${...}' are refused, and in isaaclab overrides also quoted strings, lists and dicts)",
     )
     p.add_argument(
         "--import",
@@ -219,7 +223,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="MODULE",
         help="import MODULE first (to register env ids)",
     )
-    p.add_argument("--curve-secret", type=Path, help="CURVE secret key file (zmq.auth certificate) to encrypt the link")
+    p.add_argument(
+        "--curve-secret",
+        type=Path,
+        help="CURVE secret key file (zmq.auth certificate) to encrypt the link; refused unless private (chmod 600)",
+    )
     p.add_argument(
         "--curve-clients", type=Path, metavar="DIR", help="client public keys allowed in (with --curve-secret)"
     )

@@ -1,9 +1,16 @@
-"""What one client may make a server build: :class:`SessionLimits` (sizes, keywords, file paths)."""
+"""What one client may make a server build: :class:`SessionLimits` (sizes, keywords, file paths).
+
+Keywords a client may set are matched against fnmatch patterns (``serve --allow-kwargs PATTERN``):
+a backend whose keywords reach an env's constructor (gymnasium, python) allows any keyword until the
+operator lists the allowed ones; a backend whose keywords reach a simulator's config (isaaclab) has a
+built-in list of harmless settings that the operator's patterns add to (see :meth:`SessionLimits.allows`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from gym_remote.errors import BadRequestError, clip
@@ -12,12 +19,19 @@ if TYPE_CHECKING:
     from gym_remote.session.options import SessionOptions
 
 
-def _looks_like_path(text: str) -> bool:
+__all__ = ["SessionLimits", "looks_like_path"]
+
+
+def looks_like_path(text: str) -> bool:
     """Whether a client's string names a file on the server: absolute, home-relative, dot-relative
     (Gymnasium's MuJoCo envs open ``.``- and ``/``-prefixed ``xml_file`` values as they are), a
-    Windows drive, or a ``..`` step out of wherever the env joins it to. For ``key=value`` strings
-    (Isaac Lab's Hydra overrides), the value counts too."""
-    if "=" in text and text != text.rpartition("=")[2] and _looks_like_path(text.rpartition("=")[2]):
+    Windows drive, or a ``..`` step out of wherever the env joins it to; or reads the server's
+    environment (an OmegaConf interpolation, ``${oc.env:VAR}``). For ``key=value`` strings (Isaac
+    Lab's Hydra overrides, which the isaaclab backend also reads with Hydra's grammar), the value
+    counts too."""
+    if "${" in text:
+        return True
+    if "=" in text and text != text.rpartition("=")[2] and looks_like_path(text.rpartition("=")[2]):
         return True
     if text.startswith(("/", "~", ".", "\\")) or (len(text) > 2 and text[1] == ":" and text[2] in "/\\"):
         return True
@@ -26,7 +40,7 @@ def _looks_like_path(text: str) -> bool:
 
 def _paths_in(value: Any, where: str) -> list[tuple[str, str]]:
     if isinstance(value, str):
-        return [(where, value)] if _looks_like_path(value) else []
+        return [(where, value)] if looks_like_path(value) else []
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _paths_in(v, f"{where}[{k!r}]")]
     if isinstance(value, (list, tuple)):
@@ -48,7 +62,8 @@ class SessionLimits:
     max_envs: int = 1024
     #: Bytes of ``task_kwargs`` as encoded on the wire (``serve --max-kwargs-bytes``).
     max_kwargs_bytes: int = 64 * 1024
-    #: Keywords a client may set; ``None``: any (``serve --allow-kwargs a,b``; ``''``: none).
+    #: fnmatch patterns of the keywords a client may set (``serve --allow-kwargs PATTERN``, repeatable,
+    #: or comma-separated; ``''``: none); ``None``: the backend's default (see :meth:`allows`).
     allowed_kwargs: frozenset[str] | None = None
     #: Keywords the server fixed (its ``--kwargs`` under ``--fixed-task``): a client may not change them.
     fixed_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -74,16 +89,33 @@ class SessionLimits:
                     "(serve --max-kwargs-bytes raises it)"
                 )
 
-    def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
-        """Refuse keywords the server fixed or did not allow, and file paths (BadRequestError)."""
+    def allows(self, name: str, builtin: Collection[str] | None = None) -> bool:
+        """Whether a client may set keyword (or cfg path) ``name``.
+
+        Args:
+            name: the keyword, or for isaaclab the cfg path it sets (``scene.env_spacing``).
+            builtin: the backend's own patterns of harmless settings, which ``--allow-kwargs`` adds
+                to; ``None``: a backend whose keywords reach an env's constructor, where any keyword
+                is allowed until ``--allow-kwargs`` lists the allowed ones.
+        """
+        if builtin is None and self.allowed_kwargs is None:
+            return True
+        patterns = (*(builtin or ()), *(self.allowed_kwargs or ()))
+        return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+    def check_kwargs(self, kwargs: Mapping[str, Any], check_allowed: bool = True) -> None:
+        """Refuse keywords the server fixed or did not allow, and file paths (BadRequestError).
+
+        ``check_allowed=False`` leaves the allow-list to the backend (isaaclab checks cfg paths).
+        """
         changed = sorted(k for k, v in kwargs.items() if k in self.fixed_kwargs and not _same(v, self.fixed_kwargs[k]))
         if changed:
             raise BadRequestError(
                 f"task keywords {changed} are fixed by this server (serve --fixed-task with --kwargs or a task "
                 "config); leave them out"
             )
-        if self.allowed_kwargs is not None:
-            refused = sorted(set(kwargs) - self.allowed_kwargs - set(self.fixed_kwargs))
+        if check_allowed and self.allowed_kwargs is not None:
+            refused = sorted(k for k in kwargs if not self.allows(k) and k not in self.fixed_kwargs)
             if refused:
                 allowed = ", ".join(sorted(self.allowed_kwargs)) or "none"
                 raise BadRequestError(

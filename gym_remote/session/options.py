@@ -63,9 +63,16 @@ class SessionOptions:
 
 
 def choose_task(
-    opts: SessionOptions, default: str | None, allow_any_task: bool, server_keys: frozenset[str] = frozenset()
+    opts: SessionOptions,
+    default: str | None,
+    allow_any_task: bool,
+    server_keys: frozenset[str] = frozenset(),
+    check_allowed: bool = True,
 ) -> str:
     """The task a HELLO asks for, checked against what this server serves and lets clients set.
+
+    ``check_allowed=False``: the backend checks the allow-list itself, on what the keywords set
+    (isaaclab: cfg paths, whichever way they are spelt).
 
     Raises:
         BadRequestError: no task, another task than a fixed one, a server setting among the
@@ -81,5 +88,5 @@ def choose_task(
     refused = server_keys & set(opts.task_kwargs)
     if refused:
         raise BadRequestError(f"task keywords {sorted(refused)} are server settings; clients may not set them")
-    opts.limits.check_kwargs(opts.task_kwargs)
+    opts.limits.check_kwargs(opts.task_kwargs, check_allowed)
     return name

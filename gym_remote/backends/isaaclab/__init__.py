@@ -19,7 +19,16 @@ Server settings (``serve --kwargs``, or a task config; clients may not send them
   default from the version); ``obs_group`` (default ``"policy"``; ``None`` serves every group).
 
 Client ``task_kwargs``: ``overrides`` (a list of Hydra override strings, applied after the
-server's) and env-cfg attributes by dotted path (``{"episode_length_s": 3.0}``).
+server's) and env-cfg attributes by dotted path (``{"episode_length_s": 3.0}``). What a client may
+set is an allow-list of cfg paths, checked whatever the spelling (keyword, dotted keyword, Hydra
+override): by default ``physics``, ``episode_length_s``, ``compute_final_obs``, ``seed``,
+``scene.env_spacing`` and ``rewards.*.weight``; ``serve --allow-kwargs PATTERN`` adds fnmatch
+patterns (``'scene.tiled_camera.*'`` for camera sizes, a GPU memory budget left to the operator).
+Client overrides are read with Hydra's own grammar, and values that name a file or code or read the
+server's environment (quoted strings, lists, dicts, ``${...}``, ``/x``, ``~/x``) are refused unless
+the server runs with ``--allow-client-paths``. Whatever is allowed, the final cfg keeps the server's
+``scene.num_envs`` (the client's ``num_envs``, capped by ``--max-envs``) and ``sim.device``; see
+:mod:`~gym_remote.backends.isaaclab.client_settings`.
 
 Physics: Isaac Lab's own ``physics=NAME`` override from any of those places (the client's counts
 last): ``newton_mjwarp``, ``ovphysx`` (NVIDIA's kit-less PhysX; set in code for tasks that declare
@@ -38,6 +47,11 @@ from typing import Any
 import gymnasium as gym
 
 from gym_remote.backends.batched import SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.isaaclab.client_settings import (
+    check_allowed,
+    check_final_cfg,
+    override_paths,
+)
 from gym_remote.backends.isaaclab.physics import parse_with_physics
 from gym_remote.backends.isaaclab.runtime import (
     IsaacLabRuntime,
@@ -49,7 +63,7 @@ from gym_remote.backends.isaaclab.runtime import (
 from gym_remote.backends.isaaclab.session import IsaacLabSession
 from gym_remote.backends.isaaclab.state import isaaclab_schema, isaaclab_state_to_flat, quat_order_for_version
 from gym_remote.errors import BadRequestError, ConfigError
-from gym_remote.session import Session, SessionOptions, choose_task
+from gym_remote.session import Session, SessionLimits, SessionOptions, choose_task
 from gym_remote.state import QuatOrder
 
 __all__ = [
@@ -163,9 +177,20 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
     if device.startswith("cuda") and default_device() == "cpu":
         log.warning("device %r asked for, but torch sees no GPU", device)
 
-    def make_cfg(name: str, n: int | None, client_kwargs: Mapping[str, Any]) -> Any:
+    def make_cfg(
+        name: str, n: int | None, client_kwargs: Mapping[str, Any], limits: SessionLimits | None = None
+    ) -> Any:
+        """``name``'s env cfg: the server's overrides, the client's, then cfg attributes (server's, client's).
+
+        With ``limits`` (a client's HELLO), each client setting is checked as the module docstring
+        says: its Hydra overrides before Isaac Lab parses them, its dotted keywords once the cfg
+        shows they exist, and the final cfg's ``scene.num_envs`` and ``sim.device``.
+        """
         client_kwargs = dict(client_kwargs)
-        overrides = server_overrides + _override_list(client_kwargs.pop("overrides", None), "task keyword overrides")
+        client_overrides = _override_list(client_kwargs.pop("overrides", None), "task keyword overrides")
+        if limits is not None:
+            check_allowed(override_paths(client_overrides, limits.allow_client_paths), limits)
+        overrides = server_overrides + client_overrides
         if runtime.is_3x:
             cfg = parse_with_physics(
                 lambda ovr: parse_env_cfg(name, device=device, num_envs=n, overrides=ovr),
@@ -178,6 +203,9 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
         else:
             cfg = parse_env_cfg(name, device=device, num_envs=n)
         apply_overrides(cfg, {**cfg_overrides, **client_kwargs})
+        if limits is not None:
+            check_allowed(client_kwargs, limits)
+            check_final_cfg(cfg, n if n is not None else cfg.scene.num_envs, device, client_kwargs)
         return cfg
 
     def resolve(name: str) -> str:
@@ -196,7 +224,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
     slot = SessionSlot("isaaclab")
 
     def factory(opts: SessionOptions) -> Session:
-        name = choose_task(opts, task, allow_any_task, ISAACLAB_SERVER_KEYS - {"num_envs"})
+        name = choose_task(opts, task, allow_any_task, ISAACLAB_SERVER_KEYS - {"num_envs"}, check_allowed=False)
         name = resolve(name)
         check_autoreset("isaaclab", opts.autoreset_mode, True, opts.num_envs is None)
         if opts.render_mode is not None and (runtime.is_3x or not app_args.get("enable_cameras")):
@@ -212,7 +240,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
             )
         n = batch_size(opts, cap, "isaaclab")
         slot.check_free()
-        cfg = make_cfg(name, n, opts.task_kwargs)
+        cfg = make_cfg(name, n, opts.task_kwargs, opts.limits)
         if opts.max_episode_steps is not None:
             # Isaac Lab's limit is ceil(episode_length_s / step_dt) steps: aim half a step short of it.
             cfg.episode_length_s = (opts.max_episode_steps - 0.5) * cfg.sim.dt * cfg.decimation
