@@ -12,6 +12,7 @@ import contextlib
 import copy
 import functools
 import numbers
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,9 +37,15 @@ def _index(tree: Any, i: int) -> Any:
 
 
 def _writable(tree: Any) -> Any:
-    """SB3 and torch expect writable arrays; received frames are read-only views."""
+    """SB3 and torch expect writable arrays; received frames are read-only views.
+
+    Dict observations come back as the ``OrderedDict`` DummyVecEnv returns, Tuple ones as a tuple of
+    batches.
+    """
     if isinstance(tree, dict):
-        return {k: _writable(v) for k, v in tree.items()}
+        return OrderedDict((k, _writable(v)) for k, v in tree.items())
+    if isinstance(tree, tuple):
+        return tuple(_writable(v) for v in tree)
     return np.array(tree)
 
 

@@ -159,15 +159,31 @@ def wire_spaces() -> dict[str, spaces.Space]:
     }
 
 
+def sb3_spaces() -> dict[str, spaces.Space]:
+    """The spaces SB3's own VecEnv tests step with per-env actions (``actions[i]``), Dict and Tuple included."""
+    parts = {
+        "discrete": spaces.Discrete(2),
+        "multidiscrete": spaces.MultiDiscrete([2, 3]),
+        "multibinary": spaces.MultiBinary(3),
+        "continuous": spaces.Box(np.zeros(2, np.float32), np.ones(2, np.float32)),
+    }
+    return {
+        **{f"sb3-{k}": v for k, v in parts.items()},
+        "sb3-dict": spaces.Dict(parts),
+        "sb3-tuple": spaces.Tuple(parts.values()),
+    }
+
+
 class SpaceEchoEnv(gym.Env):
-    """Observation and action space ``wire_spaces()[space]``; a step returns the action it got as obs.
+    """Observation and action space ``wire_spaces()[space]`` (or ``sb3_spaces()``); a step returns the action it got as obs.
 
     Samples come from ``np_random``, so seeded runs (and autoresets after them) are reproducible.
     """
 
     def __init__(self, space: str = "graph", episode_length: int = 7) -> None:
-        self.observation_space = wire_spaces()[space]
-        self.action_space = wire_spaces()[space]
+        made = {**wire_spaces(), **sb3_spaces()}
+        self.observation_space = made[space]
+        self.action_space = {**wire_spaces(), **sb3_spaces()}[space]
         self.episode_length = episode_length
         self._t = 0
 
@@ -216,3 +232,22 @@ class EpisodeCounterEnv(gym.Env):
 
 if "tests/EpisodeCounter-v0" not in gym.registry:
     gym.register("tests/EpisodeCounter-v0", entry_point="tests.envs:EpisodeCounterEnv", max_episode_steps=5)
+
+
+class FramesEnv(EpisodeCounterEnv):
+    """``EpisodeCounterEnv`` rendering 16x16 frames at a ``render_fps`` of 10 (not SB3's default 30)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__()
+        self.render_mode = render_mode
+
+    def render(self):
+        frame = np.zeros((16, 16, 3), np.uint8)
+        frame[..., 1] = 16 * self._t
+        return frame
+
+
+if "tests/Frames-v0" not in gym.registry:
+    gym.register("tests/Frames-v0", entry_point="tests.envs:FramesEnv", max_episode_steps=5)

@@ -262,6 +262,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         self._check_idle("step")
+        if not isinstance(actions, (dict, tuple, list)) and np.ndim(actions) == 0:  # as SyncVectorEnv's iterate
+            raise TypeError(f"a vector env takes one action per sub-env, got the single value {actions!r}")
         actions = validate_action(self.action_space, actions)
         if len(self._shards) == 1:
             return self._step_one(self._shards[0], actions)
@@ -392,6 +394,17 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         return self.call(name)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Refused on purpose: a client never writes the server envs' attributes (no remote writes).
+
+        Raises:
+            AttributeError: always, naming what to do instead.
+        """
+        raise AttributeError(
+            f"set_attr({name!r}, ...) is refused on purpose: remote envs' attributes are not written over the network; "
+            "pass settings as task_kwargs when making the env, or reset options"
+        )
 
     @property
     def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]

@@ -189,3 +189,76 @@ def test_batch_level_info_values_reach_every_sub_env():
     assert split_infos({"pair": (0.0, 1.0)}, 2) == [{"pair": 0.0}, {"pair": 1.0}]  # a tuple of one per sub-env
     out = split_infos({"hist": [1, 2, 3]}, 2)  # batch-level and mutable: a copy each
     assert out[0] == out[1] == {"hist": [1, 2, 3]} and out[0]["hist"] is not out[1]["hist"]
+
+
+# SB3's own VecEnv test cases (tests/test_vec_envs.py), written again here with only the construction
+# changed (issue 25, item 6).
+
+SB3_SPACES = ["sb3-discrete", "sb3-multidiscrete", "sb3-multibinary", "sb3-continuous", "sb3-dict", "sb3-tuple"]
+
+
+@pytest.mark.parametrize("space", SB3_SPACES)
+def test_per_env_actions_as_sb3_indexes_them(server, space):
+    """``actions[i]`` is sub-env i's action: a list of dicts or tuples for Dict and Tuple spaces too."""
+    task, kwargs = "tests/SpaceEcho-v0", {"space": space}
+    records = []
+    for vec in (
+        DummyVecEnv([lambda: gym.make(task, **kwargs)] * N),
+        RemoteVecEnv(num_envs=N, host=server.local_host, port=server.local_port, task=task, task_kwargs=kwargs),
+    ):
+        vec.seed(0)
+        record = [vec.reset()]
+        vec.action_space.seed(1)
+        for _ in range(8):  # past the episode's end (7 steps)
+            obs, rewards, dones, infos = vec.step([vec.action_space.sample() for _ in range(N)])
+            record.append((obs, rewards, dones, infos))
+        records.append(record)
+        vec.close()
+    assert_same(records[0], records[1], space)
+
+
+def test_seed_without_a_value_seeds_each_sub_env_differently(server):
+    vec = makers(server, "Pendulum-v1")["RemoteVecEnv"]()
+    vec.seed()
+    obs = vec.reset()
+    assert not np.allclose(obs[0], obs[1]) and not np.allclose(obs[1], obs[2])
+    vec.close()
+
+
+def test_metadata_is_the_envs_as_dummy_vec_env_copies_it(serve):
+    server = serve("tests/Frames-v0")
+    task = "tests/Frames-v0"
+    local = DummyVecEnv([lambda: gym.make(task, render_mode="rgb_array")] * 2)
+    vec = RemoteVecEnv(num_envs=2, host=server.local_host, port=server.local_port, task=task, render_mode="rgb_array")
+    assert vec.metadata == local.metadata  # render_fps 10 among them
+    vec.close(), local.close()
+
+
+def test_vec_video_recorder_writes_at_the_envs_frame_rate(serve, tmp_path):
+    """SB3's VecVideoRecorder reads ``metadata["render_fps"]`` (10 here, not its default 30)."""
+    import imageio.v3 as iio
+    from stable_baselines3.common.vec_env import VecVideoRecorder
+
+    server = serve("tests/Frames-v0")
+    vec = RemoteVecEnv(
+        num_envs=2, host=server.local_host, port=server.local_port, task="tests/Frames-v0", render_mode="rgb_array"
+    )
+    recorder = VecVideoRecorder(vec, str(tmp_path), record_video_trigger=lambda step: step == 0, video_length=5)
+    assert recorder.frames_per_sec == 10
+    recorder.reset()
+    for _ in range(6):
+        recorder.step(np.ones(2, np.int64))
+    recorder.close()
+    (video,) = tmp_path.glob("*.mp4")
+    assert iio.immeta(video)["fps"] == 10
+
+
+def test_refused_on_purpose_writes_and_arbitrary_methods(server):
+    """DummyVecEnv's set_attr and env_method reach any attribute; remote envs are not written to."""
+    vec = makers(server, "CartPole-v1")["RemoteVecEnv"]()
+    with pytest.raises(AttributeError, match="not allowed"):
+        vec.set_attr("dummy", 12)
+    with pytest.raises(AttributeError, match="not callable on remote envs"):
+        vec.env_method("set_wrapper_attr", "dummy2", 2)
+    assert not vec.has_attr("dummy")
+    vec.close()

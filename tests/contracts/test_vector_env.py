@@ -124,3 +124,82 @@ def test_a_bad_action_is_refused_by_both(make):
     env.reset(seed=0)
     with pytest.raises((AssertionError, ValueError)):
         env.step(np.full(N, 5))
+
+
+# Gymnasium's own vector test cases (tests/vector/test_vector_env.py, test_sync_vector_env.py), written
+# again here with only the construction changed (issue 25, item 6).
+
+
+def test_action_count_compatibility(make):
+    env = make("disabled")
+    env.reset(seed=0)
+    actions = env.action_space.sample()
+    assert all(len(x) == N for x in env.step(actions)[:4])
+    env.step([int(a) for a in actions])  # a list of single-env actions is a batch too
+    with pytest.raises(ValueError):
+        env.step(actions[: N - 1])
+    with pytest.raises(ValueError):
+        env.step(np.concatenate([actions, actions[:1]]))
+    with pytest.raises(TypeError):
+        env.step(0)
+
+
+def test_reset_without_a_seed_keeps_the_seeds(make):
+    env = make()
+    env.reset(seed=42)
+    assert env.np_random_seed == tuple(42 + i for i in range(N))
+    env.reset(seed=None)
+    assert env.np_random_seed == tuple(42 + i for i in range(N))
+
+
+@pytest.mark.parametrize("given", ["SAME_STEP", "SameStep", "same_step"])
+def test_autoreset_mode_is_gymnasiums_enum_however_it_is_given(server, given):
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    value = mode if given == "SAME_STEP" else given
+    env = RemoteVectorEnv(N, server.local_host, server.local_port, task=TASK, autoreset_mode=value)
+    ref = gym.vector.SyncVectorEnv([lambda: gym.make(TASK)] * N, autoreset_mode=mode)
+    assert env.autoreset_mode is ref.autoreset_mode is mode
+    assert env.metadata["autoreset_mode"] is ref.metadata["autoreset_mode"]
+    env.close(), ref.close()
+    with pytest.raises(ValueError, match="autoreset_mode must be gymnasium.vector.AutoresetMode or one of"):
+        RemoteVectorEnv(N, server.local_host, server.local_port, task=TASK, autoreset_mode="SAME_STEP")
+
+
+def test_the_server_takes_gymnasiums_mode_values_at_hello(server):
+    """A client other than ours may send Gymnasium's value on the wire."""
+    from gym_remote.client import Connection
+    from gym_remote.client_session import ClientSession, hello_body
+
+    hello = hello_body("test", task=TASK, num_envs=2, autoreset_mode="SameStep")
+    link = ClientSession(Connection(server.local_host, server.local_port), hello, 30.0)
+    assert link.open()["num_envs"] == 2
+    link.close()
+
+
+def test_set_attr_is_refused_on_purpose(server):
+    env = RemoteVectorEnv(N, server.local_host, server.local_port, task=TASK)
+    with pytest.raises(AttributeError, match="refused on purpose"):
+        env.set_attr("render_mode", "rgb_array")
+    env.close()
+
+
+@pytest.mark.parametrize("fan_out", [False, True], ids=["one server", "two servers"])
+def test_graph_final_observations_are_graph_instances(serve, fan_out):
+    """SAME_STEP ``final_obs`` rows of a Graph space are ``GraphInstance``, equal to SyncVectorEnv's."""
+    task, kwargs = "tests/SpaceEcho-v0", {"space": "graph"}
+    servers = [serve(task), serve(task)] if fan_out else [serve(task)]
+    hosts = [f"{s.local_host}:{s.local_port}" for s in servers]
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    ref = gym.vector.SyncVectorEnv([lambda: gym.make(task, **kwargs)] * 2, autoreset_mode=mode)
+    env = RemoteVectorEnv(2, hosts=hosts, task=task, task_kwargs=kwargs, autoreset_mode=mode)
+    ref.reset(seed=1), env.reset(seed=1)
+    for _ in range(7):  # the seventh step truncates: final_obs
+        ref.action_space.seed(0)
+        actions = ref.action_space.sample()
+        a, b = ref.step(actions), env.step(actions)
+    assert b[4]["_final_obs"].all()
+    for want, got in zip(a[4]["final_obs"], b[4]["final_obs"], strict=True):
+        assert type(got) is type(want) is gym.spaces.GraphInstance
+        for x, y in zip(want, got, strict=True):
+            np.testing.assert_array_equal(x, y)
+    ref.close(), env.close()
