@@ -74,7 +74,8 @@ class TaskConfig:
     num_envs: int | None = None
     #: Serve only this task, and these ``task_kwargs`` as given (clients may not change them).
     fixed_task: bool = False
-    #: The only keywords clients may set (``None``: any; ``[]``: none).
+    #: Keywords clients may set, fnmatch patterns, as ``serve --allow-kwargs`` (which wins): for gymnasium and
+    #: python the only ones (``None``: any; ``[]``: none); for isaaclab cfg paths added to its built-in list.
     allow_kwargs: list[str] | None = None
     name_map: str | dict[str, Any] | None = None  # for MujocoReplayWrapper
     model: str | None = None  # local MJCF for replay
