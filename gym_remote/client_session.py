@@ -137,12 +137,14 @@ class ClientSession:
         The ``hello_id`` is new unless a HELLO is in progress (sent, its reply not collected and not
         given up), whose retry this then is: the server answers it with the session it built for it.
         """
-        if self._hello_id is None:
+        retry = self._hello_id is not None
+        if not retry:
             self._hello_id = uuid.uuid4().hex
         try:
             self.conn.send(Kind.HELLO, {**self.hello, "hello_id": self._hello_id}, None, self.connect_timeout)
-        except RemoteTimeoutError:  # never handed to a server: nothing was built for it
-            self._hello_id = None
+        except RemoteTimeoutError:
+            if not retry:  # never handed to a server: nothing was built for it
+                self._hello_id = None
             raise
 
     def recv_open(self, give_up: bool = True) -> dict[str, Any]:
@@ -204,7 +206,11 @@ class ClientSession:
         """
         attempts = 1 + self.conn.retries
         for attempt in range(attempts):
-            self.send_open()
+            try:
+                self.send_open()
+            except RemoteTimeoutError:  # no server took it: give up (an earlier attempt's HELLO may stand)
+                self.abandon_open()
+                raise
             try:
                 return self.recv_open(give_up=attempt + 1 >= attempts)
             except RemoteTimeoutError:
