@@ -80,10 +80,8 @@ def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int) -> dict[str,
     return {"mean_return": ret, "learn_s": wall, "episodes": counted.episodes}
 
 
-def _isaaclab_env(task: str, num_envs: int, seed: int, asset_root: str | None, cfg_attrs: dict[str, Any]) -> Any:
+def _isaaclab_env(task: str, num_envs: int, seed: int, cfg_attrs: dict[str, Any]) -> Any:
     """Isaac Lab's env as its train.py makes it (inside the venv), on the CPU."""
-    if asset_root:
-        os.environ["ISAACSIM_ASSET_ROOT"] = asset_root
     import gymnasium as gym
     import isaaclab_tasks  # noqa: F401
     from isaaclab.app import launch_simulation
@@ -103,7 +101,7 @@ def in_process_train(args: argparse.Namespace) -> dict[str, Any]:
     agent_cfg, _ = recipe(args.task)
     agent_cfg.update(seed=args.seed, device="cpu")
     env = RslRlVecEnvWrapper(
-        _isaaclab_env(args.task, args.num_envs, args.seed, args.asset_root, {}), clip_actions=agent_cfg["clip_actions"]
+        _isaaclab_env(args.task, args.num_envs, args.seed, {}), clip_actions=agent_cfg["clip_actions"]
     )
     return _train(env, agent_cfg, args.iterations)
 
@@ -113,7 +111,7 @@ def in_process_steps(args: argparse.Namespace) -> dict[str, Any]:
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
 
     attrs = {"episode_length_s": args.episode_length_s} if args.episode_length_s else {}
-    env = RslRlVecEnvWrapper(_isaaclab_env(args.task, args.num_envs, args.seed, args.asset_root, attrs))
+    env = RslRlVecEnvWrapper(_isaaclab_env(args.task, args.num_envs, args.seed, attrs))
     env.unwrapped.reset(seed=args.seed)  # as a gym-remote client's reset(seed): the server reset once before
     out = {"max_episode_length": int(env.max_episode_length), "num_actions": env.num_actions, "steps": []}
     out["obs0"] = {k: v.tolist() for k, v in env.get_observations().items()}
@@ -189,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episode-length-s", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inprocess or args.steps:
+        if args.asset_root:  # before anything imports Isaac Lab's assets module, which reads it once
+            os.environ["ISAACSIM_ASSET_ROOT"] = args.asset_root
         out = in_process_steps(args) if args.steps else in_process_train(args)
         print(json.dumps(out), flush=True)
         os._exit(0)  # Isaac Lab's atexit hooks take long and print; the result is out

@@ -135,15 +135,18 @@ def recipe(task: str) -> tuple[dict[str, Any], str]:
 
 
 @contextlib.contextmanager
-def server_for(args: argparse.Namespace) -> Any:
-    """``(host, port)`` of the server to train on: the one given, or a local one in the Isaac Lab venv."""
+def server_for(args: argparse.Namespace, obs_group: str | None = None) -> Any:
+    """``(host, port)`` of the server to train on: the one given, or a local one in the Isaac Lab venv.
+
+    A local server serves ``obs_group`` (``None``: every observation group, ``policy``, ``critic``...).
+    """
     if args.host:
         yield args.host, args.port
         return
     from gym_remote.local import LocalServer
     from gym_remote.venvs import server_python
 
-    settings: dict[str, Any] = {"obs_group": None}  # every observation group (policy, critic...)
+    settings: dict[str, Any] = {"obs_group": obs_group}
     if args.asset_root:
         settings["asset_root"] = args.asset_root
     print(f"starting a local Isaac Lab server for {args.task} (a cold Warp cache compiles for minutes)", flush=True)

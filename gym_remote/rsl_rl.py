@@ -145,7 +145,8 @@ class RemoteRslRlVecEnv(VecEnv):
         finite_horizon: bool,
         max_episode_steps: int | None,
     ) -> None:
-        if venv.autoreset_mode != "same_step":
+        # a wire name, or Gymnasium's AutoresetMode (its value "SameStep")
+        if getattr(venv.autoreset_mode, "value", venv.autoreset_mode) not in ("same_step", "SameStep"):
             raise ValueError(
                 f"rsl_rl needs autoreset_mode='same_step' (Isaac Lab resets inside step); the RemoteVectorEnv "
                 f"uses {venv.autoreset_mode!r}"
