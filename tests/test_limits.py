@@ -269,3 +269,18 @@ def test_a_message_of_many_frames_is_bounded_as_a_whole_before_it_is_buffered(se
         env.reset(seed=0)
         env.step(0)
     assert "without a reply in between" in Path(server.log_path).read_text()
+
+
+def test_allow_kwargs_takes_fnmatch_patterns_and_repeats(serve):
+    server = serve("CartPole-v1", "gymnasium", "--allow-kwargs", "sutton_*", "--allow-kwargs", "render_mode")
+    endpoint = (server.local_host, server.local_port)
+    with RemoteEnv(*endpoint, task_kwargs={"sutton_barto_reward": True}) as env:
+        env.reset(seed=0)
+    with pytest.raises(BadRequestError, match=r"\['max_episode_steps'\] are not allowed .*render_mode, sutton_\*"):
+        RemoteEnv(*endpoint, task_kwargs={"max_episode_steps": 3})
+
+
+def test_a_client_string_that_reads_the_servers_environment_is_refused(serve):
+    server = serve("CartPole-v1")
+    with pytest.raises(BadRequestError, match="names a file on the server"):
+        RemoteEnv(server.local_host, server.local_port, task_kwargs={"sutton_barto_reward": "${oc.env:HOME}"})

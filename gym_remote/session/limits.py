@@ -127,8 +127,9 @@ class SessionLimits:
             if paths:
                 where, value = paths[0]
                 raise BadRequestError(
-                    f"{clip(where, 200)}={clip(repr(value), 200)} names a file on the server, which clients may "
-                    "not do; give a bare file name the env resolves itself, or let the server's operator set it "
+                    f"{clip(where, 200)}={clip(repr(value), 200)} names a file on the server (or, as ${{...}}, reads "
+                    "its environment), which clients may not do; give a bare file name the env resolves itself, or "
+                    "let the server's operator set it "
                     "(serve --kwargs), or allow it (serve --allow-client-paths)"
                 )
 
