@@ -191,7 +191,8 @@ def test_physics_names_are_checked_with_what_the_task_and_venv_offer(cartpole: L
     with pytest.raises(BadRequestError, match="physics=bogus") as info:
         _make(cartpole, task_kwargs={"overrides": ["physics=bogus"]})
     text = str(info.value)
-    assert "declares" in text and "ovphysx" in text and "newton_mjwarp" in text and "this venv runs" in text
+    assert "it declares [" in text and "'ovphysx'" in text and "'newton_mjwarp'" in text and "this venv runs" in text
+    assert "'default'" not in text  # Isaac Lab's alias of the task's own choice is not a name to pick
     with pytest.raises(BadRequestError, match="isaacsim_physx") as info:
         _make(cartpole, task_kwargs={"overrides": ["physics=isaacsim_physx"]})
     assert "cannot run it" in str(info.value) and "isaacsim" in str(info.value)

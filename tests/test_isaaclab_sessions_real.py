@@ -109,10 +109,14 @@ def test_client_cfg_attributes_and_overrides_come_after_the_servers(server: Loca
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
-        # the 2.x id resolves to 3.x's IsaacContrib-Lift-Cube-Franka, which has no Newton preset to
-        # take this server's physics=newton_mjwarp: Isaac Lab's own reason, passed on
-        ({"task": "Isaac-Lift-Cube-Franka-v0"}, r"overrides .* for 'IsaacContrib-Lift-Cube-Franka': Typed preset"),
-        ({"task_kwargs": {"overrides": ["physics=physx"]}}, r"Conflicting global presets"),  # Isaac Lab's own
+        # the 2.x id resolves to 3.x's IsaacContrib-Lift-Cube-Franka, whose cfg fixes its engine (no
+        # physics presets) and so cannot take this server's physics=newton_mjwarp
+        (
+            {"task": "Isaac-Lift-Cube-Franka-v0"},
+            r"physics=newton_mjwarp: IsaacContrib-Lift-Cube-Franka has no such physics preset \(its cfg declares no",
+        ),
+        ({"task_kwargs": {"overrides": ["physics=bogus"]}}, r"physics=bogus: Isaac-Cartpole has no such physics"),
+        ({"task_kwargs": {"overrides": ["presets=bogus"]}}, r"\['presets'\] set env-cfg values this server does not"),
         ({"task_kwargs": {"overrides": ["env.scene.robot.spawn.usd_path=/etc/passwd"]}}, r"names a file"),
         ({"task_kwargs": {"episode_lenght_s": 1.0}}, r"episode_lenght_s"),
     ],

@@ -120,7 +120,12 @@ def declared_physics(task: str) -> list[str]:
         log.debug("could not list %s's physics presets", task, exc_info=True)
         return []
     return sorted(
-        {name for alts in presets.values() for name, alt in alts.items() if PresetTarget.PHYSICS.matches(alt)}
+        {
+            name
+            for alts in presets.values()
+            for name, alt in alts.items()
+            if name != "default" and PresetTarget.PHYSICS.matches(alt)
+        }
     )
 
 

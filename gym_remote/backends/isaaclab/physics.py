@@ -142,9 +142,11 @@ def parse_with_physics(
             raise BadRequestError(f"Isaac Lab rejected the overrides {chosen} for {task!r}: {exc}") from exc
         first = exc
     if name not in IN_CODE:
+        presets = declared()
+        has = f"it declares {presets}" if presets else "its cfg declares no physics presets"
         raise BadRequestError(
-            f"physics={name}: {task} declares no such physics preset (it declares {declared()}); "
-            f"gym-remote sets {sorted(IN_CODE)} in code for any task; this venv runs {runnable}"
+            f"physics={name}: {task} has no such physics preset ({has}); gym-remote sets {sorted(IN_CODE)} in "
+            f"code for any task; this venv runs {runnable}"
         ) from first
     try:
         cfg = parse(rest)
