@@ -10,7 +10,7 @@
 # torch 2.13 the Newton tasks run (checked: Isaac-Cartpole, Isaac-Cartpole-Direct). So: CPU torch
 # first, then the wheel's own unconditional requirements read from its METADATA minus the torch pins
 # and the heavy optional packages that the served tasks never import, then the wheel with --no-deps.
-# Takes about 6 minutes cold (a ~2.5 GB venv); gym-remote adds only its small core (no moviepy, no
+# Takes about 2 minutes cold with a warm pip cache (a ~3 GB venv with ovphysx); gym-remote adds only its small core (no moviepy, no
 # MuJoCo rendering), so Isaac Lab's pins (pillow>=12.3, numpy>=2) are left alone.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=venv_lib.sh
@@ -25,7 +25,7 @@ OVPHYSX=(ovphysx==0.6.4.72118723 ovstage==0.2.1.385922)
 want="isaaclab=$ISAACLAB_VERSION $TORCH_SPEC${GYM_REMOTE_CUDA:+ cuda} skip=$SKIP ${OVPHYSX[*]} v3"
 
 if venv_stale "$want"; then
-  venv_create "about 6 minutes" packaging
+  venv_create "2-6 minutes" packaging
   step "1/5 $TORCH_SPEC ($([ "${GYM_REMOTE_CUDA:-}" = 1 ] && echo CUDA || echo CPU) build)"
   "${pip[@]}" install --progress-bar on "$TORCH_SPEC"
   venv_refuse_cuda_torch

@@ -7,7 +7,7 @@
 #
 #   bash scripts/build_metasim_venv.sh          # prints the venv's python on its last line
 #
-# The recipe follows ../shared/vendor/README.md: torch==2.13.0 first (the CPU build: pip must never
+# The recipe: torch==2.13.0 first (the CPU build: pip must never
 # pull CUDA wheels), then MetaSim's dependencies without torchvision, mujoco pinned to 3.17.0 (dm_control
 # breaks on mujoco 4.0), then an EDITABLE install of the extracted source (its pyproject lists only
 # the top-level packages, so a built wheel would be empty). MetaSim's data (robot MJCF, start poses)

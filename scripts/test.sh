@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of README.md (and of CI): install what is missing, build the server venvs, lint,
-# then run every test. On a fresh machine about 25 minutes (the Isaac Lab venv alone ~6, the MetaSim
-# venv ~3, the Ray venv ~2, Warp's first kernel compile ~2); later runs skip what is built: ~10 minutes.
+# build the docs, then run every test. On a fresh machine about 25 minutes (the three server venvs ~5,
+# the tests ~18, Warp's first kernel compiles included); later runs skip what is built.
 # Arguments go to pytest (e.g. `bash scripts/test.sh -q -k vector`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
