@@ -8,12 +8,16 @@ ends the affected sub-envs' episodes (truncated) and goes on, so ``learn()`` con
 
 from __future__ import annotations
 
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import data_equivalence
 
 from gym_remote import RemoteEnv, SessionLostError
+from gym_remote.errors import RemoteEnvError, RemoteTimeoutError
 from gym_remote.vector import RemoteVectorEnv
 
 
@@ -124,3 +128,32 @@ def test_sb3_learn_continues_across_a_restart(serve):
     model.learn(total_timesteps=384, callback=RestartServer())
     assert len(servers) == 2 and model.num_timesteps >= 384
     vec.close()
+
+
+def test_a_fan_out_step_that_one_server_misses_keeps_the_others_transitions_and_asks_for_reset(serve):
+    """Issue 22, item 5: one server stalls (SIGSTOP) during a fan-out step. The step fails at the
+    timeout, naming it; the healthy server's transition is on the error, not thrown away; and the env
+    refuses to step on out of phase until a reset puts every sub-env at a new start."""
+    healthy, stalled = serve("CartPole-v1"), serve("CartPole-v1")
+    hosts = [f"{s.local_host}:{s.local_port}" for s in (healthy, stalled)]
+    venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", timeout=1.0, retries=0)
+    try:
+        venv.reset(seed=0)
+        venv.step(np.ones(4, np.int64))
+        os.kill(stalled.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RemoteTimeoutError, match="out of phase") as info:
+                venv.step(np.ones(4, np.int64))
+            assert f"{stalled.local_port}" in str(info.value) and "sub-envs 0-1" in str(info.value)
+            (span, reply), *_ = info.value.partial.items()
+            assert span == (0, 2) and np.asarray(reply["obs"]).shape == (2, 4)  # the healthy server's step
+            with pytest.raises(RemoteEnvError, match=r"call reset\(\) first"):
+                venv.step(np.ones(4, np.int64))
+        finally:
+            os.kill(stalled.pid, signal.SIGCONT)
+        obs, _ = venv.reset(seed=1)
+        assert obs.shape == (4, 4)
+        obs, *_ = venv.step(np.ones(4, np.int64))  # in phase again
+        assert obs.shape == (4, 4)
+    finally:
+        venv.close()

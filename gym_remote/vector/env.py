@@ -97,6 +97,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         self.with_state = with_state
         self.last_state: np.ndarray | None = None
         self._shards: list[_Shard] = []
+        #: Why ``step()`` is refused until ``reset()``: a fan-out step that some servers took and others failed.
+        self._torn: str | None = None
         # Every session this env opens is closed by close(), or when the env is garbage-collected
         # (Gymnasium 1.4's VectorEnv no longer closes itself then): the finalizer holds the list of
         # shards, never the env.
@@ -233,6 +235,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             if not all(active):
                 return self._reset_some(bodies, active)
         replies = self._reset_shards(self._shards, bodies)
+        self._torn = None  # every sub-env starts anew: the shards are in phase again
         return self._merge(replies, ("obs", "info"))
 
     def _reset_shards(self, shards: Sequence[_Shard], bodies: Sequence[Any]) -> list[Any]:
@@ -262,6 +265,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         self._check_idle("step")
+        if self._torn is not None:
+            raise RemoteEnvError(f"{self._torn}; call reset() first")
         if not isinstance(actions, (dict, tuple, list)) and np.ndim(actions) == 0:  # as SyncVectorEnv's iterate
             raise TypeError(f"a vector env takes one action per sub-env, got the single value {actions!r}")
         actions = validate_action(self.action_space, actions)
@@ -282,6 +287,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             for i, (shard, result) in enumerate(zip(self._shards, results, strict=True)):
                 if isinstance(result, SessionLostError):
                     results[i] = self._restart_shard(shard)
+        self._fail_torn_step(results)
         replies = self._raise_first(self._shards, results)
         obs, reward, terminated, truncated, info = self._merge(
             replies, ("obs", "reward", "terminated", "truncated", "info")
@@ -293,6 +299,46 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             np.asarray(truncated, bool),
             info,
         )
+
+    def _fail_torn_step(self, results: list[Any]) -> None:
+        """Raise when some shards failed a step that others took; the env then refuses ``step()`` until ``reset()``.
+
+        The healthy servers have stepped: their sub-envs moved on (and may have ended their episode)
+        while the failed ones did not, so a later ``step()`` would go on out of phase and lose those
+        transitions. They travel on the error instead, as ``partial``: ``{(start, stop): reply}`` per
+        healthy shard (sub-envs ``start:stop``; ``reply`` holds ``obs``, ``reward``, ``terminated``,
+        ``truncated``, ``info``).
+
+        Raises:
+            RemoteEnvError: of the first failure's class, naming the failed and the stepped servers.
+        """
+        failed = [(sh, r) for sh, r in zip(self._shards, results, strict=True) if isinstance(r, RemoteEnvError)]
+        if not failed or len(failed) == len(self._shards):
+            return
+        stepped = {
+            (sh.start, sh.start + sh.count): r
+            for sh, r in zip(self._shards, results, strict=True)
+            if not isinstance(r, RemoteEnvError)
+        }
+        first_shard, first = failed[0]
+        names = ", ".join(sh.name for sh, _ in failed)
+        took = ", ".join(f"sub-envs {a}-{b - 1}" for a, b in stepped)
+        self._torn = (
+            f"a step failed on {names} after {took} on the other servers had stepped: the sub-envs are out of "
+            "phase, so step() is refused until reset()"
+        )
+        error = type(first)(
+            f"server {first_shard.name} failed: {first.message}; {self._torn} (their transitions are on this "
+            "error's `partial`)",
+            host=first.host,
+            port=first.port,
+            request=first.request,
+            remote_type=first.remote_type,
+            remote_traceback=first.remote_traceback,
+            log_tail=first.log_tail,
+        )
+        error.partial = stepped  # type: ignore[attr-defined]
+        raise error from first
 
     def _step_one(self, shard: _Shard, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """``step`` with one shard: what ``_gather``, ``_raise_first`` and ``_merge`` do for one
