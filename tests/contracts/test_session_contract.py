@@ -63,7 +63,7 @@ def assert_close(actual: Any, expected: Any, atol: float, path: str = "obs") -> 
 
 
 class SessionContract:
-    """Subclass with a class-scoped ``served`` fixture; set the class attributes the task needs."""
+    """Subclass with a class-scoped ``served`` fixture (a classmethod); set the class attributes the task needs."""
 
     #: whether the task's sessions have a state (``get_state``/``set_state``)
     has_state: ClassVar[bool] = True
@@ -175,7 +175,8 @@ class TestGymnasiumCartPole(SessionContract):
     has_state = False
 
     @pytest.fixture(scope="class")
-    def served(self) -> Iterator[Served]:
+    @classmethod
+    def served(cls) -> Iterator[Served]:
         with LocalServer("gymnasium", "CartPole-v1") as server:
             yield Served(server, "CartPole-v1")
 
@@ -184,7 +185,8 @@ class TestGymnasiumMujocoHopper(SessionContract):
     """A Gymnasium MuJoCo env: its state is read from the MuJoCo model, exactly restorable."""
 
     @pytest.fixture(scope="class")
-    def served(self) -> Iterator[Served]:
+    @classmethod
+    def served(cls) -> Iterator[Served]:
         with LocalServer("gymnasium", "Hopper-v5") as server:
             yield Served(server, "Hopper-v5")
 
@@ -193,7 +195,8 @@ class TestStackCubeStandIn(SessionContract):
     """The built-in MuJoCo stand-in task (what a newcomer's first command serves)."""
 
     @pytest.fixture(scope="class")
-    def served(self) -> Iterator[Served]:
+    @classmethod
+    def served(cls) -> Iterator[Served]:
         with LocalServer("gymnasium", "gym_remote/StackCube-v0") as server:
             yield Served(server, "gym_remote/StackCube-v0")
 
@@ -209,7 +212,8 @@ class TestRealIsaacLabCartpole(SessionContract):
     one_session = True
 
     @pytest.fixture(scope="class")
-    def served(self, isaaclab_python: str, isaaclab_assets: Path) -> Iterator[Served]:
+    @classmethod
+    def served(cls, isaaclab_python: str, isaaclab_assets: Path) -> Iterator[Served]:
         settings = {"asset_root": str(isaaclab_assets)}
         env = {"PYTHONPATH": str(ROOT)}
         with LocalServer(
@@ -227,7 +231,8 @@ class TestRealIsaacLabFrankaStack(SessionContract):
     one_session = True
 
     @pytest.fixture(scope="class")
-    def served(self, isaaclab_python: str, isaaclab_assets: Path) -> Iterator[Served]:
+    @classmethod
+    def served(cls, isaaclab_python: str, isaaclab_assets: Path) -> Iterator[Served]:
         with LocalServer(
             "isaaclab",
             None,
@@ -253,7 +258,8 @@ class TestRealMetaSimStackCube(SessionContract):
     one_session = True
 
     @pytest.fixture(scope="class")
-    def served(self) -> Iterator[Served]:
+    @classmethod
+    def served(cls) -> Iterator[Served]:
         folder, build = SERVER_VENVS["metasim"]
         venv = venv_root() / folder
         python = venv / "bin" / "python"
