@@ -113,6 +113,8 @@ def in_process_steps(args: argparse.Namespace) -> dict[str, Any]:
     attrs = {"episode_length_s": args.episode_length_s} if args.episode_length_s else {}
     env = RslRlVecEnvWrapper(_isaaclab_env(args.task, args.num_envs, args.seed, attrs))
     env.unwrapped.reset(seed=args.seed)  # as a gym-remote client's reset(seed): the server reset once before
+    if args.write_lengths:  # as OnPolicyRunner.learn(init_at_random_ep_len=True) does
+        env.episode_length_buf = torch.tensor([int(x) for x in args.write_lengths.split(",")], device=env.device)
     out = {"max_episode_length": int(env.max_episode_length), "num_actions": env.num_actions, "steps": []}
     out["obs0"] = {k: v.tolist() for k, v in env.get_observations().items()}
     out["obs_dtypes"] = {k: str(v.dtype) for k, v in env.get_observations().items()}
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inprocess-steps", type=int, dest="steps", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--episode-length-s", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--write-lengths", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inprocess or args.steps:
         if args.asset_root:  # before anything imports Isaac Lab's assets module, which reads it once

@@ -9,8 +9,10 @@ sub-env that ends is reset inside the step; its row is the next episode's first 
     env = skrl.envs.wrappers.torch.wrap_env(venv, wrapper="gymnasium")
 
 skrl's ``wrapper="isaaclab"`` is for Isaac Lab's env object itself (torch tensors from ``step``), not for
-a client. The policy sees the server's observation group (``policy``, the server default); skrl's
-``state()`` (asymmetric critics) is not served this way.
+a client. The policy sees the ``policy`` observation group: the one a server serves by default; a
+server run with ``obs_group: null`` serves every group as a Dict, and ``main`` below then keeps
+``policy`` (``PolicyGroup``). skrl's ``state()`` (a ``critic`` group, for
+asymmetric critics) is not served this way.
 
 What Isaac Lab's ``scripts/reinforcement_learning/skrl/train.py`` does in-process, with the env on a
 server: the task's ``skrl_cfg_entry_point`` recipe, ``set_seed``, skrl's ``Runner(env, cfg).run()``,
@@ -37,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import gymnasium as gym
 from train_rsl_rl import server_for
 
 _CARTPOLE: dict[str, Any] = {  # skrl_manager_ppo_cfg.yaml of Isaac Lab 3.0.0, as yaml.safe_load reads it
@@ -100,6 +103,26 @@ _CARTPOLE: dict[str, Any] = {  # skrl_manager_ppo_cfg.yaml of Isaac Lab 3.0.0, a
 RECIPES: dict[str, dict[str, Any]] = {"Isaac-Cartpole": _CARTPOLE}
 
 
+class PolicyGroup(gym.vector.VectorWrapper):
+    """The ``policy`` group of a Dict of observation groups, what skrl's Isaac Lab wrapper feeds the policy.
+
+    (Gymnasium's ``TransformObservation`` refuses ``same_step`` vector envs.)
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self.single_observation_space = env.single_observation_space["policy"]
+        self.observation_space = env.observation_space["policy"]
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        return obs["policy"], info
+
+    def step(self, actions: Any) -> Any:
+        obs, *rest = self.env.step(actions)
+        return (obs["policy"], *rest)
+
+
 def recipe(task: str) -> tuple[dict[str, Any], str]:
     """``(skrl cfg dict, where it came from)``: Isaac Lab's when importable, else the copy in ``RECIPES``.
 
@@ -135,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(recipe(args.task)[0]))
         return 0
 
-    import gymnasium as gym
     from skrl.envs.wrappers.torch import wrap_env
     from skrl.utils import set_seed
     from skrl.utils.runner.torch import Runner
@@ -147,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.timesteps is not None:
         cfg["trainer"]["timesteps"] = args.timesteps
     cfg["trainer"]["close_environment_at_exit"] = False  # closed below, with the server
+    cfg["trainer"]["headless"] = True  # else skrl calls render() every step: a round trip for no frame
     experiment = cfg["agent"]["experiment"]
     experiment["directory"] = os.path.abspath(os.path.join(args.log_dir, experiment["directory"]))
     experiment["experiment_name"] = time.strftime("%Y-%m-%d_%H-%M-%S") + "_ppo_torch"
@@ -162,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             autoreset_mode="same_step",
             connect_timeout=600,
         )
+        if isinstance(venv.single_observation_space, gym.spaces.Dict):  # a server with obs_group: null
+            venv = PolicyGroup(venv)
         env = wrap_env(venv, wrapper="gymnasium")
         try:
             Runner(env, cfg).run("train")

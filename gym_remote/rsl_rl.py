@@ -22,18 +22,27 @@ Autoreset is Isaac Lab's: a sub-env that ends is reset by the server inside the 
 row of the observation is the new episode's first (``autoreset_mode="same_step"``, the only mode
 accepted). The runner never calls ``reset``: the constructor resets once, as Isaac Lab's wrapper does.
 
-``episode_length_buf`` is the client's own count of each sub-env's steps since its last reset
-(``(N,)`` long, zeroed where ``dones``). The episode clocks that decide time-outs are the server's,
-and no request writes them: writing ``episode_length_buf`` (``OnPolicyRunner.learn(...,
-init_at_random_ep_len=True)`` does) changes this count only, so it does NOT stagger the first
-time-outs as it does in-process. ``max_episode_length`` is the server's limit (Isaac Lab's
-``ceil(episode_length_s / step_dt)``).
+``episode_length_buf`` is the client's count of each sub-env's steps since its last reset
+(``(N,)`` long, zeroed where ``dones``), and it decides time-outs as Isaac Lab's own buffer does, up
+to the server's limit. ``OnPolicyRunner.learn(..., init_at_random_ep_len=True)`` writes random counts
+into it so that the first episodes end at staggered steps; no request moves the server's episode
+clocks, so the client ends such an episode itself: on the step where a sub-env's count reaches
+``max_episode_length`` before the server's clock does, the row is truncated (``dones`` 1,
+``time_outs`` True) and the sub-env is reset on the server (``reset(options={"reset_mask": ...})``,
+one more round trip on such steps; the row holds the new episode's first observation, as in-process;
+``extras["log"]`` then carries Isaac Lab's metrics of the rows reset, whose termination counts leave
+out these time-outs: the server's termination manager did not see them).
+A count written lower than the server's clock does not make an episode longer: the server's time-out
+comes first. A task whose reset takes no ``env_ids`` (Isaac Lab's ``DirectRLEnv``) refuses partial
+resets; there the written counts are counted only (logged once). ``max_episode_length`` is the
+server's limit (Isaac Lab's ``ceil(episode_length_s / step_dt)``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -44,10 +53,12 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
-from gym_remote.errors import RemoteEnvError
+from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.vector import RemoteVectorEnv
 
 __all__ = ["RemoteRslRlVecEnv", "RemoteTaskCfg"]
+
+log = logging.getLogger(__name__)
 
 #: Info keys that are gym-remote's bookkeeping, not the simulator's extras.
 _OWN_KEYS = frozenset({"reset_in_step", "final_obs", "final_info"})
@@ -195,6 +206,7 @@ class RemoteRslRlVecEnv(VecEnv):
             space if isinstance(space, gym.spaces.Dict) else gym.spaces.Dict({self.obs_groups[0]: space})
         )
         self._lengths = torch.zeros(self.num_envs, dtype=torch.long, device=device)
+        self._partial_resets = True  # until the server refuses one (a DirectRLEnv)
         self._obs: TensorDict | None = None
         self._closed = False
 
@@ -204,17 +216,19 @@ class RemoteRslRlVecEnv(VecEnv):
     def episode_length_buf(self) -> torch.Tensor:
         """The client's count of steps since each sub-env's last reset: ``(num_envs,)`` long on ``device``.
 
-        It counts as the server's Isaac Lab clock does when nothing has written it: ``+1`` per step,
-        ``0`` where the step's ``dones`` is set.
+        ``+1`` per step, ``0`` where the step's ``dones`` is set; a sub-env whose count reaches
+        ``max_episode_length`` ends its episode (truncated), as Isaac Lab's own buffer decides.
         """
         return self._lengths
 
     @episode_length_buf.setter
     def episode_length_buf(self, value: torch.Tensor) -> None:
-        """Overwrite the client's count (``OnPolicyRunner.learn(init_at_random_ep_len=True)`` does).
+        """Overwrite the counts (``OnPolicyRunner.learn(init_at_random_ep_len=True)`` does).
 
-        Remote-specific: the server's episode clocks, and so its time-outs, are NOT changed; the
-        written values go on counting from where they were set.
+        Remote-specific: the server's clocks are not written; a sub-env whose count now runs ahead
+        of the server's clock is ended by the client when the count reaches ``max_episode_length``
+        (a partial reset on the server, see the module docstring). Values are clamped to
+        ``[0, max_episode_length - 1]``.
 
         Raises:
             ValueError: ``value`` is not of shape ``(num_envs,)``.
@@ -222,7 +236,8 @@ class RemoteRslRlVecEnv(VecEnv):
         value = torch.as_tensor(value)
         if tuple(value.shape) != (self.num_envs,):
             raise ValueError(f"episode_length_buf takes shape ({self.num_envs},), not {tuple(value.shape)}")
-        self._lengths = value.to(device=self.device, dtype=torch.long).clone()
+        value = value.to(device=self.device, dtype=torch.long).clamp(0, self.max_episode_length - 1)
+        self._lengths = value.clone()
 
     def get_observations(self) -> TensorDict:
         """The latest observations (of the last ``step`` or ``reset``), without a round trip.
@@ -281,11 +296,16 @@ class RemoteRslRlVecEnv(VecEnv):
         sent = actions.detach().to("cpu").numpy().astype(self._action_dtype, copy=False)
         sent = sent.reshape((self.num_envs, *self.venv.single_action_space.shape))
         obs, reward, terminated, truncated, info = self.venv.step(sent)
+        done = np.logical_or(terminated, truncated)
+        self._lengths += 1
+        late = (self._lengths >= self.max_episode_length).cpu().numpy() & ~done
+        if late.any() and self._partial_resets:
+            obs, truncated, info = self._end_episodes(late, obs, truncated, info)
+            done = done | late
         self._obs = self._tensordict(obs)
         rewards = torch.tensor(reward, dtype=torch.float32, device=self.device)
-        done = torch.tensor(np.logical_or(terminated, truncated), device=self.device)
-        self._lengths += 1
-        self._lengths[done] = 0
+        self._lengths[torch.as_tensor(done, device=self.device)] = 0
+        done = torch.tensor(done, device=self.device)
         extras = self._extras(info)
         if not self.cfg.is_finite_horizon:
             extras["time_outs"] = torch.tensor(truncated, dtype=torch.bool, device=self.device)
@@ -327,6 +347,22 @@ class RemoteRslRlVecEnv(VecEnv):
         if self._closed:
             raise RemoteEnvError(f"{type(self).__name__} is closed: make a new one")
 
+    def _end_episodes(
+        self, late: np.ndarray, obs: Any, truncated: np.ndarray, info: dict[str, Any]
+    ) -> tuple[Any, np.ndarray, dict[str, Any]]:
+        """Truncate the ``late`` rows (their count reached the limit first) and reset them on the server."""
+        try:
+            fresh, reset_info = self.venv.reset(options={"reset_mask": late})
+        except BadRequestError as exc:  # a DirectRLEnv: its reset() takes no env_ids
+            self._partial_resets = False
+            log.warning("episode_length_buf counts only: %s cannot reset some sub-envs (%s)", self.cfg.task, exc)
+            return obs, truncated, info
+        obs = _take_rows(obs, fresh, late)
+        truncated = truncated | late
+        if "log" in reset_info and not np.any(info.get("_reset_in_step", False)):
+            info = {**info, "log": reset_info["log"]}  # Isaac Lab's episode metrics of the rows just reset
+        return obs, truncated, info
+
     def _tensordict(self, obs: Any) -> TensorDict:
         groups = obs if isinstance(obs, Mapping) else {self.obs_groups[0]: obs}
         return TensorDict(
@@ -341,6 +377,15 @@ def _to_tensor(value: Any, device: torch.device) -> Any:
     if isinstance(value, Mapping):
         return {k: _to_tensor(v, device) for k, v in value.items()}
     return torch.tensor(np.asarray(value), device=device)  # a copy: received frames are read-only
+
+
+def _take_rows(obs: Any, fresh: Any, rows: np.ndarray) -> Any:
+    """``obs`` with the ``rows`` of ``fresh`` (same structure: arrays, or dicts of them)."""
+    if isinstance(obs, Mapping):
+        return {k: _take_rows(v, fresh[k], rows) for k, v in obs.items()}
+    out = np.array(obs)
+    out[rows] = np.asarray(fresh)[rows]
+    return out
 
 
 def _server_time_limit(venv: RemoteVectorEnv) -> int | None:
