@@ -46,6 +46,7 @@ class EpisodeReturns(VecEnv):
         self.running = torch.zeros(env.num_envs, device=env.device)
         self.returns: deque[float] = deque(maxlen=100)
         self.episodes = 0
+        self.step_rewards: list[float] = []
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -61,6 +62,7 @@ class EpisodeReturns(VecEnv):
     def step(self, actions: torch.Tensor) -> Any:
         obs, rew, dones, extras = self.env.step(actions)
         self.running += rew
+        self.step_rewards.append(float(rew.mean()))
         ended = dones.bool()
         self.returns.extend(self.running[ended].tolist())
         self.episodes += int(ended.sum())
@@ -77,7 +79,9 @@ def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int) -> dict[str,
     runner.learn(iterations, init_at_random_ep_len=True)
     wall = time.perf_counter() - start
     ret = statistics.fmean(counted.returns) if counted.returns else float("nan")
-    return {"mean_return": ret, "learn_s": wall, "episodes": counted.episodes}
+    last = counted.step_rewards[-5 * agent_cfg["num_steps_per_env"] :]  # the last 5 iterations
+    rate = statistics.fmean(last) * int(env.max_episode_length)  # per step, scaled to one full episode
+    return {"mean_return": ret, "step_x_T": rate, "learn_s": wall, "episodes": counted.episodes}
 
 
 def _isaaclab_env(task: str, num_envs: int, seed: int, cfg_attrs: dict[str, Any]) -> Any:
@@ -144,12 +148,12 @@ def describe(obs: Any, rew: torch.Tensor, dones: torch.Tensor, extras: dict[str,
     }
 
 
-def remote_train(args: argparse.Namespace, host: str, port: int) -> dict[str, Any]:
+def remote_train(args: argparse.Namespace, seed: int, host: str, port: int) -> dict[str, Any]:
     from gym_remote.rsl_rl import RemoteRslRlVecEnv
 
     agent_cfg, _ = recipe(args.task)
-    agent_cfg.update(seed=args.seed, device="cpu")
-    torch.manual_seed(args.seed)  # in-process, Isaac Lab's env seeds torch from env_cfg.seed
+    agent_cfg.update(seed=seed, device="cpu")
+    torch.manual_seed(seed)  # in-process, Isaac Lab's env seeds torch from env_cfg.seed
     with RemoteRslRlVecEnv(
         num_envs=args.num_envs,
         host=host,
@@ -157,7 +161,7 @@ def remote_train(args: argparse.Namespace, host: str, port: int) -> dict[str, An
         task=args.task,
         connect_timeout=900,
         timeout=120,
-        seed=args.seed,
+        seed=seed,
         clip_actions=agent_cfg["clip_actions"],
     ) as env:
         return _train(env, agent_cfg, args.iterations)
@@ -208,22 +212,29 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             local = _in_venv(args, seed)
             print(f"seed {seed} in-process: {local}", flush=True)
-            far = remote_train(args, server.local_host, server.local_port)
+            far = remote_train(args, seed, server.local_host, server.local_port)
             print(f"seed {seed} gym-remote: {far}", flush=True)
             rows.append((seed, local, far))
     print(f"\n{args.task}, N={args.num_envs}, {args.iterations} iterations (learn() wall-clock, no start-up)")
-    print("seed | in-process return | gym-remote return | return ratio | in-process s | gym-remote s | speed ratio")
+    print("(return: rsl_rl's figure, the mean of the last 100 episodes; step reward x T: the mean step reward of")
+    print(" the last 5 iterations times max_episode_length, less noisy)")
+    print("seed | in-process return | gym-remote return | ratio | in-process step reward x T | gym-remote | ratio |")
+    print("     | in-process s | gym-remote s | speed ratio")
     for seed, a, b in rows:
         print(
             f"{seed} | {a['mean_return']:.2f} | {b['mean_return']:.2f} | {b['mean_return'] / a['mean_return']:.3f} | "
+            f"{a['step_x_T']:.2f} | {b['step_x_T']:.2f} | {b['step_x_T'] / a['step_x_T']:.3f} | "
             f"{a['learn_s']:.1f} | {b['learn_s']:.1f} | {a['learn_s'] / b['learn_s']:.3f}"
         )
     a_ret = statistics.fmean(a["mean_return"] for _, a, _ in rows)
     b_ret = statistics.fmean(b["mean_return"] for _, _, b in rows)
+    a_r = statistics.fmean(a["step_x_T"] for _, a, _ in rows)
+    b_r = statistics.fmean(b["step_x_T"] for _, _, b in rows)
     a_s = statistics.fmean(a["learn_s"] for _, a, _ in rows)
     b_s = statistics.fmean(b["learn_s"] for _, _, b in rows)
     print(
-        f"mean | {a_ret:.2f} | {b_ret:.2f} | {b_ret / a_ret:.3f} | {a_s:.1f} | {b_s:.1f} | {a_s / b_s:.3f}"
+        f"mean | {a_ret:.2f} | {b_ret:.2f} | {b_ret / a_ret:.3f} | {a_r:.2f} | {b_r:.2f} | {b_r / a_r:.3f} | "
+        f"{a_s:.1f} | {b_s:.1f} | {a_s / b_s:.3f}"
         " (speed ratio: in-process time / gym-remote time)"
     )
     return 0
