@@ -6,14 +6,17 @@ server never reports READY; the same mistakes made by a client are ``BadRequestE
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from gym_remote import BadRequestError, RemoteEnv
+from gym_remote.backends.gym import gymnasium_factory
 from gym_remote.errors import ConfigError
 from gym_remote.protocol import READY_PREFIX
 from gym_remote.server import EnvServer
@@ -137,3 +140,21 @@ def test_a_curve_secret_key_others_may_read_is_refused_as_openssh_refuses_one(tm
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_an_embedded_server_leaves_the_processs_garbage_collector_alone():
+    """``gc.freeze()`` after each HELLO acts on the whole process: only ``gym-remote serve``, which owns
+    its process, asks for it; an ``EnvServer`` embedded in an application does not."""
+    server = EnvServer(gymnasium_factory("CartPole-v1", {}), "tcp://127.0.0.1:*")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"ready": None, "install_signals": False})
+    before = gc.get_freeze_count()
+    thread.start()
+    try:
+        host, port = server.endpoint.removeprefix("tcp://").rsplit(":", 1)
+        env = RemoteEnv(host, int(port), task="CartPole-v1")
+        env.reset(seed=0)
+        env.close()
+        assert gc.get_freeze_count() == before
+    finally:
+        server.stop()
+        thread.join(10)

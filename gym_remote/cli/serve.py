@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         backend=backend,
         task=task,
         watch_pid=args.watch_pid,
+        freeze_gc=True,  # this process is the server's alone
     )
     server.serve_forever(ready=ready)
     return 0

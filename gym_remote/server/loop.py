@@ -61,6 +61,10 @@ class EnvServer(RequestHandling):
         insecure: allow binding a non-loopback address without CURVE.
         watch_pid: stop when this process is gone (a local server outliving a killed client).
         validate: run the factory's start-up check (:func:`validate_factory`) before binding.
+        freeze_gc: after each session opens or closes, ``gc.freeze()`` what is alive (the built
+            simulator), so collections in the serving path only walk what requests allocate. It
+            acts on the whole process: for a server that owns its process (``gym-remote serve``
+            sets it), not for one embedded in an application.
 
     Raises:
         ConfigError: the factory's start-up check failed (nothing is bound then).
@@ -87,6 +91,7 @@ class EnvServer(RequestHandling):
         task: str | None = None,
         watch_pid: int | None = None,
         validate: bool = True,
+        freeze_gc: bool = False,
     ) -> None:
         if not is_loopback_address(address) and curve_secret_key is None and not insecure:
             raise ValueError(
@@ -115,6 +120,7 @@ class EnvServer(RequestHandling):
         self.backend = backend
         self.task = task
         self.watch_pid = watch_pid
+        self.freeze_gc = freeze_gc
         self._ctx: zmq.Context = zmq.Context.instance()
         self._auth = None
         if curve_secret_key is not None:

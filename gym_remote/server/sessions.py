@@ -51,6 +51,10 @@ def _freeze_gc(reclaim: bool = False) -> None:
     full collection walks all of it in the middle of some step: the serving path's tail. Frozen
     after each HELLO, collections only see what requests allocate. ``reclaim`` (a session closed)
     unfreezes and collects first, so a closed session's cycles are freed rather than kept frozen.
+
+    Process-wide: only a server that owns its process asks for it (``EnvServer(freeze_gc=True)``,
+    as ``gym-remote serve`` does); an ``EnvServer`` embedded in a user's process leaves the
+    collector alone.
     """
     if reclaim:
         gc.unfreeze()
@@ -79,6 +83,7 @@ class SessionTable:
     max_sessions_per_peer: int
     session_limits: SessionLimits
     idle_timeout: float | None
+    freeze_gc: bool
     _keys_are_peers: bool
     _frame: Any
     _identity: bytes
@@ -122,7 +127,8 @@ class SessionTable:
         session = self._build(options)
         sid = secrets.token_hex(8)
         self._sessions[sid] = slot = _SessionSlot(session, options, hello_id, peer)
-        _freeze_gc()
+        if self.freeze_gc:
+            _freeze_gc()
         log.info(
             "session %s opened by %s from %s: task=%s num_envs=%s",
             sid,
@@ -208,7 +214,8 @@ class SessionTable:
         except Exception:  # a failing close must not take the server down
             log.exception("closing session %s failed", sid)
         del slot
-        _freeze_gc(reclaim=True)
+        if self.freeze_gc:
+            _freeze_gc(reclaim=True)
         log.info("session %s closed", sid)
 
     def _abandon_hello(self, hello_id: str) -> None:
