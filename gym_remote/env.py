@@ -197,6 +197,23 @@ class RemoteEnv(gym.Env):
         with_state: attach the simulator state to every reset/step reply (see :attr:`last_state`).
         launch, backend, config and other keywords: start the server over SSH first (see
             :mod:`gym_remote.launch`).
+
+    Example:
+        With no ``host``, a local server subprocess serves the task; the values are the local env's:
+
+        >>> import gymnasium as gym
+        >>> import gym_remote
+        >>> env = gym.make("Remote-IsaacSim-v0", task="CartPole-v1")
+        >>> env.observation_space.shape, env.spec.max_episode_steps
+        ((4,), 500)
+        >>> obs, info = env.reset(seed=42)
+        >>> local = gym.make("CartPole-v1")
+        >>> bool((obs == local.reset(seed=42)[0]).all())
+        True
+        >>> obs, reward, terminated, truncated, info = env.step(1)
+        >>> reward, terminated, type(obs).__name__, obs.dtype
+        (1.0, False, 'ndarray', dtype('float32'))
+        >>> env.close(); local.close()
     """
 
     # ``metadata`` is a descriptor and ``spec`` a property. ``gym.make`` reads the class's

@@ -102,6 +102,20 @@ class RemoteVecEnv(VecEnv):
         TypeError: ``clip_actions`` with an action space that is not a ``Box``.
         ValueError: ``clip_actions`` not a positive finite number, or an autoreset mode other than
             ``same_step``.
+
+    Example:
+        >>> import numpy as np
+        >>> from gym_remote.sb3 import RemoteVecEnv
+        >>> vec = RemoteVecEnv(num_envs=2, task="CartPole-v1")  # a local server
+        >>> vec.seed(0)
+        [0, 1]
+        >>> obs = vec.reset()
+        >>> obs.shape, vec.action_space
+        ((2, 4), Discrete(2))
+        >>> obs, rewards, dones, infos = vec.step(np.array([1, 0]))
+        >>> rewards, dones
+        (array([1., 1.], dtype=float32), array([False, False]))
+        >>> vec.close()
     """
 
     #: Names that ``get_attr``/``env_method`` may reach on the remote envs (the server's allow-list).

@@ -59,6 +59,23 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             ``hosts`` round-robin), for EnvPool's async API: ``async_reset``, ``send(actions, env_ids)``,
             ``recv()`` (see :mod:`gym_remote.async_batches`). ``step`` and ``reset`` still step every group.
         Other keywords are those of :class:`gym_remote.env.RemoteEnv`.
+
+    Example:
+        Three CartPoles in one batched session of a local server, one round trip per step:
+
+        >>> import gymnasium as gym
+        >>> import gym_remote
+        >>> envs = gym.make_vec("Remote-IsaacSim-v0", num_envs=3, task="CartPole-v1")
+        >>> envs.single_observation_space.shape, envs.num_envs
+        ((4,), 3)
+        >>> obs, infos = envs.reset(seed=42)
+        >>> local = gym.make_vec("CartPole-v1", num_envs=3, vectorization_mode="sync")
+        >>> bool((obs == local.reset(seed=42)[0]).all())
+        True
+        >>> obs, rewards, terminations, truncations, infos = envs.step([0, 1, 1])
+        >>> rewards, terminations
+        (array([1., 1., 1.]), array([False, False, False]))
+        >>> envs.close(); local.close()
     """
 
     def __init__(
