@@ -101,27 +101,81 @@ class Session(abc.ABC):
         return seed, options
 
     @abc.abstractmethod
-    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]: ...
+    def reset(self, *, seed: int | list[int] | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env, or every sub-env (those ``options["reset_mask"]`` marks, when given).
+
+        Args:
+            seed: already checked by :meth:`check_reset`: ``None``, an int >= 0, or (a batched
+                session) one int-or-None per sub-env.
+            options: ``None``, one map for every sub-env, or (only where :attr:`per_env_options`)
+                one map per sub-env.
+
+        Returns:
+            ``(obs, info)`` as the env returns them: a single observation and info for a single-env
+            session; for ``num_envs = N`` the batch (leading dimension ``N``) and a vector info (its
+            ``_``-prefixed masks), as Gymnasium's vector envs give them.
+
+        Raises:
+            BadRequestError: options this env cannot honour (e.g. a ``reset_mask`` on an env that
+                resets all its sub-envs at once), before anything is reset.
+        """
 
     @abc.abstractmethod
-    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]: ...
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """One step: of the env, or of every sub-env at once.
+
+        Args:
+            action: already checked against :attr:`action_space` (single) or its batch (``N``
+                rows, one per sub-env).
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info)`` with the env's own types: for a single
+            env a Python ``float`` or numpy scalar reward and ``bool`` flags; batched, ``(N,)``
+            arrays (``float64`` rewards, ``bool`` flags) after the session's
+            :attr:`autoreset_mode` is applied (``final_obs``/``final_info`` for ``same_step``).
+
+        Raises:
+            BadRequestError: a step the autoreset mode forbids (``disabled`` with finished sub-envs).
+        """
 
     def get_state(self) -> Any:
+        """The simulator state in :attr:`state_schema`'s layout.
+
+        Returns:
+            float64 ``(D,)`` for a single env, ``(N, D)`` batched (one row per sub-env).
+
+        Raises:
+            StateError: the env exposes no state (the default; :attr:`has_state` is then False).
+        """
         raise StateError(f"this env ({self.task}) does not expose its state")
 
     def set_state(self, state: Any) -> dict[str, Any] | None:
-        """Set the state; return ``None``, or ``{"not_restored": [names]}`` for parts the simulator
-        could not restore (e.g. ``"cube/root_vel"``: MetaSim's MuJoCo handler zeroes velocities)."""
+        """Write a state in :attr:`state_schema`'s layout (float64 ``(D,)`` or ``(N, D)``).
+
+        Returns:
+            ``None``, or ``{"not_restored": [names]}`` for parts the simulator could not restore
+            (e.g. ``"cube/root_vel"``: MetaSim's MuJoCo handler zeroes velocities).
+
+        Raises:
+            StateError: the env cannot set its state (the default), or ``state`` has the wrong shape.
+        """
         raise StateError(f"this env ({self.task}) cannot set its state")
 
     def render(self) -> Any:
+        """A frame (``uint8 (H, W, 3)``), text for ``ansi``, or ``None`` when the session has no render mode."""
         return None
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call an allow-listed attribute or method of the env (see :data:`~gym_remote.protocol.CALLABLE_ALLOWLIST`).
+
+        Raises:
+            StateError: ``name`` is not callable remotely on this env.
+        """
         raise StateError(f"{name!r} is not callable remotely on this env")
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the env and free what the session holds; called once, also when the server stops."""
 
     def describe(self) -> dict[str, Any]:
         """The session's half of the HELLO reply."""
