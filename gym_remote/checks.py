@@ -199,9 +199,9 @@ def check_client_keywords(owner: str, scope: Mapping[str, Any] | None = None, /,
         if not isinstance(launch, (bool, Mapping, str)):
             _fail(owner, "launch", launch, LAUNCH_HELP)
     if "backend" in kw:
+        from gym_remote.config import BACKENDS as backends
         from gym_remote.errors import did_you_mean
 
-        backends = ("gymnasium", "python", "isaaclab", "roboverse")  # gym_remote.backends.BACKENDS (server side)
         if not isinstance(kw["backend"], str):
             _fail(owner, "backend", kw["backend"], f"one of {', '.join(backends)}")
         if kw["backend"] not in backends:

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
+
+#: The port a server binds and a client dials when none is given.
+DEFAULT_PORT = 5555
+#: The server backends (``gym-remote serve --backend``; the ``backend`` of a launch or a task config).
+BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
 
 #: The repository's configs/ folder (present in a source checkout or editable install).
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
@@ -41,6 +44,8 @@ def load(cls: type[T], source: str | Path | Mapping[str, Any] | None = None, kin
     if isinstance(source, Mapping):
         data = dict(source)
     elif source is not None:
+        import yaml  # here, not at the top: `import gym_remote` (the client) needs no YAML
+
         with open(find_config(source, kind), encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
@@ -97,7 +102,7 @@ class ServerConfig:
     """
 
     #: ZeroMQ endpoint to bind; port ``*`` picks a free one. Loopback: reach it through an SSH tunnel.
-    address: str = "tcp://127.0.0.1:5555"
+    address: str = f"tcp://127.0.0.1:{DEFAULT_PORT}"
     #: Open sessions at once; the next HELLO gets a "server busy" error.
     max_sessions: int = 16
     #: Sessions one peer (an IP address, or a client key) may hold (``None``: half of ``max_sessions``).

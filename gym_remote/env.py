@@ -28,6 +28,7 @@ from gymnasium.envs.registration import EnvSpec
 from gym_remote.checks import check_client_keywords, check_launch_options
 from gym_remote.client import Connection
 from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
+from gym_remote.config import DEFAULT_PORT
 from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import GOAL_METHODS, Kind, ObjectList
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
@@ -35,7 +36,6 @@ from gym_remote.state import StateSchema
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 5555
 
 #: Render modes a client cannot have: "human" would open a window on the server, not here.
 SERVER_ONLY_RENDER_MODES = frozenset({"human"})

@@ -22,10 +22,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from gym_remote.config import BACKENDS
 from gym_remote.errors import ConfigError, did_you_mean
 from gym_remote.server import SessionFactory
-
-BACKENDS = ("gymnasium", "python", "isaaclab", "roboverse")
 
 #: Sub-envs one session may ask for unless ``serve --max-envs`` says otherwise. The gymnasium and
 #: python backends build a Python env per sub-env, one after the other on the serving thread; Isaac

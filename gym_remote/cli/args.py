@@ -9,9 +9,10 @@ from typing import Any
 
 def _host_port(text: str) -> tuple[str, int]:
     from gym_remote.client import parse_host_port
+    from gym_remote.config import DEFAULT_PORT
 
     try:
-        return parse_host_port(text, 5555)
+        return parse_host_port(text, DEFAULT_PORT)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from gym_remote.cli.args import _json_map
+from gym_remote.config import BACKENDS
 
 
 def _host_options(p: argparse.ArgumentParser, optional: bool = False) -> None:
@@ -176,7 +177,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--python", help="remote interpreter, e.g. '~/isaaclab/isaaclab.sh -p'")
     p.add_argument("--setup", help="shell line run first, e.g. 'source ~/venv/bin/activate'")
     p.add_argument("--workdir", help="remote working directory")
-    p.add_argument("--backend", choices=["gymnasium", "python", "isaaclab", "roboverse"])
+    p.add_argument("--backend", choices=BACKENDS)
     p.add_argument("--task", help="task the server serves")
     p.add_argument("--kwargs", type=_json_map, help="task keyword arguments (JSON)")
     p.add_argument("--remote-port", type=int, help="server port on HOST (default: a free one)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gym_remote.cli.args import _json_map, _names, _positive
+from gym_remote.config import BACKENDS
 
 if TYPE_CHECKING:
     from gym_remote.config import ServerConfig
@@ -121,7 +122,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         description="Serve a simulator task over ZeroMQ. Prints 'GYM_REMOTE READY <endpoint>' on stdout when "
         "ready; logs go to stderr. Binds 127.0.0.1 unless told otherwise: reach it through an SSH tunnel.",
     )
-    p.add_argument("--backend", choices=["gymnasium", "python", "isaaclab", "roboverse"], help="default: gymnasium")
+    p.add_argument("--backend", choices=BACKENDS, help="default: gymnasium")
     p.add_argument(
         "--config",
         metavar="NAME",
