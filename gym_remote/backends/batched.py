@@ -38,6 +38,7 @@ __all__ = [
     "RESET_IN_STEP_KEY",
     "BatchedSimSession",
     "SessionSlot",
+    "SingleSceneGuard",
     "batch_size",
     "check_autoreset",
     "copy_tree",
@@ -298,8 +299,9 @@ class BatchedSimSession(Session):
                 self._on_close()
 
 
-class SessionSlot:
-    """The one env an IsaacSim process can hold: a second HELLO while it is open is refused."""
+class SingleSceneGuard:
+    """The one scene a simulator process can hold (Isaac Lab, MetaSim): a second HELLO while it is open
+    is refused with :class:`~gym_remote.errors.ServerBusyError`, and closing the session frees it."""
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
@@ -327,6 +329,10 @@ class SessionSlot:
 
     def release(self) -> None:
         self.session = None
+
+
+#: The former name of :class:`SingleSceneGuard`, kept for one release.
+SessionSlot = SingleSceneGuard
 
 
 def batch_size(opts: SessionOptions, cap: int | None, backend: str) -> int:

@@ -26,7 +26,7 @@ from gym_remote.protocol import (
 from gym_remote.protocol.frames import _RCVMORE, _SNDMORE  # plain ints: cheaper than pyzmq's enums
 from gym_remote.server.guard import MessageGuard
 from gym_remote.server.requests import RequestHandling
-from gym_remote.server.sessions import _SessionSlot
+from gym_remote.server.sessions import _OpenSession
 from gym_remote.server.startup import SessionFactory, is_loopback_address, validate_factory
 from gym_remote.session import SessionLimits
 
@@ -150,7 +150,7 @@ class EnvServer(RequestHandling):
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         # MAXMSGSIZE bounds each frame; the guard bounds the whole message before libzmq has buffered it.
         self._guard = MessageGuard(self._sock, admission.max_message_bytes, limits.max_frames)
-        self._sessions: dict[str, _SessionSlot] = {}
+        self._sessions: dict[str, _OpenSession] = {}
         self._abandoned: dict[str, None] = {}  # hello_ids their clients gave up (SessionTable)
         self._codec = Codec(limits)  # one packer and decoder for the serving loop
         self._stop = threading.Event()

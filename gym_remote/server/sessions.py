@@ -63,7 +63,9 @@ def _freeze_gc(reclaim: bool = False) -> None:
 
 
 @dataclass
-class _SessionSlot:
+class _OpenSession:
+    """A session the server holds: what HELLO asked for, for which retry id and peer, when last used."""
+
     session: Session
     options: SessionOptions
     hello_id: str
@@ -88,7 +90,7 @@ class SessionTable:
     _frame: Any
     _identity: bytes
     _peers: dict[bytes, str]
-    _sessions: dict[str, _SessionSlot]
+    _sessions: dict[str, _OpenSession]
     _abandoned: dict[str, None]  # insertion-ordered: the oldest first
 
     def _hello(self, body: Any) -> dict[str, Any]:
@@ -126,7 +128,7 @@ class SessionTable:
         options = SessionOptions.from_hello(body, self.session_limits)
         session = self._build(options)
         sid = secrets.token_hex(8)
-        self._sessions[sid] = slot = _SessionSlot(session, options, hello_id, peer)
+        self._sessions[sid] = slot = _OpenSession(session, options, hello_id, peer)
         if self.freeze_gc:
             _freeze_gc()
         log.info(
@@ -186,7 +188,7 @@ class SessionTable:
         except zmq.ZMQError:  # ipc:// and inproc:// carry no address: one local peer
             return "local"
 
-    def _describe(self, sid: str, slot: _SessionSlot) -> dict[str, Any]:
+    def _describe(self, sid: str, slot: _OpenSession) -> dict[str, Any]:
         s = slot.session
         return {
             "session": sid,
@@ -196,7 +198,7 @@ class SessionTable:
             **s.describe(),
         }
 
-    def _slot(self, sid: str | None) -> _SessionSlot:
+    def _slot(self, sid: str | None) -> _OpenSession:
         slot = self._sessions.get(sid) if sid is not None else None
         if slot is None:
             raise SessionLostError(

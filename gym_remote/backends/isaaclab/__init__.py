@@ -46,7 +46,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from gym_remote.backends.batched import SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.batched import SingleSceneGuard, batch_size, check_autoreset, split_kwargs
 from gym_remote.backends.isaaclab.client_settings import (
     check_allowed,
     check_final_cfg,
@@ -226,7 +226,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
             runtime.enter(first_cfg, app_args)  # 3.x: starts Kit here when the task needs it, as 2.x did
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from exc
-    slot = SessionSlot("isaaclab")
+    scene = SingleSceneGuard("isaaclab")
 
     def factory(opts: SessionOptions) -> Session:
         name = choose_task(opts, task, allow_any_task, ISAACLAB_SERVER_KEYS - {"num_envs"}, check_allowed=False)
@@ -244,7 +244,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
                 )
             )
         n = batch_size(opts, cap, "isaaclab")
-        slot.check_free()
+        scene.check_free()
         cfg = make_cfg(name, n, opts.task_kwargs, opts.limits)
         if opts.max_episode_steps is not None:
             # Isaac Lab's limit is ceil(episode_length_s / step_dt) steps: aim half a step short of it.
@@ -257,7 +257,7 @@ def isaaclab_factory(task: str | None, kwargs: dict[str, Any], **options: Any) -
         if opts.render_mode is not None:
             make_kwargs["render_mode"] = opts.render_mode
         env = gym.make(name, **make_kwargs)
-        return slot.open(
+        return scene.open(
             env,
             partial(
                 IsaacLabSession,

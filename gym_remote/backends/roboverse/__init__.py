@@ -30,7 +30,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from gym_remote.backends.batched import SessionSlot, batch_size, check_autoreset, split_kwargs
+from gym_remote.backends.batched import SingleSceneGuard, batch_size, check_autoreset, split_kwargs
 from gym_remote.backends.roboverse.runtime import (
     check_scenario_keys,
     default_device,
@@ -92,7 +92,7 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
     registry = import_task_registry()  # before READY, the tracebacks some task packages print held back
     if task:
         check_scenario_keys(registry.get_task_class(task).scenario, scenario_overrides, "server's --kwargs")
-    slot = SessionSlot("roboverse")
+    scene = SingleSceneGuard("roboverse")
 
     def factory(opts: SessionOptions) -> Session:
         name = choose_task(opts, task, allow_any_task, ROBOVERSE_SERVER_KEYS - {"num_envs"})
@@ -110,14 +110,14 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
                 f"MetaSim's MuJoCo handler holds one env, not num_envs={n}: use a RemoteEnv or num_envs=1, "
                 "or fan out over several servers (RemoteVectorEnv(hosts=[...]))"
             )
-        slot.check_free()
+        scene.check_free()
         scenario = copy.deepcopy(task_cls.scenario)  # update() mutates, and the class's copy is shared
         overrides = {**scenario_overrides, **opts.task_kwargs}
         scenario.update(simulator=simulator, num_envs=n, headless=headless, **overrides)
         env = task_cls(scenario, device=device)
         if opts.max_episode_steps is not None:
             env.max_episode_steps = int(opts.max_episode_steps)
-        return slot.open(
+        return scene.open(
             env,
             partial(
                 MetaSimSession,
