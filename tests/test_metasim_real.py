@@ -275,6 +275,10 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server: Loca
         remote(server, task_kwargs={"decimaton": 5})
     with pytest.raises(BadRequestError, match="server settings"):
         remote(server, task_kwargs={"data_dir": "/"})
+    # issue 22: a real ScenarioCfg field outside the allow-list (decimation, env_spacing) changes what the
+    # server builds or renders: refused, naming the list and the flag that widens it
+    with pytest.raises(BadRequestError, match=r"\['cameras'\] are not ones this server lets clients set.*allow-kwargs"):
+        remote(server, task_kwargs={"cameras": []})
     with pytest.raises(BadRequestError, match="Unknown task"):
         RemoteEnv(server.local_host, server.local_port, task="no_such_task", timeout=60.0)
     with pytest.raises(BadRequestError, match="holds one env"):

@@ -45,12 +45,19 @@ from gym_remote.errors import BadRequestError
 from gym_remote.session import Session, SessionOptions, choose_task
 
 __all__ = [
+    "ROBOVERSE_CLIENT_FIELDS",
     "ROBOVERSE_SERVER_KEYS",
     "MetaSimSession",
     "roboverse_factory",
     "tensor_state_schema",
     "tensor_state_to_flat",
 ]
+
+#: ``ScenarioCfg`` fields a client may set unless the server allows more (``serve --allow-kwargs
+#: PATTERN``): the control step (``decimation``) and the spacing of the sub-envs. The others
+#: (``robots``, ``objects``, ``cameras``, ``scene``, ``lights``, ``render``, ``sim_params``) change what
+#: the GPU box builds and renders, a budget that is the operator's to open.
+ROBOVERSE_CLIENT_FIELDS = ("decimation", "env_spacing")
 
 #: Server-side ``--kwargs`` keys that configure the backend rather than the scenario.
 ROBOVERSE_SERVER_KEYS = frozenset(
@@ -66,7 +73,8 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
     ``headless`` (default True), ``num_envs`` (the most sub-envs one session may ask for),
     ``resets_in_step`` (override the detection by task class), ``data_dir`` (MetaSim's data folder,
     made the working directory), ``metasim_log_level`` (loguru level, default ``"INFO"``). Every other
-    key is a ``ScenarioCfg`` field given to ``scenario.update(...)``, then the client's ``task_kwargs``.
+    key is a ``ScenarioCfg`` field given to ``scenario.update(...)``, then the client's ``task_kwargs``
+    (only :data:`ROBOVERSE_CLIENT_FIELDS` and what ``serve --allow-kwargs`` adds).
 
     Raises:
         TypeError: an unknown keyword option.
@@ -95,12 +103,19 @@ def roboverse_factory(task: str | None, kwargs: dict[str, Any], **options: Any) 
     scene = SingleSceneGuard("roboverse")
 
     def factory(opts: SessionOptions) -> Session:
-        name = choose_task(opts, task, allow_any_task, ROBOVERSE_SERVER_KEYS - {"num_envs"})
+        name = choose_task(opts, task, allow_any_task, ROBOVERSE_SERVER_KEYS - {"num_envs"}, check_allowed=False)
         try:
             task_cls = registry.get_task_class(name)
         except KeyError as exc:
             raise BadRequestError(str(exc.args[0] if exc.args else exc)) from exc
         check_scenario_keys(task_cls.scenario, opts.task_kwargs, "client's task_kwargs")
+        refused = sorted(k for k in opts.task_kwargs if not opts.limits.allows(k, ROBOVERSE_CLIENT_FIELDS))
+        if refused:
+            allowed = [*ROBOVERSE_CLIENT_FIELDS, *sorted(opts.limits.allowed_kwargs or ())]
+            raise BadRequestError(
+                f"scenario keywords {refused} are not ones this server lets clients set; it allows {allowed}. The "
+                "server's operator widens the list with serve --allow-kwargs PATTERN (or allow_kwargs in a task config)"
+            )
         in_step = settings.get("resets_in_step")
         in_step = resets_in_step_by_class(task_cls) if in_step is None else bool(in_step)
         check_autoreset("roboverse", opts.autoreset_mode, in_step, opts.num_envs is None)
