@@ -62,11 +62,6 @@ _PROBES: dict[str, str] = {
     import gymnasium
     return {"detail": "pkg.module:factory entry points, old-style gym envs included"}
 """,
-    "mujoco": """
-    import gym_remote.tasks.stack_cube as sc
-    sc.StackCubeEnv().close()
-    return {"detail": "built-in gym_remote/StackCube-v0 (MuJoCo, CPU)"}
-""",
     "isaaclab": """
     import importlib.util
     from gym_remote.backends.isaaclab import isaaclab_version, quat_order_for_version
@@ -94,6 +89,18 @@ _PROBES: dict[str, str] = {
     return {"detail": "RoboVerse MetaSim task registry importable"}
 """,
 }
+
+#: The built-in tasks (served by the ``gymnasium`` backend), probed as the backends are.
+_TASK_PROBES: dict[str, str] = {
+    "gym_remote/StackCube-v0": """
+    import gym_remote.tasks.stack_cube as sc
+    sc.StackCubeEnv().close()
+    return {"detail": "the MuJoCo stand-in of the stack-cube task (CPU): serve --task gym_remote/StackCube-v0"}
+""",
+}
+
+#: The server venvs the build scripts make, by the backend whose servers run from them.
+_VENV_OF_BACKEND = {"isaaclab": "isaaclab", "roboverse": "metasim"}
 
 _TORCH_PROBE = """
     import torch
@@ -170,6 +177,7 @@ def doctor(timeout: float = 120.0) -> dict[str, Any]:
     """What this machine has: Python, package versions, GPUs, and which backends import (or why not)."""
     packages = {name: _version(dists, _MODULES.get(name, name)) for name, dists in PACKAGES.items()}
     jobs = {name: body for name, body in _PROBES.items()}
+    jobs.update({f"task:{name}": body for name, body in _TASK_PROBES.items()})
     jobs["torch"] = _TORCH_PROBE
     with ThreadPoolExecutor(max_workers=len(jobs) + 1) as pool:
         futures = {name: pool.submit(_run_probe, body, timeout) for name, body in jobs.items()}
@@ -177,6 +185,12 @@ def doctor(timeout: float = 120.0) -> dict[str, Any]:
         results = {name: f.result() for name, f in futures.items()}
         nvidia = smi.result()
     torch_info = results.pop("torch")
+    tasks = {name.removeprefix("task:"): results.pop(name) for name in list(results) if name.startswith("task:")}
+    venvs = _server_venvs()
+    for backend, venv in _VENV_OF_BACKEND.items():
+        where = venvs.get(venv)
+        if not results[backend].get("ok") and where and where.get("python"):
+            results[backend]["detail"] += f"; its server venv is built: {where['python']} -m gym_remote serve ..."
     hints = []
     if results["isaaclab"].get("ok") and os.environ.get("OMNI_KIT_ACCEPT_EULA", "").upper() not in (
         "YES",
@@ -195,8 +209,23 @@ def doctor(timeout: float = 120.0) -> dict[str, Any]:
         "packages": packages,
         "gpu": {"nvidia_smi": nvidia, "torch": torch_info},
         "backends": results,
+        "tasks": tasks,
+        "server_venvs": venvs,
         "hints": hints,
     }
+
+
+def _server_venvs() -> dict[str, dict[str, Any]]:
+    """The server venvs of ``scripts/build_*_venv.sh`` on this machine: their Python, or how to build them."""
+    from gym_remote.venvs import SERVER_VENVS, server_python
+
+    found: dict[str, dict[str, Any]] = {}
+    for name, (_, command) in SERVER_VENVS.items():
+        try:
+            found[name] = {"python": server_python(name)}
+        except FileNotFoundError:
+            found[name] = {"python": None, "build": command}
+    return found
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -224,6 +253,20 @@ def format_report(report: dict[str, Any]) -> str:
     for name, result in report["backends"].items():
         state = "ok         " if result.get("ok") else "unavailable"
         lines.append(f"  {name:<{width}}  {state}  {result.get('detail', '')}")
+    tasks = report.get("tasks") or {}
+    if tasks:
+        lines.append("built-in tasks")
+        width = max(len(name) for name in tasks)
+        for name, result in tasks.items():
+            state = "ok         " if result.get("ok") else "unavailable"
+            lines.append(f"  {name:<{width}}  {state}  {result.get('detail', '')}")
+    venvs = report.get("server_venvs") or {}
+    if venvs:
+        lines.append("server venvs (scripts/build_*_venv.sh)")
+        width = max(len(name) for name in venvs)
+        for name, info in venvs.items():
+            where = info.get("python") or f"not built ({info.get('build')})"
+            lines.append(f"  {name:<{width}}  {where}")
     for hint in report.get("hints") or []:
         lines.append(f"hint: {hint}")
     return "\n".join(lines)

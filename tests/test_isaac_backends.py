@@ -564,10 +564,13 @@ def test_doctor_reports_backends_and_reasons(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PYTHONPATH", _server_env()["PYTHONPATH"])
     report = doctor(timeout=60)
     backends = report["backends"]
-    assert backends["gymnasium"]["ok"] and backends["mujoco"]["ok"]
+    assert set(backends) == {"gymnasium", "python", "isaaclab", "roboverse"}  # what serve --backend takes
+    assert backends["gymnasium"]["ok"] and report["tasks"]["gym_remote/StackCube-v0"]["ok"]
+    assert set(report["server_venvs"]) == {"isaaclab", "metasim", "ray"}
     assert not backends["isaaclab"]["ok"] and "isaacsim" in backends["isaaclab"]["detail"]  # no stand-in for it
     assert backends["roboverse"]["ok"]  # the stand-in imports
     assert report["packages"]["numpy"] == np.__version__
     assert report["gpu"]["torch"]["ok"] and report["gpu"]["torch"]["cuda"] is False
     text = format_report(report)
     assert "isaaclab" in text and "unavailable" in text and "nvidia-smi" in text
+    assert "built-in tasks" in text and "server venvs" in text
