@@ -23,6 +23,7 @@ from gymnasium.utils.env_checker import check_env, data_equivalence
 from gymnasium.utils.env_match import check_environments_match
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
+from gym_remote.errors import BadRequestError
 from gym_remote.errors import RemoteEnvError
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
@@ -163,3 +164,24 @@ def test_vector_env_matches_sync_vector_env(server, env_id):
         far.close()
     with pytest.raises(RemoteEnvError, match="closed"):
         far.step(np.asarray(local.action_space.sample()))
+
+
+def test_a_render_mode_the_server_cannot_draw_is_refused_in_one_line(serve) -> None:
+    """Issue 25: CartPole on a server without pygame advertises rgb_array (its class does), and its
+    render() raises Gymnasium's DependencyNotInstalled: the client gets one line saying so, no traceback."""
+    server = serve("CartPole-v1", "gymnasium", "--import", "tests.no_pygame")
+    env = gym.make(
+        "Remote-IsaacSim-v0",
+        host=server.local_host,
+        port=server.local_port,
+        task="CartPole-v1",
+        render_mode="rgb_array",
+    )
+    try:
+        env.reset(seed=0)
+        with pytest.raises(BadRequestError, match="cannot render on this server: pygame is not installed") as info:
+            env.render()
+        assert not info.value.remote_traceback and "\n" not in info.value.message
+        env.step(env.action_space.sample())  # the session goes on
+    finally:
+        env.close()

@@ -174,7 +174,20 @@ class GymSession(Session):
         return None
 
     def render(self) -> Any:
-        return self.env.render()
+        """The env's frame; a render mode the server lacks the packages for is refused in one line.
+
+        Raises:
+            BadRequestError: the env's renderer is not installed on the server (Gymnasium's
+                ``DependencyNotInstalled``, e.g. classic-control's pygame): the message says which
+                package the server's operator installs, not a 40-line remote traceback.
+        """
+        try:
+            return self.env.render()
+        except gym.error.DependencyNotInstalled as exc:
+            first = (str(exc).splitlines() or [""])[0]
+            raise BadRequestError(
+                f"render_mode={getattr(self.env, 'render_mode', None)!r} cannot render on this server: {first} (on the server)"
+            ) from None
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name == "env_is_wrapped":  # SB3's VecEnv.env_is_wrapped, answered from the real wrapper chains
