@@ -23,8 +23,7 @@ from gymnasium.utils.env_checker import check_env, data_equivalence
 from gymnasium.utils.env_match import check_environments_match
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
-from gym_remote.errors import BadRequestError
-from gym_remote.errors import RemoteEnvError
+from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
 

@@ -185,9 +185,9 @@ class GymSession(Session):
             return self.env.render()
         except gym.error.DependencyNotInstalled as exc:
             first = (str(exc).splitlines() or [""])[0]
-            raise BadRequestError(
-                f"render_mode={getattr(self.env, 'render_mode', None)!r} cannot render on this server: {first} (on the server)"
-            ) from None
+            mode = getattr(self.env, "render_mode", None)
+            message = f"render_mode={mode!r} cannot render on this server: {first} (on the server)"
+            raise BadRequestError(message) from None
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name == "env_is_wrapped":  # SB3's VecEnv.env_is_wrapped, answered from the real wrapper chains
