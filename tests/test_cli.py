@@ -87,6 +87,18 @@ def test_demo_then_replay_the_newcomers_first_commands(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert iio.imread(again).shape == (len(frames), 120, 160, 3)
 
+    # a trajectory of another task (as the Isaac Lab demo writes, its scene's MJCF beside it): the
+    # built-in model would draw the wrong scene, so replay asks for --model in its own terms and names
+    # the scene file it finds next to the trajectory
+    with np.load(traj) as z:
+        fields = {k: z[k] for k in z.files}
+    other = tmp_path / "isaaclab_stack_cube.npz"
+    np.savez(other, **{**fields, "task": np.array("IsaacContrib-Stack-Cube-Franka")})
+    (tmp_path / "isaaclab_stack_cube.xml").write_text("<mujoco/>", encoding="utf-8")
+    out = gym_remote("replay", str(other), "-o", str(tmp_path / "other.mp4"))
+    assert out.returncode != 0 and "--model SCENE.xml" in out.stderr, out.stderr
+    assert f"--model {tmp_path / 'isaaclab_stack_cube.xml'}" in out.stderr and "model=" not in out.stderr
+
 
 def test_server_config_file_sets_admission_and_flags_win(serve, tmp_path: Path):
     from gym_remote import RemoteEnv

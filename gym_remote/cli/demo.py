@@ -99,8 +99,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gym_remote.replay import replay
+    from gym_remote.replay import BUILTIN_TASK, load_trajectory, replay
 
+    if args.model is None:  # the built-in scene fits only the built-in task: say so in this command's terms
+        task = load_trajectory(args.trajectory).task
+        if task is None or task.split(":")[-1] != BUILTIN_TASK:
+            scene = args.trajectory.with_suffix(".xml")
+            hint = (
+                f"; `gym-remote demo` wrote its scene beside the trajectory: --model {scene}" if scene.is_file() else ""
+            )
+            raise SystemExit(
+                f"gym-remote replay: {args.trajectory} was recorded from {task!r}, not the built-in {BUILTIN_TASK!r}: "
+                f"give the MJCF of that scene with --model SCENE.xml (and --map NAME when its names differ){hint}"
+            )
     frames = replay(
         args.trajectory,
         args.output,
