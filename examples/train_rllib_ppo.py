@@ -2,7 +2,8 @@
 
 Run it in the Ray venv (Ray 2.60's RLlib pins Gymnasium 1.2)::
 
-    $(bash scripts/build_ray_venv.sh) examples/train_rllib_ppo.py                  # local: ~1 minute
+    RAY_PY=$(bash scripts/build_ray_venv.sh | tail -n1)
+    $RAY_PY examples/train_rllib_ppo.py                  # local: well under a minute
     # on a cluster, servers on GPU nodes, runners wherever Ray puts them:
     python examples/train_rllib_ppo.py --address auto --resources '{"GPU": 1}' --servers 4 --runners 8 \\
         --backend isaaclab --task Isaac-Cartpole
