@@ -288,3 +288,46 @@ def test_the_demo_runs_the_seeds_task_on_physx_end_to_end(isaaclab_python: str, 
         [sys.executable, "-m", "gym_remote", "demo", "--override", "physics=ovphysx"], capture_output=True, text=True
     )
     assert refused.returncode != 0 and "--backend isaaclab" in refused.stderr
+
+
+# -------------------------------------------------------- the pinned-memory fix, narrowly
+
+
+PINNED_PROBE = """
+import sys
+import warp as wp
+from gym_remote.backends.isaaclab.physics import unpin_host_buffers_without_cuda
+from gym_remote.errors import ConfigError
+
+cpu = wp.get_device("cpu")
+if sys.argv[1] == "reshaped":  # a Warp whose CPU device no longer has the allocator pair
+    del cpu.pinned_allocator
+    try:
+        unpin_host_buffers_without_cuda()
+        print("NOT REFUSED")
+    except ConfigError as exc:
+        print("REFUSED", exc)
+    sys.exit()
+try:
+    wp.zeros(4, dtype=wp.float32, device="cpu", pinned=True)
+    print("PINNED BEFORE: ok")
+except RuntimeError as exc:
+    print("PINNED BEFORE: failed", exc)
+print("SWAPPED", unpin_host_buffers_without_cuda(), cpu.pinned_allocator is cpu.default_allocator)
+print("PINNED AFTER:", wp.zeros(4, dtype=wp.float32, device="cpu", pinned=True).numpy().tolist())
+"""
+
+
+def test_pinned_host_buffers_work_without_cuda_only_through_the_swap(isaaclab_python: str) -> None:
+    """Without a CUDA driver Warp cannot pin host memory (ovphysx's staging buffers); the backend's swap
+    makes that one request work, and refuses, naming Warp's version, when Warp no longer has the shape."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [isaaclab_python, "-c", PINNED_PROBE, "plain"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert "PINNED BEFORE: failed" in out.stdout, out.stdout + out.stderr[-2000:]  # this machine has no CUDA
+    assert "SWAPPED True True" in out.stdout and "PINNED AFTER: [0.0, 0.0, 0.0, 0.0]" in out.stdout, out.stdout
+    out = subprocess.run(
+        [isaaclab_python, "-c", PINNED_PROBE, "reshaped"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert "REFUSED Warp 1." in out.stdout and "pinned_allocator" in out.stdout, out.stdout + out.stderr[-2000:]
