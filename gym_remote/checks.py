@@ -9,6 +9,7 @@ type is a ``TypeError``, a wrong value a ``ValueError``, and the message reads
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +52,17 @@ def autoreset_mode_name(mode: Any, error: type[Exception] = ValueError) -> str:
         f"autoreset_mode must be gymnasium.vector.AutoresetMode or one of {', '.join(AUTORESET_MODES)} "
         f"({', '.join(_GYMNASIUM_MODE_VALUES)}), got {shown}"
     )
+
+
+def check_clip_actions(value: Any) -> None:
+    """``clip_actions`` of the SB3 and rsl_rl front ends: ``None`` or a positive finite number.
+
+    Raises:
+        ValueError: anything else (a bool included), naming the value.
+    """
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if value is not None and not (real and 0 < value < np.inf):
+        raise ValueError(f"clip_actions must be a positive finite number, not {value!r}")
 
 
 def unexpected_keyword(owner: str, name: str, known: Any = ()) -> TypeError:

@@ -40,10 +40,8 @@ server's limit (Isaac Lab's ``ceil(episode_length_s / step_dt)``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,8 +51,10 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from gym_remote.checks import check_clip_actions
 from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.vector import RemoteVectorEnv
+from gym_remote.vector.env import front_end_venv
 
 __all__ = ["RemoteRslRlVecEnv", "RemoteTaskCfg"]
 
@@ -129,24 +129,11 @@ class RemoteRslRlVecEnv(VecEnv):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        real = isinstance(clip_actions, numbers.Real) and not isinstance(clip_actions, bool)
-        if clip_actions is not None and not (real and 0 < clip_actions < np.inf):
-            raise ValueError(f"clip_actions must be a positive finite number, not {clip_actions!r}")
+        check_clip_actions(clip_actions)
         self._closed = True
-        made = venv is None
-        if venv is None:
-            kwargs.setdefault("autoreset_mode", "same_step")
-            venv = RemoteVectorEnv(**kwargs)
-        elif kwargs:
-            raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
-        try:
+        with front_end_venv(venv, kwargs) as venv:  # one made here is closed if this set-up fails
             self._adopt(venv, torch.device(device), clip_actions, finite_horizon, kwargs.get("max_episode_steps"))
             self.reset(seed=seed)  # rsl_rl's runner never resets: Isaac Lab's wrapper resets here too
-        except BaseException:
-            if made:
-                with contextlib.suppress(Exception):  # the first error is the one to see
-                    venv.close()  # made here: no session left open on the server
-            raise
 
     def _adopt(
         self,

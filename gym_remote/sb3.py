@@ -8,10 +8,8 @@ the same round trip, so SB3 costs no extra round trips either.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import numbers
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,10 +20,11 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 from stable_baselines3.common.vec_env import VecEnv
 
-from gym_remote.checks import autoreset_mode_name
+from gym_remote.checks import autoreset_mode_name, check_clip_actions
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import CALLABLE_ALLOWLIST
 from gym_remote.vector import RemoteVectorEnv
+from gym_remote.vector.env import front_end_venv
 
 
 def _index(tree: Any, i: int) -> Any:
@@ -124,22 +123,9 @@ class RemoteVecEnv(VecEnv):
     def __init__(
         self, venv: RemoteVectorEnv | None = None, *, clip_actions: float | None = None, **kwargs: Any
     ) -> None:
-        real = isinstance(clip_actions, numbers.Real) and not isinstance(clip_actions, bool)
-        if clip_actions is not None and not (real and 0 < clip_actions < np.inf):
-            raise ValueError(f"clip_actions must be a positive finite number, not {clip_actions!r}")
-        made = venv is None
-        if venv is None:
-            kwargs.setdefault("autoreset_mode", "same_step")
-            venv = RemoteVectorEnv(**kwargs)
-        elif kwargs:
-            raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
-        try:
+        check_clip_actions(clip_actions)
+        with front_end_venv(venv, kwargs) as venv:  # one made here is closed if this set-up fails
             self._adopt(venv, clip_actions)
-        except BaseException:
-            if made:
-                with contextlib.suppress(Exception):  # the first error is the one to see
-                    venv.close()  # made here: no session left open on the server
-            raise
 
     def _adopt(self, venv: RemoteVectorEnv, clip_actions: float | None) -> None:
         if autoreset_mode_name(venv.autoreset_mode) != "same_step":

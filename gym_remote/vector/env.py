@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -500,3 +501,28 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         finalizer = self.__dict__.get("_finalizer")
         if finalizer is not None:
             finalizer()  # runs once: later calls, and the collection, do nothing
+
+
+@contextlib.contextmanager
+def front_end_venv(venv: RemoteVectorEnv | None, kwargs: dict[str, Any]) -> Iterator[RemoteVectorEnv]:
+    """The :class:`RemoteVectorEnv` a front end (SB3, rsl_rl) wraps, for the front end's set-up.
+
+    ``venv`` as given, or one made here from ``kwargs`` with ``autoreset_mode="same_step"`` by default;
+    one made here is closed when the set-up in the ``with`` block fails, so no session is left open.
+
+    Raises:
+        TypeError: both a ``venv`` and keywords to make one.
+    """
+    made = venv is None
+    if venv is None:
+        kwargs.setdefault("autoreset_mode", "same_step")
+        venv = RemoteVectorEnv(**kwargs)
+    elif kwargs:
+        raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
+    try:
+        yield venv
+    except BaseException:
+        if made:
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                venv.close()
+        raise
