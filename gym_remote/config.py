@@ -13,7 +13,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import argparse
 
 T = TypeVar("T")
 
@@ -124,3 +127,72 @@ class ServerConfig:
                 raise ValueError(f"ServerConfig.idle_timeout must be >= 0 finite seconds, not {self.idle_timeout!r}")
             if self.idle_timeout == 0:
                 self.idle_timeout = None
+
+
+#: The ``serve`` flags that set :class:`ServerConfig` fields of the same name.
+SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer, or the error argparse shows."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def add_server_config_flags(parser: argparse.ArgumentParser) -> None:
+    """``serve``'s ``--server-config`` and :data:`SERVER_FLAGS` (their one definition): what :func:`admission_of`
+    reads."""
+    parser.add_argument(
+        "--server-config",
+        metavar="NAME",
+        help="admission settings (configs/servers/NAME.yaml or a path): address, max_sessions, "
+        "max_sessions_per_peer, idle_timeout, max_message_bytes; flags override it",
+    )
+    parser.add_argument(
+        "--address", help=f"ZeroMQ endpoint; port '*' picks a free one (default {ServerConfig.address})"
+    )
+    parser.add_argument(
+        "--max-sessions", type=positive_int, help=f"concurrent client sessions (default {ServerConfig.max_sessions})"
+    )
+    parser.add_argument(
+        "--max-sessions-per-peer",
+        type=positive_int,
+        metavar="N",
+        help="sessions one peer (an IP address, or a client key with --curve-clients) may hold (default: half "
+        "of --max-sessions), so that one client cannot lock the others out",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"close sessions idle this many seconds (0: never; default {ServerConfig.idle_timeout:g})",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=positive_int,
+        help=f"drop larger incoming messages (default {ServerConfig.max_message_bytes})",
+    )
+
+
+def admission_of(args: argparse.Namespace | list[str]) -> ServerConfig:
+    """The admission settings a ``serve`` command line gives: :class:`ServerConfig`'s defaults, then
+    its ``--server-config`` file, then the flags. ``args`` is parsed, or the arguments after ``serve``
+    (other flags are left alone).
+
+    Raises:
+        ValueError, FileNotFoundError: a bad value, or no such server config.
+    """
+    if isinstance(args, list):
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="gym-remote serve", add_help=False)
+        add_server_config_flags(parser)
+        args, _ = parser.parse_known_args(args)
+    flags = {name: getattr(args, name) for name in SERVER_FLAGS}
+    return load(ServerConfig, args.server_config, kind="servers", **flags)

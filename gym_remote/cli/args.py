@@ -1,4 +1,4 @@
-"""Argument types the sub-commands share: HOST:PORT, a JSON object, a positive count, a set of names."""
+"""Argument types the sub-commands share: HOST:PORT, a JSON object, a set of names (a positive count: config)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,6 @@ def _json_map(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"frame_skip\": 4}'")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return value
 
 

@@ -7,16 +7,10 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gym_remote.cli.args import _json_map, _names, _positive
-from gym_remote.config import BACKENDS
-
-if TYPE_CHECKING:
-    from gym_remote.config import ServerConfig
-
-#: The serve flags that set :class:`~gym_remote.config.ServerConfig` fields of the same name.
-SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes")
+from gym_remote.cli.args import _json_map, _names
+from gym_remote.config import BACKENDS, add_server_config_flags, admission_of, positive_int
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -94,26 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def admission_of(args: argparse.Namespace | list[str]) -> ServerConfig:
-    """The admission settings a ``serve`` command line gives: :class:`ServerConfig`'s defaults, then
-    its ``--server-config`` file, then the flags. ``args`` is parsed, or the arguments after ``serve``.
-
-    Raises:
-        ValueError, FileNotFoundError: a bad value, or no such server config.
-    """
-    from gym_remote.config import ServerConfig, load
-
-    if isinstance(args, list):
-        from gym_remote.cli import build_parser
-
-        args, _ = build_parser().parse_known_args(["serve", *args])
-    flags = {name: getattr(args, name) for name in SERVER_FLAGS}
-    return load(ServerConfig, args.server_config, kind="servers", **flags)
-
-
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     from gym_remote.backends import DEFAULT_MAX_PROCESSES
-    from gym_remote.config import ServerConfig
     from gym_remote.session import SessionLimits
 
     p = sub.add_parser(
@@ -143,33 +119,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="Isaac Lab Hydra override, repeatable (e.g. presets=newton_mjwarp, env.scene.replicate_physics=true)",
     )
-    p.add_argument(
-        "--server-config",
-        metavar="NAME",
-        help="admission settings (configs/servers/NAME.yaml or a path): address, max_sessions, "
-        "max_sessions_per_peer, idle_timeout, max_message_bytes; flags override it",
-    )
-    p.add_argument("--address", help=f"ZeroMQ endpoint; port '*' picks a free one (default {ServerConfig.address})")
-    p.add_argument(
-        "--max-sessions", type=_positive, help=f"concurrent client sessions (default {ServerConfig.max_sessions})"
-    )
-    p.add_argument(
-        "--max-sessions-per-peer",
-        type=_positive,
-        metavar="N",
-        help="sessions one peer (an IP address, or a client key with --curve-clients) may hold (default: half "
-        "of --max-sessions), so that one client cannot lock the others out",
-    )
+    add_server_config_flags(p)
     p.add_argument(
         "--max-envs",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="sub-envs one session may ask for (default 1024 for gymnasium and python, 16384 for isaaclab and "
         "roboverse)",
     )
     p.add_argument(
         "--max-processes",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_MAX_PROCESSES,
         metavar="N",
         help=f"worker processes --vectorization async may run over all sessions (default {DEFAULT_MAX_PROCESSES}: "
@@ -177,20 +137,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-kwargs-bytes",
-        type=_positive,
+        type=positive_int,
         default=SessionLimits.max_kwargs_bytes,
         metavar="N",
         help=f"size of a client's task_kwargs (default {SessionLimits.max_kwargs_bytes})",
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        help=f"close sessions idle this many seconds (0: never; default {ServerConfig.idle_timeout:g})",
-    )
-    p.add_argument(
-        "--max-message-bytes",
-        type=_positive,
-        help=f"drop larger incoming messages (default {ServerConfig.max_message_bytes})",
     )
     p.add_argument("--vectorization", choices=["sync", "async"], default="sync", help="how N sub-envs are stepped")
     p.add_argument(

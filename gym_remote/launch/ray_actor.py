@@ -28,7 +28,7 @@ def sessions_per_peer_args(args: list[str]) -> list[str]:
     peer: that peer may hold every session, as many as ``args`` admit (read by ``serve``'s own
     parser: its flags, its ``--server-config``, else :class:`~gym_remote.config.ServerConfig`'s default).
     """
-    from gym_remote.cli.serve import admission_of
+    from gym_remote.config import admission_of
 
     admission = admission_of(args)
     if admission.max_sessions_per_peer is not None:
