@@ -100,7 +100,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from gym_remote.local import LocalServer
-    from gym_remote.venvs import isaaclab_asset_root, server_python
+    from gym_remote_apps.venvs import isaaclab_asset_root, server_python
 
     python, assets = server_python("isaaclab"), isaaclab_asset_root()
     child = [python, __file__, "--in-process", "--asset-root", assets, "--task", args.task]

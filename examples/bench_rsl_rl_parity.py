@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--python", help="the Isaac Lab venv's python (default: gym_remote.venvs)")
+    parser.add_argument("--python", help="the Isaac Lab venv's python (default: gym_remote_apps.venvs)")
     parser.add_argument("--asset-root", help="an offline asset mirror")
     parser.add_argument("--inprocess", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inprocess-steps", type=int, dest="steps", help=argparse.SUPPRESS)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)  # Isaac Lab's atexit hooks take long and print; the result is out
 
     from gym_remote.local import LocalServer
-    from gym_remote.venvs import server_python
+    from gym_remote_apps.venvs import server_python
 
     args.python = args.python or server_python("isaaclab")
     settings: dict[str, Any] = {"asset_root": args.asset_root} if args.asset_root else {}

@@ -18,7 +18,7 @@ import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.assets import ISAACLAB_CARTPOLE_XML
 from gym_remote.local import LocalServer
 from gym_remote.replay import MujocoReplayWrapper
-from gym_remote.venvs import isaaclab_asset_root, server_python
+from gym_remote_apps.venvs import isaaclab_asset_root, server_python
 
 
 def main() -> None:

@@ -144,7 +144,7 @@ def server_for(args: argparse.Namespace, obs_group: str | None = None) -> Any:
         yield args.host, args.port
         return
     from gym_remote.local import LocalServer
-    from gym_remote.venvs import server_python
+    from gym_remote_apps.venvs import server_python
 
     settings: dict[str, Any] = {"obs_group": obs_group}
     if args.asset_root:

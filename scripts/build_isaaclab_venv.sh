@@ -61,7 +61,7 @@ EOF
   venv_built "$want"
 fi
 venv_link_checkout
-"$venv/bin/python" -c "import isaaclab, isaaclab_tasks, gym_remote" >/dev/null
+"$venv/bin/python" -c "import isaaclab, isaaclab_tasks, gym_remote, gym_remote_apps" >/dev/null
 # Offline stand-ins of the assets the Cartpole tasks load (NVIDIA's asset server is not reachable
 # from every box); serve with --kwargs '{"asset_root": "<venv>/assets"}'. Existing files are kept.
 "$venv/bin/python" -m gym_remote.backends.isaaclab.assets "$venv/assets" >/dev/null 2>&1

@@ -74,7 +74,7 @@ venv_link_checkout
 "$venv/bin/python" -m gym_remote.backends.roboverse.data --out "$venv/data" >&2
 # MetaSim's task discovery logs every optional task it cannot import: show that only on failure.
 if ! check=$(cd "$venv/data" && "$venv/bin/python" -c \
-     "import metasim.task.registry as r, gym_remote; r.get_task_class('stack_cube')" 2>&1); then
+     "import metasim.task.registry as r, gym_remote, gym_remote_apps; r.get_task_class('stack_cube')" 2>&1); then
   echo "$check" >&2; step "the venv does not import MetaSim's stack_cube"; exit 1
 fi
 echo "$venv/bin/python"

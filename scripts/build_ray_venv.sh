@@ -32,5 +32,5 @@ fi
 # Link this checkout (cheap, every run): gym-remote's core and Fabric, never a newer Gymnasium.
 step "3/3 gym-remote (this checkout)"
 venv_link_checkout "${SERVER_CORE[@]}" "fabric>=3.2"
-"$venv/bin/python" -c "import ray, ray.rllib, torch, gymnasium, gym_remote" >/dev/null
+"$venv/bin/python" -c "import ray, ray.rllib, torch, gymnasium, gym_remote, gym_remote_apps" >/dev/null
 echo "$venv/bin/python"

@@ -17,8 +17,8 @@ bash scripts/build_isaaclab_venv.sh >/dev/null
 echo "[test] Ray 2.60 / RLlib venv (its gymnasium 1.2 pin stays out of the client's)" >&2
 bash scripts/build_ray_venv.sh >/dev/null
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-$PY -m ruff check gym_remote tests examples
-$PY -m ruff format --check gym_remote tests examples
+$PY -m ruff check gym_remote gym_remote_apps tests examples
+$PY -m ruff format --check gym_remote gym_remote_apps tests examples
 # The docs site, warnings as errors (a broken link or a page left out of the nav fails).
 site=$(mktemp -d)
 $PY -m mkdocs build --strict --quiet -d "$site"

@@ -11,7 +11,7 @@
 #   venv_link_checkout                    # this checkout, editable, every run (cheap)
 #
 # The heavy part is built once and cached under $GYM_REMOTE_VENVS (default ~/.cache/gym-remote/venvs,
-# as gym_remote/venvs.py reads it), in a folder whose name gym_remote/venvs.py knows. The stamp file
+# as gym_remote_apps/venvs.py reads it), in a folder whose name gym_remote_apps/venvs.py knows. The stamp file
 # holds the recipe the venv was built from, so a changed recipe rebuilds it from scratch. torch is
 # always the CPU build, installed first, so that nothing later pulls CUDA wheels (several GB).
 #

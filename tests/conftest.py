@@ -46,7 +46,7 @@ def in_venv(python: str, module: str, *args: str, timeout: float) -> subprocess.
 @pytest.fixture(scope="session")
 def isaaclab_python() -> str:
     """The Isaac Lab 3.0 venv's Python (scripts/build_isaaclab_venv.sh; CI builds it: missing is a failure)."""
-    from gym_remote.venvs import server_python
+    from gym_remote_apps.venvs import server_python
 
     try:
         return server_python("isaaclab")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gym_remote.local import LocalServer
-from gym_remote.venvs import server_python
+from gym_remote_apps.venvs import server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 

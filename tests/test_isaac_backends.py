@@ -559,7 +559,7 @@ def test_recorded_roboverse_states_replay_into_the_builtin_model() -> None:
 
 
 def test_doctor_reports_backends_and_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gym_remote.doctor import doctor, format_report
+    from gym_remote_apps.doctor import doctor, format_report
 
     monkeypatch.setenv("PYTHONPATH", _server_env()["PYTHONPATH"])
     report = doctor(timeout=60)

@@ -22,7 +22,7 @@ import pytest
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.local import LocalServer
-from gym_remote.tasks.isaaclab_stack import (
+from gym_remote_apps.isaaclab_stack import (
     DEFAULT_JOINT_POS,
     ISAACLAB_STACK_TASK,
     IsaacLabStackExpert,

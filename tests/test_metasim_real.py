@@ -22,7 +22,7 @@ from gym_remote.env import RemoteEnv
 from gym_remote.errors import BadRequestError
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
-from gym_remote.venvs import SERVER_VENVS, venv_root
+from gym_remote_apps.venvs import SERVER_VENVS, venv_root
 
 pytestmark = pytest.mark.metasim
 
@@ -302,12 +302,12 @@ def test_expert_stacks_and_the_replay_matches_metasim_state_by_state(server: Loc
     """The client-side expert stacks on real MetaSim; every recorded MetaSim state, replayed in the
     built-in Franka through ``configs/maps/roboverse_franka.yaml``, puts each joint within 1e-4 rad and
     the cube and base within 1e-4 m of MetaSim's values; the video's frames move.
-    (``python -m gym_remote.tasks.metasim_stack --episodes 10`` gives the 10-episode figure.)"""
+    (``python -m gym_remote_apps.metasim_stack --episodes 10`` gives the 10-episode figure.)"""
     import imageio.v2 as imageio
 
     from gym_remote.replay import Replayer
-    from gym_remote.tasks.metasim_stack import run_episodes
     from gym_remote.tasks.stack_cube import ASSET_PATH
+    from gym_remote_apps.metasim_stack import run_episodes
 
     video = tmp_path / "stack.mp4"
     result = run_episodes(server.local_host, server.local_port, 3, seed=0, video=video)

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from gym_remote.venvs import server_python
+from gym_remote_apps.venvs import server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "tests" / "ray_pool_driver.py"

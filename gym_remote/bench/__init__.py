@@ -96,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``gym-remote bench``: runs the chosen sections and prints their figures."""
     if args.render:
-        from gym_remote.replay import render_benchmark
+        from gym_remote.bench.render import render_benchmark
 
         for width, height in ((320, 240), (640, 480)):
             print(f"local replay rendering {width}x{height}: {render_benchmark(width, height, 100):.1f} frames/s")

@@ -10,10 +10,10 @@ from gym_remote.cli.args import _host_port
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gym_remote.replay import run_demo
+    from gym_remote_apps.demo import run_demo
 
     # Progress as it happens (episodes, rendering), also when stderr is no terminal and tqdm is quiet.
-    for name in ("gym_remote.replay", "gym_remote.local"):
+    for name in ("gym_remote.replay", "gym_remote.local", "gym_remote_apps"):
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
     if args.backend == "isaaclab":
         return _demo_isaaclab(args)
@@ -32,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_isaaclab(args: argparse.Namespace) -> int:
-    from gym_remote.replay.isaaclab_demo import run_isaaclab_demo
+    from gym_remote_apps.isaaclab_demo import run_isaaclab_demo
 
     host, port = args.target if args.target else (None, None)
     where = "a local Isaac Lab 3.0 server (its venv)" if host is None else f"{host}:{port}"

@@ -7,7 +7,7 @@ import json
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gym_remote.doctor import doctor, format_report
+    from gym_remote_apps.doctor import doctor, format_report
 
     report = doctor()
     if args.json:

@@ -5,12 +5,11 @@ MuJoCo state: it keeps its own copy of the robot model (the shipped MJCF), copie
 positions into it and solves damped-least-squares inverse kinematics for a Cartesian set-point that
 a small phase machine walks through approach, grasp, lift, carry, place and retreat.
 
-Benchmark: ``python -m gym_remote.tasks.expert --episodes 50 --seed 0``.
+Benchmark: ``python -m gym_remote_apps.expert --episodes 50 --seed 0``.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
 import logging
 import time
@@ -29,6 +28,8 @@ from gym_remote.tasks.stack_cube import (
     DEFAULT_ARM_QPOS,
     OBS_SLICES,
 )
+
+__all__ = ["Phase", "StackCubeExpert", "evaluate_expert"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,28 +317,7 @@ def evaluate_expert(
     }
 
 
-def _local_env() -> gym.Env:
-    from gym_remote.tasks.stack_cube import StackCubeEnv
+if __name__ == "__main__":  # the benchmark moved to gym_remote_apps.expert; this path goes in the next release
+    from gym_remote._moved import moved
 
-    return gym.wrappers.TimeLimit(StackCubeEnv(), max_episode_steps=250)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the scripted stack-cube expert locally.")
-    parser.add_argument("--episodes", type=int, default=50, help="number of episodes (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every episode")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-
-    result = evaluate_expert(_local_env, args.episodes, args.seed, progress=True)
-    steps = result["mean_steps_to_success"]
-    print(f"success rate: {result['success_rate']:.1%} ({result['successes']}/{result['episodes']})")
-    print(f"mean steps to success: {steps:.1f}" if steps is not None else "mean steps: n/a")
-    print(f"time per episode: {result['seconds_per_episode']:.2f} s")
-    if result["failed_seeds"]:
-        print(f"failed seeds: {result['failed_seeds']}")
-
-
-if __name__ == "__main__":
-    main()
+    moved("gym_remote.tasks.expert", "gym_remote_apps.expert", __name__)

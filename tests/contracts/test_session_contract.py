@@ -26,7 +26,7 @@ from gymnasium.utils.env_checker import data_equivalence
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.local import LocalServer
-from gym_remote.venvs import SERVER_VENVS, venv_root
+from gym_remote_apps.venvs import SERVER_VENVS, venv_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECT = 300.0  # seconds: a cold Warp kernel cache compiles for minutes on Isaac Lab's first env

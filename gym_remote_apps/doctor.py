@@ -217,7 +217,7 @@ def doctor(timeout: float = 120.0) -> dict[str, Any]:
 
 def _server_venvs() -> dict[str, dict[str, Any]]:
     """The server venvs of ``scripts/build_*_venv.sh`` on this machine: their Python, or how to build them."""
-    from gym_remote.venvs import SERVER_VENVS, server_python
+    from gym_remote_apps.venvs import SERVER_VENVS, server_python
 
     found: dict[str, dict[str, Any]] = {}
     for name, (_, command) in SERVER_VENVS.items():

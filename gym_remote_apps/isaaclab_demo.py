@@ -4,10 +4,10 @@
    serving ``IsaacContrib-Stack-Cube-Franka`` with ``configs/tasks/isaaclab_stack_cube.yaml``
    (Newton physics, every observation group) and the offline asset stand-ins (any that are missing
    are written first), or connect to a server given by host and port.
-2. Drive it from here with :class:`~gym_remote.tasks.isaaclab_stack.IsaacLabStackExpert`, acting on
+2. Drive it from here with :class:`~gym_remote_apps.isaaclab_stack.IsaacLabStackExpert`, acting on
    the task's observations only; every step reply carries the scene state (``with_state``).
 3. Pose the built-in MuJoCo Franka scene with Isaac Lab's blocks
-   (:func:`~gym_remote.tasks.isaaclab_stack.replay_scene`) with those states through
+   (:func:`~gym_remote_apps.isaaclab_stack.replay_scene`) with those states through
    ``configs/maps/isaaclab_franka.yaml`` and write the video, the trajectory, the replay scene's MJCF
    (for ``gym-remote replay``) and a still of the first stacked episode's end.
 
@@ -54,7 +54,7 @@ def start_isaaclab_server(task: str, startup_timeout: float = STARTUP_TIMEOUT, o
         LaunchError: the server exited or was not ready in ``startup_timeout`` seconds (with its log tail).
     """
     from gym_remote.local import LocalServer
-    from gym_remote.venvs import isaaclab_asset_root, server_python
+    from gym_remote_apps.venvs import isaaclab_asset_root, server_python
 
     python = server_python("isaaclab")
     root = isaaclab_asset_root()
@@ -115,7 +115,7 @@ def run_isaaclab_demo(
     """
     load_mujoco()
     from gym_remote.env import RemoteEnv
-    from gym_remote.tasks.isaaclab_stack import (
+    from gym_remote_apps.isaaclab_stack import (
         ISAACLAB_STACK_TASK,
         IsaacLabStackExpert,
         cube_poses,
