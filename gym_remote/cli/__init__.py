@@ -13,24 +13,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from gym_remote.cli.demo import _add_demo, _add_replay, cmd_demo, cmd_replay
-from gym_remote.cli.doctor import _add_doctor, cmd_doctor
-from gym_remote.cli.launch import _add_launch, cmd_launch, cmd_logs, cmd_status, cmd_stop
-from gym_remote.cli.probe import _add_bench, _add_ping, cmd_bench, cmd_ping
-from gym_remote.cli.serve import _add_serve, cmd_serve
+from gym_remote.cli.demo import _add_demo, _add_replay
+from gym_remote.cli.doctor import _add_doctor
+from gym_remote.cli.launch import _add_launch
+from gym_remote.cli.probe import _add_bench, _add_ping
+from gym_remote.cli.serve import _add_serve
 
+#: The command line's API is the command; each module's ``cmd_*`` and ``_add_*`` are its parts.
 __all__ = [
     "build_parser",
-    "cmd_bench",
-    "cmd_demo",
-    "cmd_doctor",
-    "cmd_launch",
-    "cmd_logs",
-    "cmd_ping",
-    "cmd_replay",
-    "cmd_serve",
-    "cmd_status",
-    "cmd_stop",
     "main",
 ]
 

@@ -29,7 +29,7 @@ from gym_remote.tasks.stack_cube import (
     OBS_SLICES,
 )
 
-__all__ = ["Phase", "StackCubeExpert", "evaluate_expert"]
+__all__ = ["StackCubeExpert", "evaluate_expert"]
 
 logger = logging.getLogger(__name__)
 
