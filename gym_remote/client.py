@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a TCP connection to a server may take to open before the endpoint counts as unreachable.
 PROBE_TIMEOUT = 2.0
+
+_POLLIN = int(zmq.POLLIN)
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -313,3 +315,35 @@ class Connection:
             except Exception:  # diagnostics are best effort; never mask the real error
                 log.debug("diagnostics failed", exc_info=True)
         return cls(message, host=self.host, port=self.port, request=kind.value, log_tail=tail, **extra)
+
+
+def wait_any(connections: Sequence[Connection], timeout: float) -> int:
+    """The index of the first of ``connections`` whose reply has arrived, waiting up to ``timeout`` for one.
+
+    ``connections`` each have a request out, oldest first; of several replies that have arrived, the
+    oldest request's wins. One connection is not polled: its own :meth:`Connection.recv` waits (and
+    times out) as any request does. A connection whose socket was replaced (a timeout) is returned
+    at once, so its ``recv`` reports the error.
+
+    Args:
+        connections: at least one, each with a pending request.
+        timeout: seconds to wait for a reply (at least 1 ms is waited).
+
+    Returns:
+        An index into ``connections``; ``0`` (the oldest) when nothing arrived within ``timeout``,
+        whose ``recv`` then raises the timeout.
+    """
+    if len(connections) == 1:
+        return 0
+    items = []
+    for i, conn in enumerate(connections):
+        sock = conn.socket
+        if sock is None:
+            return i
+        items.append((sock, _POLLIN))
+    # zmq_poll on the sockets directly: no Poller and no dict of registrations per call.
+    ready = {sock for sock, events in zmq.zmq_poll(items, max(1, int(timeout * 1000))) if events}
+    for i, conn in enumerate(connections):
+        if conn.socket in ready:
+            return i
+    return 0

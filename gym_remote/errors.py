@@ -130,6 +130,30 @@ def error_code(exc: BaseException) -> str:
     return "bad_request" if isinstance(exc, RemoteEnvError) else "env"
 
 
+def restated(error: RemoteEnvError, message: str) -> RemoteEnvError:
+    """A new error of ``error``'s class saying ``message``, with its host, port, request, remote type,
+    remote traceback and log tail: raise it ``from error``, so a raised exception is never edited.
+
+    Args:
+        error: the error to restate (its class must take :class:`RemoteEnvError`'s arguments, as
+            every class here does).
+        message: the new message, usually the old one with what the caller knows added (which
+            server of several failed).
+
+    Returns:
+        The new error, not raised.
+    """
+    return type(error)(
+        message,
+        host=error.host,
+        port=error.port,
+        request=error.request,
+        remote_type=error.remote_type,
+        remote_traceback=error.remote_traceback,
+        log_tail=error.log_tail,
+    )
+
+
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """``" Did you mean 'a' or 'b'?"`` for the close matches of ``name`` (difflib), else ``""``."""
     matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)

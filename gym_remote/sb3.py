@@ -136,9 +136,6 @@ class RemoteVecEnv(VecEnv):
             action_space = self._clipped(action_space, clip_actions)
             self._clip = (action_space.low, action_space.high)
         self.venv = venv  # set before super().__init__, which calls get_attr("render_mode")
-        # A sub-env whose server restarted ends its episode (truncated) and goes on in a new
-        # session, so learn() continues across a server restart.
-        venv.recover_in_step = True
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, action_space)
         # The env's metadata as DummyVecEnv copies it (render_fps: VecVideoRecorder's frame rate), without
@@ -196,7 +193,9 @@ class RemoteVecEnv(VecEnv):
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         if self._actions is None:
             raise RemoteEnvError("step_wait() without step_async()")
-        obs, reward, terminated, truncated, info = self.venv.step(self._actions)
+        # A sub-env whose server restarted ends its episode (truncated) and goes on in a new
+        # session, so learn() continues across a server restart.
+        obs, reward, terminated, truncated, info = self.venv.step(self._actions, on_lost_session="restart")
         self._actions = None
         dones = terminated | truncated
         infos = split_infos(info, self.num_envs)

@@ -109,6 +109,39 @@ def test_sb3_vec_env_steps_through_a_restart(serve):
     vec.close()
 
 
+def test_sb3_restarts_a_given_vector_env_per_step_without_changing_it(serve):
+    """The SB3 front end passes ``on_lost_session="restart"`` with each step rather than setting a flag
+    on the RemoteVectorEnv it was given; the env's own step() still raises SessionLostError."""
+    from gym_remote.sb3 import RemoteVecEnv
+
+    server = serve("CartPole-v1")
+    venv = RemoteVectorEnv(2, server.local_host, server.local_port, autoreset_mode="same_step")
+    vec = RemoteVecEnv(venv)
+    assert venv.recover_in_step is False
+    vec.reset()
+    server = restart(serve, server)
+    vec.step_async(np.zeros(2, int))
+    _, _, dones, infos = vec.step_wait()
+    assert dones.tolist() == [True, True] and all(info["TimeLimit.truncated"] for info in infos)
+    server = restart(serve, server)
+    with pytest.raises(SessionLostError):
+        venv.step(np.zeros(2, int))
+    with pytest.raises(ValueError, match="'raise' or 'restart'"):
+        venv.step(np.zeros(2, int), on_lost_session="retry")
+    with pytest.warns(DeprecationWarning, match="on_lost_session"):
+        venv.recover_in_step = True
+    vec.close()
+
+
+def test_restarting_a_lost_session_needs_same_step(serve):
+    server = serve("CartPole-v1")
+    venv = RemoteVectorEnv(2, server.local_host, server.local_port)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="same_step"):
+        venv.step(np.zeros(2, int), on_lost_session="restart")
+    venv.close()
+
+
 def test_sb3_learn_continues_across_a_restart(serve):
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback

@@ -7,8 +7,9 @@ concurrently, and the replies are merged in order. Autoreset happens on the serv
 the client asked for.
 
 Modules, each importing only the ones before it: ``batches`` (slicing a batch tree per server and
-merging the replies), ``shards`` (:class:`_Shard`, one session per server, and the fan-out) and
-``env`` (:class:`RemoteVectorEnv`). Every name is re-exported here.
+merging the replies), ``shards`` (:class:`~gym_remote.vector.shards.Shards`: the sessions, one per
+server or group, and the requests out on them) and ``env`` (:class:`RemoteVectorEnv`, which holds
+one ``Shards``). ``RemoteVectorEnv`` and the batch helpers are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from gym_remote.vector.batches import (
     slice_batch,
 )
 from gym_remote.vector.env import _AUTORESET, RemoteVectorEnv, log
-from gym_remote.vector.shards import _FanOut, _Shard
+from gym_remote.vector.shards import _Shard
 
 __all__ = [
     "_AUTORESET",
     "_PER_ENV_TUPLES",
     "RemoteVectorEnv",
-    "_FanOut",
     "_Shard",
     "_empty_like",
     "_slice_tree",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
-from gym_remote.async_batches import AsyncBatches, group_layout
+from gym_remote.async_batches import group_layout
 from gym_remote.checks import (
     autoreset_mode_name,
     check_client_keywords,
@@ -27,25 +28,28 @@ from gym_remote.env import (
     DEFAULT_PORT,
     check_render_mode,
     client_metadata,
-    close_links,
     remote_methods,
-    start_server_for,
     to_wire,
 )
-from gym_remote.errors import RemoteEnvError, SessionLostError
+from gym_remote.entry import start_server as start_server_for
+from gym_remote.errors import RemoteEnvError, SessionLostError, restated
 from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 from gym_remote.vector.batches import _slice_tree, concat_batches, concat_observations, slice_batch
-from gym_remote.vector.shards import _FanOut, _Shard
+from gym_remote.vector.shards import Shards, _Shard
 
 log = logging.getLogger("gym_remote.vector")
 
 _AUTORESET = getattr(gym.vector, "AutoresetMode", None)
 
 
-class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
+class RemoteVectorEnv(gym.vector.VectorEnv):
     """``num_envs`` remote sub-envs behind Gymnasium's ``VectorEnv`` API.
+
+    The sessions (one per server, or per group) and the requests in flight on them are one
+    :class:`~gym_remote.vector.shards.Shards`; this class turns Gymnasium's calls into its requests
+    and their replies into batches.
 
     Args:
         num_envs: total sub-envs, split as evenly as possible over ``hosts``.
@@ -114,13 +118,14 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         self.render_mode = render_mode
         self.with_state = with_state
         self.last_state: np.ndarray | None = None
-        self._shards: list[_Shard] = []
+        #: The sessions and what is in flight on them.
+        self._shards = Shards()
         #: Why ``step()`` is refused until ``reset()``: a fan-out step that some servers took and others failed.
         self._torn: str | None = None
         # Every session this env opens is closed by close(), or when the env is garbage-collected
-        # (Gymnasium 1.4's VectorEnv no longer closes itself then): the finalizer holds the list of
-        # shards, never the env.
-        self._finalizer = weakref.finalize(self, close_links, self._shards)
+        # (Gymnasium 1.4's VectorEnv no longer closes itself then): the finalizer holds the shards,
+        # never the env.
+        self._finalizer = weakref.finalize(self, self._shards.close)
         pool_servers: list[Any] = []  # launch="ray": one Ray-placed server per endpoint
         if launch == "ray":
             if host is not None or hosts:
@@ -145,16 +150,14 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             else [(host, port)]
         )
         layout = group_layout(num_envs, len(endpoints), batch_size)
+        #: Sub-envs per group (``None``: one group per server).
         self.batch_size = batch_size
         self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
         self._mode = mode  # the wire name, for comparisons here
         #: Gymnasium's ``AutoresetMode`` (the wire name on Gymnasium releases without the enum).
         self.autoreset_mode: Any = _AUTORESET[mode.upper()] if _AUTORESET else mode
-        #: In SAME_STEP mode, a step that finds a sub-env's session lost reports that sub-env as
-        #: truncated, with a new session already reset, instead of raising (set by ``sb3.RemoteVecEnv``).
-        self.recover_in_step = False
+        self._recover_in_step = False  # the deprecated recover_in_step
         try:
-            start = 0
             servers: dict[int, Any] = {}  # one per endpoint, owned by its first group's session
             for index, count in layout:
                 h, p = endpoints[index]
@@ -184,9 +187,8 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
                 )
                 conn = self.options.connect(str(h), int(p), server)
                 link = ClientSession(conn, hello, connect_timeout, server if owner else None)
-                self._shards.append(_Shard(link, start, count))
-                start += count
-            self._apply_hello(self._open(self._shards))
+                self._shards.add(link, count)
+            self._apply_hello(self._shards.open())
         except BaseException:
             self.close()
             for server in pool_servers:  # those not yet handed to a session (closing is idempotent)
@@ -220,17 +222,10 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        self._check_idle("reset")
+        self._shards.check_idle("reset")
         if isinstance(seed, (int, np.integer)):
             super().reset(seed=int(seed))  # seeds self.np_random, as Gymnasium's vector envs do
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]  # as SyncVectorEnv seeds them
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-envs")
+        seeds = self._seeds(seed)
         mask = None if options is None else options.get("reset_mask")
         if options is not None and "reset_mask" in options:  # as SyncVectorEnv: TypeError or ValueError
             check_reset_mask(mask, self.num_envs, TypeError, ValueError)
@@ -240,14 +235,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             shard_options: dict[str, Any] | None = None if options is None else {**options}
             if mask is not None and shard_options is not None:
                 shard_options["reset_mask"] = mask[sl]
-            shard_seeds = seeds[sl]
-            bodies.append(
-                {
-                    "seed": None if all(s is None for s in shard_seeds) else shard_seeds,
-                    "options": shard_options,
-                    "with_state": self.with_state,
-                }
-            )
+            bodies.append(self._reset_body(seeds[sl], shard_options))
         if mask is not None:  # a shard whose mask is all False is not asked at all
             active = [bool(b["options"]["reset_mask"].any()) for b in bodies]
             if not all(active):
@@ -256,16 +244,35 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         self._torn = None  # every sub-env starts anew: the shards are in phase again
         return self._merge(replies, ("obs", "info"))
 
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        """One seed per sub-env: sub-env *i* gets ``seed + i``, as ``SyncVectorEnv`` seeds them."""
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-envs")
+        return seeds
+
+    def _reset_body(self, seeds: list[int | None], options: dict[str, Any] | None) -> dict[str, Any]:
+        """One shard's RESET body: its sub-envs' seeds (``None`` when none is seeded) and ``options``."""
+        return {
+            "seed": None if all(s is None for s in seeds) else seeds,
+            "options": options,
+            "with_state": self.with_state,
+        }
+
     def _reset_shards(self, shards: Sequence[_Shard], bodies: Sequence[Any]) -> list[Any]:
         """RESET ``shards``; sessions the servers forgot are re-opened first, or on the way (once)."""
         lost = [s for s in shards if s.link.lost]
         if lost:
-            self._open(lost)
+            self._shards.open(lost)
         try:
-            return self._all(Kind.RESET, bodies, shards=shards)
+            return self._shards.request(Kind.RESET, bodies, shards)
         except SessionLostError:  # found lost by this very reset: a reset is safe to repeat
-            self._open([s for s in shards if s.link.lost])
-            return self._all(Kind.RESET, bodies, shards=shards)
+            self._shards.open([s for s in shards if s.link.lost])
+            return self._shards.request(Kind.RESET, bodies, shards)
 
     def _reset_some(self, bodies: list[dict[str, Any]], active: list[bool]) -> tuple[Any, dict[str, Any]]:
         # Gymnasium requires a reset_mask to have at least one True per call, so only those shards go.
@@ -281,15 +288,42 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         filled = [r if r is not None else {**s.last, "info": {}} for r, s in zip(full, shards, strict=True)]
         return self._merge(filled, ("obs", "info"))
 
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        self._check_idle("step")
+    def step(
+        self, actions: Any, *, on_lost_session: str | None = None
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-env: one request per server, all sent before any reply is awaited.
+
+        Args:
+            actions: one action per sub-env, batched as :attr:`action_space`.
+            on_lost_session: what a server that forgot its session (it restarted, or expired the
+                session) means for this step: ``"raise"`` (the default) raises
+                :class:`~gym_remote.errors.SessionLostError` and ``reset()`` opens a new session;
+                ``"restart"`` (SAME_STEP mode only; the SB3 front end passes it) opens and resets a
+                new one at once and reports its sub-envs truncated, ``final_obs`` their last
+                observation.
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info)`` batched as ``SyncVectorEnv`` returns them:
+            rewards ``float64``, flags ``bool``, of shape ``(num_envs,)``.
+
+        Raises:
+            RemoteEnvError: groups are in flight (``recv()`` them first), an earlier step was torn
+                (``reset()`` first), or the env is closed; of the failure's class when some servers
+                stepped and others failed (their transitions are on its ``partial``).
+            SessionLostError: a server forgot its session (unless ``on_lost_session="restart"``).
+            ValueError: ``on_lost_session`` is neither, or ``"restart"`` outside SAME_STEP mode.
+        """
+        self._shards.check_idle("step")
         if self._torn is not None:
             raise RemoteEnvError(f"{self._torn}; call reset() first")
         if not isinstance(actions, (dict, tuple, list)) and np.ndim(actions) == 0:  # as SyncVectorEnv's iterate
             raise TypeError(f"a vector env takes one action per sub-env, got the single value {actions!r}")
+        if on_lost_session is not None:
+            self._restarts(on_lost_session)  # checked now, not when a session is lost
         actions = validate_action(self.action_space, actions)
-        if len(self._shards) == 1:
-            return self._step_one(self._shards[0], actions)
+        one = self._shards.only
+        if one is not None:
+            return self._step_one(one, actions, on_lost_session)
         bodies = [
             {
                 "action": slice_batch(self.single_action_space, actions, s.start, s.start + s.count),
@@ -297,16 +331,13 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             }
             for s in self._shards
         ]
-        payload = dict(zip(map(id, self._shards), bodies, strict=True))
-        results = self._gather(
-            self._shards, lambda sh: sh.link.send(Kind.STEP, payload[id(sh)]), lambda sh: sh.link.recv()
-        )
-        if self.recover_in_step and self._mode == "same_step":
+        results = self._shards.gather(Kind.STEP, bodies)
+        if any(isinstance(r, SessionLostError) for r in results) and self._restarts(on_lost_session):
             for i, (shard, result) in enumerate(zip(self._shards, results, strict=True)):
                 if isinstance(result, SessionLostError):
-                    results[i] = self._restart_shard(shard)
+                    results[i] = self._shards.restart(shard, self.with_state, self.single_observation_space)
         self._fail_torn_step(results)
-        replies = self._raise_first(self._shards, results)
+        replies = self._shards.raise_first(results)
         obs, reward, terminated, truncated, info = self._merge(
             replies, ("obs", "reward", "terminated", "truncated", "info")
         )
@@ -317,6 +348,39 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             np.asarray(truncated, bool),
             info,
         )
+
+    def _restarts(self, on_lost_session: str | None) -> bool:
+        """Whether a step restarts a lost session (``on_lost_session``, or the deprecated :attr:`recover_in_step`).
+
+        Raises:
+            ValueError: ``on_lost_session`` is neither ``"raise"`` nor ``"restart"``, or ``"restart"``
+                in another mode than SAME_STEP (a NEXT_STEP step has no ``final_obs`` to report).
+        """
+        if on_lost_session is None:
+            return self._recover_in_step and self._mode == "same_step"
+        if on_lost_session not in ("raise", "restart"):
+            raise ValueError(f"on_lost_session must be 'raise' or 'restart', got {on_lost_session!r}")
+        if on_lost_session == "restart" and self._mode != "same_step":
+            raise ValueError(
+                f"on_lost_session='restart' reports the lost sub-envs' final_obs, which needs "
+                f"autoreset_mode='same_step'; this env uses {self._mode!r}"
+            )
+        return on_lost_session == "restart"
+
+    @property
+    def recover_in_step(self) -> bool:
+        """Deprecated: whether ``step()`` restarts a lost session by default; pass
+        ``step(actions, on_lost_session="restart")`` instead."""
+        return self._recover_in_step
+
+    @recover_in_step.setter
+    def recover_in_step(self, value: bool) -> None:
+        warnings.warn(
+            "RemoteVectorEnv.recover_in_step is deprecated: pass step(actions, on_lost_session='restart')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self._recover_in_step = bool(value)
 
     def _fail_torn_step(self, results: list[Any]) -> None:
         """Raise when some shards failed a step that others took; the env then refuses ``step()`` until ``reset()``.
@@ -345,32 +409,29 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
             f"a step failed on {names} after {took} on the other servers had stepped: the sub-envs are out of "
             "phase, so step() is refused until reset()"
         )
-        error = type(first)(
+        error = restated(
+            first,
             f"server {first_shard.name} failed: {first.message}; {self._torn} (their transitions are on this "
             "error's `partial`)",
-            host=first.host,
-            port=first.port,
-            request=first.request,
-            remote_type=first.remote_type,
-            remote_traceback=first.remote_traceback,
-            log_tail=first.log_tail,
         )
         error.partial = stepped  # type: ignore[attr-defined]
         raise error from first
 
-    def _step_one(self, shard: _Shard, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """``step`` with one shard: what ``_gather``, ``_raise_first`` and ``_merge`` do for one
-        reply, without their per-shard lists, closures and concatenations."""
-        self._check_open()
+    def _step_one(
+        self, shard: _Shard, actions: Any, on_lost_session: str | None
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """``step`` with one shard: what ``Shards.gather``, ``Shards.raise_first`` and ``_merge`` do
+        for one reply, without their per-shard lists and concatenations."""
+        self._shards.check_open()
         link = shard.link
         action = slice_batch(self.single_action_space, actions, 0, shard.count)
         try:
             link.send(Kind.STEP, {"action": action, "with_state": self.with_state})
             reply = link.recv()
         except SessionLostError:
-            if not (self.recover_in_step and self._mode == "same_step"):
+            if not self._restarts(on_lost_session):
                 raise
-            reply = self._restart_shard(shard)
+            reply = self._shards.restart(shard, self.with_state, self.single_observation_space)
         return self._step_result(shard, reply, self.observation_space)
 
     def _step_result(
@@ -426,13 +487,13 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
 
     def get_state(self) -> np.ndarray:
         """Batched state ``[num_envs, D]`` (laid out by :attr:`state_schema`)."""
-        replies = self._all(Kind.GET_STATE, [None] * len(self._shards))
+        replies = self._shards.request(Kind.GET_STATE, [None] * len(self._shards))
         return concat_batches([r["state"] for r in replies], [s.count for s in self._shards])
 
     def set_state(self, state: Any) -> dict[str, Any] | None:
         """Set every sub-env's state (``(num_envs, state_schema.size)``); what could not be restored
         on any server comes back as ``{"not_restored": [names]}``, else ``None``."""
-        replies = self._all(
+        replies = self._shards.request(
             Kind.SET_STATE,
             [{"state": _slice_tree(np.asarray(state), s.start, s.start + s.count)} for s in self._shards],
         )
@@ -448,7 +509,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
         Object arrays among the arguments (SB3's HER passes its infos as one) travel element by element.
         """
         body = {"name": name, "args": to_wire(list(args)), "kwargs": to_wire(kwargs)}
-        replies = self._all(Kind.CALL, [body] * len(self._shards))
+        replies = self._shards.request(Kind.CALL, [body] * len(self._shards))
         return tuple(v for r in replies for v in r["value"])
 
     @property
@@ -478,7 +539,7 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
     def render(self) -> Any:
         if self.render_mode is None:
             return None
-        replies = self._all(Kind.RENDER, [None] * len(self._shards))
+        replies = self._shards.request(Kind.RENDER, [None] * len(self._shards))
         frames: list[Any] = []
         for reply in replies:  # a tuple per sub-env (Gymnasium vector envs) or one frame (a simulator's)
             frame = reply["frame"]
@@ -486,18 +547,91 @@ class RemoteVectorEnv(AsyncBatches, _FanOut, gym.vector.VectorEnv):
                 frames.extend(frame if isinstance(frame, (tuple, list)) else (frame,))
         return tuple(frames)
 
+    # ------------------------------------------------------------- EnvPool's async API
+
     @property
-    def _closed(self) -> bool:
-        """Whether the sessions are closed (or were never opened: the constructor failed first)."""
-        finalizer = self.__dict__.get("_finalizer")
-        return finalizer is None or not finalizer.alive
+    def in_flight(self) -> int:
+        """How many groups have a request out whose results :meth:`recv` has not returned yet."""
+        return self._shards.in_flight
+
+    def async_reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> None:
+        """Reset every group without waiting; :meth:`recv` returns each group's observations.
+
+        Seeds are those of ``reset``: sub-env *i* gets ``seed + i``. ``recv`` then reports rewards of
+        0 and no terminations for these groups, and the reset ``info``.
+
+        Raises:
+            RemoteEnvError: a group is already in flight, or the env is closed.
+        """
+        self._shards.check_open()
+        self._shards.check_idle("async_reset")
+        seeds = self._seeds(seed)
+        lost = [s for s in self._shards if s.link.lost]
+        if lost:
+            self._shards.open(lost)
+        self._shards.send(
+            Kind.RESET,
+            [
+                (shard, self._reset_body(seeds[shard.start : shard.start + shard.count], options))
+                for shard in self._shards
+            ],
+        )
+
+    def send(self, actions: Any, env_ids: Any = None) -> None:
+        """Send the actions of one or more whole groups; do not wait.
+
+        Args:
+            actions: a batch of actions for ``env_ids``, in their order (``len(env_ids)`` rows).
+            env_ids: sub-env indices, whole groups each in ascending order (as :meth:`recv` returns
+                them); ``None``: those of the latest :meth:`recv`.
+
+        Raises:
+            ValueError: ``env_ids`` are not whole groups, or the actions do not fit.
+            RemoteEnvError: a group is already in flight, or the env is closed.
+        """
+        self._shards.check_open()
+        ids = self._shards.last_ids if env_ids is None else np.asarray(env_ids)
+        if ids is None:
+            raise ValueError("send() without env_ids needs a recv() first: pass the env_ids of the groups")
+        groups = self._shards.groups_of(ids)
+        single = self.single_action_space
+        actions = validate_action(self._shards.batched(single, len(ids)), actions)
+        parts = [actions] if len(groups) == 1 else [slice_batch(single, actions, o, o + g.count) for g, o in groups]
+        bodies = [{"action": part, "with_state": self.with_state} for part in parts]
+        self._shards.send(Kind.STEP, [(g, body) for (g, _), body in zip(groups, bodies, strict=True)])
+
+    def recv(
+        self, timeout: float | None = None
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any], np.ndarray]:
+        """The results of the first group in flight to arrive (the oldest first when several have).
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info, env_ids)`` for the group's sub-envs: batched
+            as ``step`` returns them (reward ``float64``, flags ``bool``), ``env_ids`` ``int32``.
+
+        Raises:
+            RemoteEnvError: nothing is in flight, or the env is closed.
+            RemoteTimeoutError: no group answered within ``timeout`` (default: the env's ``timeout``).
+            SessionLostError, ServerError: as for ``step``, for the group that failed.
+        """
+        request, reply = self._shards.recv(timeout)
+        shard = request.shard
+        n, space = shard.count, self._shards.batched(self.single_observation_space, shard.count)
+        if request.kind is Kind.RESET:
+            obs = self._take_obs(shard, reply, space)
+            return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), reply["info"], shard.env_ids
+        return (*self._step_result(shard, reply, space), shard.env_ids)
+
+    # ------------------------------------------------------------------------------ closing
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Close every session, socket and server this env started (``close()`` calls it once).
+        """Close every session, socket and server this env started (``close()`` calls it once); the
+        requests of groups in flight are abandoned, their replies not awaited.
 
         Also done when the env is garbage-collected without ``close()``.
         """
-        self._abandon_in_flight()  # async groups' requests: their replies are not awaited
         finalizer = self.__dict__.get("_finalizer")
         if finalizer is not None:
             finalizer()  # runs once: later calls, and the collection, do nothing
