@@ -29,11 +29,13 @@ from gym_remote.registration import register, register_builtin, register_from_en
 register_builtin()
 register_from_environment()  # GYM_REMOTE_ENVS: ids bound to a server, for scripts that only gym.make(id)
 
+from gym_remote.client_session import ConnectOptions, ServerHandle  # noqa: E402
 from gym_remote.env import RemoteEnv  # noqa: E402
 
 __all__ = [
     "BadRequestError",
     "ConnectError",
+    "ConnectOptions",
     "LaunchError",
     "ProtocolError",
     "RemoteEnv",
@@ -41,6 +43,7 @@ __all__ = [
     "RemoteTimeoutError",
     "ServerBusyError",
     "ServerError",
+    "ServerHandle",
     "SessionLostError",
     "SpaceError",
     "StateError",

@@ -25,7 +25,7 @@ import platform
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from gym_remote import __version__
 from gym_remote.client import PROBE_TIMEOUT, Connection
@@ -35,12 +35,57 @@ from gym_remote.spaces import space_from_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClientSession", "ConnectOptions", "hello_body"]
+__all__ = ["ClientSession", "ConnectOptions", "ServerHandle", "hello_body"]
+
+
+@runtime_checkable
+class ServerHandle(Protocol):
+    """A server this process started, as its client sees it: all a client knows of a launcher.
+
+    :class:`~gym_remote.local.LocalServer` (a subprocess here), the SSH launcher's
+    :class:`~gym_remote.launch.handle.SshServerHandle` and the Ray pool's
+    :class:`~gym_remote.launch.ray_pool.RayServerHandle` all are one. A client given one
+    (``RemoteEnv(server=...)``, ``RemoteVectorEnv(servers=...)``) connects to it and stops it on close.
+
+    Attributes:
+        local_host, local_port: where to connect (a tunnel's local end, or the server itself).
+        endpoint: ``tcp://local_host:local_port``.
+    """
+
+    local_host: str
+    local_port: int
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def log_tail(self, n: int = 40, /) -> str:
+        """The last ``n`` lines of the server's log, for error messages; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Stop the server and release what reaches it (tunnel, SSH, actor). Idempotent."""
+        ...
 
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    """How a client reaches a server; every client class takes these keywords."""
+    """How a client reaches a server: the one record every client class takes as ``options``.
+
+    ``gym.make`` and ``gym.make_vec`` take these fields as keywords too and fold them into this
+    record (:mod:`gym_remote.entry`).
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or value (named, with what it takes).
+
+    Example:
+        >>> from gym_remote import ConnectOptions
+        >>> ConnectOptions(timeout=5.0, retries=0).connect_timeout
+        120.0
+        >>> ConnectOptions(timeout=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: ConnectOptions(timeout=...) takes a number of seconds > 0, got -1 (int)
+    """
 
     #: Seconds to wait for each reply.
     timeout: float = 30.0
@@ -56,10 +101,20 @@ class ConnectOptions:
     #: Seconds a TCP connection may take to open before a HELLO (fast failure for a wrong endpoint).
     probe_timeout: float = PROBE_TIMEOUT
 
+    def __post_init__(self) -> None:
+        from gym_remote.checks import check_client_keywords
+
+        check_client_keywords("ConnectOptions", **dataclasses.asdict(self))
+
+    @classmethod
+    def fields(cls) -> frozenset[str]:
+        """The field names: the keywords ``gym.make`` folds into this record."""
+        return frozenset(f.name for f in dataclasses.fields(cls))
+
     @classmethod
     def of(cls, scope: Mapping[str, Any]) -> ConnectOptions:
-        """The options among ``scope``'s names (a client constructor's ``locals()``); others are ignored."""
-        return cls(**{f.name: scope[f.name] for f in dataclasses.fields(cls) if f.name in scope})
+        """The options among ``scope``'s names (keyword arguments); others are ignored."""
+        return cls(**{name: scope[name] for name in cls.fields() if name in scope})
 
     def connect(self, host: str, port: int, server: Any = None) -> Connection:
         """A :class:`Connection` to ``host:port``.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -25,9 +26,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from gym_remote.checks import check_client_keywords, check_launch_options
+from gym_remote.checks import check_client_keywords
 from gym_remote.client import Connection
-from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
+from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
 from gym_remote.config import DEFAULT_PORT
 from gym_remote.errors import RemoteEnvError, SessionLostError
 from gym_remote.protocol import GOAL_METHODS, Kind, ObjectList
@@ -39,31 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Render modes a client cannot have: "human" would open a window on the server, not here.
 SERVER_ONLY_RENDER_MODES = frozenset({"human"})
-
-
-class _AnyRenderMode(tuple):
-    """A ``render_modes`` that admits every mode: what the class says before a server is known."""
-
-    def __contains__(self, mode: object) -> bool:
-        return True
-
-
-class _ServerMetadata:
-    """``RemoteEnv.metadata``: the server env's metadata on an instance (set after HELLO).
-
-    On the class, which ``gym.make`` reads before the env exists (Gymnasium 1.0-1.4 check it to be a
-    dict and may wrap for a ``render_mode`` it lacks), it is a dict whose ``render_modes`` admits
-    every mode: ``gym.make`` neither warns nor wraps, and ``RemoteEnv`` checks the requested mode
-    against the server's once they are known.
-    """
-
-    def __get__(self, obj: Any, objtype: type | None = None) -> dict[str, Any]:
-        if obj is None:
-            return {"render_modes": _AnyRenderMode()}
-        return obj.__dict__.get("_metadata", {"render_modes": []})
-
-    def __set__(self, obj: Any, value: dict[str, Any]) -> None:
-        obj.__dict__["_metadata"] = dict(value)
 
 
 def client_metadata(server_metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -141,62 +117,32 @@ def default_local_task() -> str:
     return "gym_remote/StackCube-v0"
 
 
-def start_server_for(
-    host: str | None,
-    *,
-    launch: bool | str | dict[str, Any],
-    backend: str,
-    task: str | None,
-    task_kwargs: dict[str, Any] | None,
-    launch_options: dict[str, Any],
-) -> Any:
-    """A server handle (``local_host``, ``local_port``, ``log_tail()``, ``close()``), or None.
-
-    No host: a subprocess on this machine. ``launch=True``: started over SSH by
-    :mod:`gym_remote.launch` (imported only then; this module knows nothing of SSH).
-    ``launch="ray"``: one server placed by Ray (:mod:`gym_remote.launch.ray_pool`); its handle also
-    gives the pool's CURVE keys (``client_options()``).
-    """
-    if launch == "ray":
-        if host is not None:
-            raise ValueError("launch='ray' lets Ray place the server: give no host")
-        from gym_remote.launch.ray_pool import start_pool
-
-        return start_pool(1, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options).handles[0]
-    if host is None:
-        from gym_remote.local import LocalServer
-
-        return LocalServer(backend, task or default_local_task(), task_kwargs)
-    if launch:
-        from gym_remote.launch import launch_server
-
-        options = {**(launch if isinstance(launch, dict) else {}), **launch_options}
-        # The launch mapping's task_kwargs are the server's own settings (serve --kwargs, e.g. Isaac
-        # Lab's asset_root, which a client may not send); the client's task_kwargs go there too.
-        server_kwargs = options.pop("task_kwargs", None)
-        if server_kwargs is not None or task_kwargs is not None:
-            server_kwargs = {**(server_kwargs or {}), **(task_kwargs or {})}
-        return launch_server(host=host, backend=backend, task=task, task_kwargs=server_kwargs, **options)
-    return None
-
-
 class RemoteEnv(gym.Env):
     """A Gymnasium env served by ``gym-remote serve`` at ``host:port``.
 
     Args:
-        host: server host; ``None`` starts a local server subprocess (the default task is the
-            built-in MuJoCo stack-cube stand-in).
-        port: server port (or the local end of a tunnel).
+        host, port: the server (or the local end of a tunnel to it).
         task, task_kwargs: the server-side env id and its keyword arguments (``None``: the
             server's default).
-        timeout: seconds to wait for each reply; ``connect_timeout`` for HELLO (env creation on a
-            GPU box can take a minute).
-        retries: re-sends of idempotent requests after a timeout (never of a step).
+        options: how to reach the server (:class:`~gym_remote.client_session.ConnectOptions`:
+            timeouts, retries, CURVE keys); the defaults when not given.
+        server: a server this process started (:class:`~gym_remote.client_session.ServerHandle`:
+            :class:`~gym_remote.local.LocalServer`, :func:`gym_remote.launch.launch_server`'s, a
+            Ray pool's); the env connects to it instead of ``host``/``port``, attaches its log tail
+            to errors, and stops it on :meth:`close`.
         render_mode: ``"rgb_array"`` renders on the server.
-        curve_server_key (+ optional ``curve_public_key``/``curve_secret_key``): CURVE encryption.
         with_state: attach the simulator state to every reset/step reply (see :attr:`last_state`).
-        launch, backend, config and other keywords: start the server over SSH first (see
-            :mod:`gym_remote.launch`).
+        max_episode_steps: a time limit to ask the server for (default: the server's own).
+
+    ``gym.make("Remote-IsaacSim-v0", ...)`` also takes the fields of ``ConnectOptions`` and the launch
+    keywords (``launch``, ``backend``, ``config``...) flat, and folds them into these records
+    (:mod:`gym_remote.entry`); so did this class until 0.2, which still takes them with a
+    ``DeprecationWarning``.
+
+    Raises:
+        TypeError, ValueError: a keyword of the wrong type or value, named.
+        ConnectError, RemoteTimeoutError: the server cannot be reached, or did not answer the HELLO.
+        BadRequestError: the server refused the task or its keyword arguments.
 
     Example:
         With no ``host``, a local server subprocess serves the task; the values are the local env's:
@@ -216,23 +162,20 @@ class RemoteEnv(gym.Env):
         >>> env.close(); local.close()
     """
 
-    # ``metadata`` is a descriptor and ``spec`` a property. ``gym.make`` reads the class's
-    # ``render_modes`` before the env exists; the modes that count are the server's, known after
-    # HELLO (see ``_ServerMetadata``). ``spec`` takes ``max_episode_steps`` from the server when
-    # ``gym.make`` sets it (the registered spec cannot know the remote task's limit).
-
-    metadata = _ServerMetadata()  # type: ignore[assignment]
+    #: The server env's metadata, set from its HELLO reply (``render_modes`` without ``"human"``).
+    metadata: dict[str, Any] = {"render_modes": []}
 
     @property  # type: ignore[override]
     def spec(self) -> EnvSpec | None:
-        """The spec ``gym.make`` gave, with ``max_episode_steps`` set to the server's time limit."""
-        return self.__dict__.get("_spec")
+        """The spec ``gym.make`` gave; when it has no ``max_episode_steps``, the server's time limit is it."""
+        spec = self.__dict__.get("_spec")
+        steps = self.__dict__.get("_server_max_steps")
+        if spec is None or spec.max_episode_steps is not None or steps is None:
+            return spec
+        return dataclasses.replace(spec, max_episode_steps=steps)
 
     @spec.setter
     def spec(self, value: EnvSpec | None) -> None:
-        steps = self.__dict__.get("_server_max_steps")
-        if value is not None and value.max_episode_steps is None and steps is not None:
-            value = dataclasses.replace(value, max_episode_steps=steps)
         self.__dict__["_spec"] = value
 
     def __init__(
@@ -242,45 +185,64 @@ class RemoteEnv(gym.Env):
         task: str | None = None,
         task_kwargs: dict[str, Any] | None = None,
         *,
-        timeout: float = 30.0,
-        connect_timeout: float = 120.0,
-        retries: int = 2,
+        options: ConnectOptions | None = None,
+        server: ServerHandle | None = None,
         render_mode: str | None = None,
-        curve_server_key: bytes | str | None = None,
-        curve_public_key: bytes | str | None = None,
-        curve_secret_key: bytes | str | None = None,
         with_state: bool = False,
-        launch: bool | str | dict[str, Any] = False,
-        backend: str = "gymnasium",
         max_episode_steps: int | None = None,
-        **launch_options: Any,
+        **deprecated: Any,
     ) -> None:
-        check_client_keywords("RemoteEnv", locals())  # the keywords above, before any assignment
-        check_launch_options("RemoteEnv", launch, launch_options)
+        if deprecated or (host is None and server is None):
+            # Until 0.2 the class took gym.make's flat keywords and started servers itself.
+            warnings.warn(
+                "RemoteEnv(timeout=..., launch=..., host=None, ...) is deprecated: pass options=ConnectOptions(...) "
+                "and server=<a started server's handle>, or call gym.make('Remote-IsaacSim-v0', ...), which takes "
+                "the flat keywords",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            from gym_remote.entry import make_env  # the one place flat keywords are folded
+
+            keywords = dict(render_mode=render_mode, with_state=with_state, max_episode_steps=max_episode_steps)
+            if options is not None:
+                keywords.update(dataclasses.asdict(options))
+            made = make_env(host, port, task, task_kwargs, **keywords, **deprecated)
+            made._finalizer.detach()  # this env takes over what it opened
+            self.__dict__.update({k: v for k, v in made.__dict__.items() if k != "_finalizer"})
+            self._finalizer = weakref.finalize(self, self._owned.close)
+            return
+        check_client_keywords(
+            "RemoteEnv",
+            host=host,
+            port=port,
+            task=task,
+            task_kwargs=task_kwargs,
+            render_mode=render_mode,
+            with_state=with_state,
+            max_episode_steps=max_episode_steps,
+        )
         check_render_mode(render_mode)
+        if options is not None and not isinstance(options, ConnectOptions):
+            raise TypeError(f"RemoteEnv(options=...) takes a ConnectOptions, got {type(options).__name__}")
+        if server is not None and not isinstance(server, ServerHandle):
+            raise TypeError(
+                f"RemoteEnv(server=...) takes a started server's handle (local_host, local_port, endpoint, "
+                f"log_tail(), close()), got {type(server).__name__}"
+            )
         self.task = task
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
         self.with_state = with_state
-        self.connect_timeout = connect_timeout
+        self.options = options or ConnectOptions()
+        self.connect_timeout = self.options.connect_timeout
         self._remote_max_steps = max_episode_steps
-        self._server = start_server_for(
-            host,
-            launch=launch,
-            backend=backend,
-            task=task,
-            task_kwargs=task_kwargs,
-            launch_options=launch_options,
-        )
+        self._server = server
         # Closed by close(), or when the env is garbage-collected: the finalizer holds what was opened.
-        self._owned = _Owned(self._server)
+        self._owned = _Owned(server)
         self._finalizer = weakref.finalize(self, self._owned.close)
-        if self._server is not None:
-            host, port = self._server.local_host, self._server.local_port
+        if server is not None:
+            host, port = server.local_host, server.local_port
         self.host, self.port = str(host), int(port)
-        self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
-        if callable(getattr(self._server, "client_options", None)):  # a Ray pool's server: its CURVE keys
-            self.options = dataclasses.replace(self.options, **self._server.client_options())
         hello = hello_body(
             "RemoteEnv",
             task=task,
@@ -293,7 +255,7 @@ class RemoteEnv(gym.Env):
         self.state_schema: StateSchema | None = None
         try:
             conn = self.options.connect(self.host, self.port, self._server)
-            self._link = self._owned.link = ClientSession(conn, hello, connect_timeout, self._server)
+            self._link = self._owned.link = ClientSession(conn, hello, self.options.connect_timeout, server)
             self._apply_hello(self._link.open())
         except BaseException:
             self.close()

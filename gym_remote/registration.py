@@ -42,7 +42,7 @@ REMOTE_ENV_ID = "Remote-IsaacSim-v0"
 #: The environment variable read by :func:`register_from_environment`.
 ENVS_VARIABLE = "GYM_REMOTE_ENVS"
 
-_ENTRY_POINT = "gym_remote.env:RemoteEnv"
+_ENTRY_POINT = "gym_remote.entry:make_env"
 _VECTOR_ENTRY_POINT = "gym_remote.vector:RemoteVectorEnv"
 
 

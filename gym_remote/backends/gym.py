@@ -81,7 +81,8 @@ def _vectorize(
     return gym.vector.SyncVectorEnv(fns, **kwargs)
 
 
-_CLIENT_MODULES = ("gym_remote.env:", "gym_remote.vector:")
+#: Modules whose entry points make gym-remote clients (``gym.make``'s ``gym_remote.entry:make_env``).
+_CLIENT_MODULES = ("gym_remote.entry:", "gym_remote.env:", "gym_remote.vector:")
 
 #: Keywords ``gym.make`` itself takes, on top of the env creator's own.
 _MAKE_KEYWORDS = frozenset({"max_episode_steps", "disable_env_checker", "render_mode"})
@@ -206,7 +207,9 @@ class GymnasiumFactory:
         if opts.max_episode_steps is not None:
             kwargs["max_episode_steps"] = opts.max_episode_steps
         spec = check_task(task, kwargs, BadRequestError)
-        entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+        entry = spec.entry_point
+        if not isinstance(entry, str):  # a callable: where it was defined
+            entry = f"{getattr(entry, '__module__', '')}:{getattr(entry, '__qualname__', '')}"
         if entry.startswith(_CLIENT_MODULES):
             # A remote env inside the server would let a client start servers with any backend,
             # the python one included: code execution chosen by the network.

@@ -1,0 +1,134 @@
+"""Where ``gym.make`` keywords arrive: folded once into records, and the server they ask for started.
+
+``gym.make("Remote-IsaacSim-v0", host=..., timeout=5.0, launch=True, setup=...)`` hands its keywords
+to :func:`make_env` (``gym.make_vec`` to :func:`make_vector_env`), which sorts them once:
+
+- the fields of :class:`~gym_remote.client_session.ConnectOptions` (timeouts, retries, CURVE keys)
+  become that record;
+- ``launch``, ``backend`` and the launch options start a server and become its
+  :class:`~gym_remote.client_session.ServerHandle`: a local subprocess when no host is given, one
+  started over SSH with ``launch=True`` (:mod:`gym_remote.launch`), or placed by Ray with
+  ``launch="ray"`` (:mod:`gym_remote.launch.ray_pool`), each imported only then;
+- the rest are the env's own keywords.
+
+The env classes take only records (``options=``, ``server=``/``servers=``) and know nothing of
+launching. Every keyword is checked before anything starts, and a server started here is stopped
+when the env cannot be made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from gym_remote.checks import check_client_keywords, check_launch_options
+from gym_remote.client_session import ConnectOptions, ServerHandle
+from gym_remote.config import DEFAULT_PORT
+from gym_remote.env import RemoteEnv, check_render_mode, default_local_task
+
+__all__ = ["make_env", "split_keywords", "start_server"]
+
+#: The env's own keywords besides the endpoint and task (``RemoteEnv``'s; the vector adds its own).
+ENV_KEYWORDS = frozenset({"render_mode", "with_state", "max_episode_steps"})
+
+
+def split_keywords(
+    owner: str, keywords: Mapping[str, Any], own: frozenset[str] = ENV_KEYWORDS
+) -> tuple[ConnectOptions, dict[str, Any], dict[str, Any]]:
+    """``keywords`` as ``(ConnectOptions, the env's own keywords in own, launch options)``.
+
+    Raises:
+        TypeError, ValueError: a connection field of the wrong type or value, named for ``owner``.
+    """
+    fields = ConnectOptions.fields()
+    connect = {k: v for k, v in keywords.items() if k in fields}
+    check_client_keywords(owner, **connect)  # named for the class the user called, not the record
+    env = {k: v for k, v in keywords.items() if k in own}
+    rest = {k: v for k, v in keywords.items() if k not in fields and k not in own}
+    return ConnectOptions(**connect), env, rest
+
+
+def start_server(
+    host: str | None,
+    *,
+    launch: bool | str | dict[str, Any],
+    backend: str,
+    task: str | None,
+    task_kwargs: dict[str, Any] | None,
+    launch_options: dict[str, Any],
+) -> ServerHandle | None:
+    """The server ``host`` and the launch keywords ask for, started; ``None`` for a server that runs already.
+
+    No host: a subprocess on this machine. ``launch=True``: started over SSH by
+    :mod:`gym_remote.launch`. ``launch="ray"``: one server placed by Ray; its handle also gives the
+    pool's CURVE keys (``client_options()``).
+
+    Raises:
+        LaunchError: the server did not start (its log tail attached).
+        ValueError: ``launch="ray"`` with a host.
+    """
+    if launch == "ray":
+        if host is not None:
+            raise ValueError("launch='ray' lets Ray place the server: give no host")
+        from gym_remote.launch.ray_pool import start_pool
+
+        return start_pool(1, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options).handles[0]
+    if host is None:
+        from gym_remote.local import LocalServer
+
+        return LocalServer(backend, task or default_local_task(), task_kwargs)
+    if launch:
+        from gym_remote.launch import launch_server
+
+        options = {**(launch if isinstance(launch, dict) else {}), **launch_options}
+        # The launch mapping's task_kwargs are the server's own settings (serve --kwargs, e.g. Isaac
+        # Lab's asset_root, which a client may not send); the client's task_kwargs go there too.
+        server_kwargs = options.pop("task_kwargs", None)
+        if server_kwargs is not None or task_kwargs is not None:
+            server_kwargs = {**(server_kwargs or {}), **(task_kwargs or {})}
+        return launch_server(host=host, backend=backend, task=task, task_kwargs=server_kwargs, **options)
+    return None
+
+
+def with_server_keys(options: ConnectOptions, server: ServerHandle | None) -> ConnectOptions:
+    """``options`` with the CURVE keys a Ray pool's server gives its clients (others give none)."""
+    keys = getattr(server, "client_options", None)
+    return dataclasses.replace(options, **keys()) if callable(keys) else options
+
+
+def make_env(
+    host: str | None = None,
+    port: int = DEFAULT_PORT,
+    task: str | None = None,
+    task_kwargs: dict[str, Any] | None = None,
+    *,
+    launch: bool | str | dict[str, Any] = False,
+    backend: str = "gymnasium",
+    **keywords: Any,
+) -> RemoteEnv:
+    """``gym.make``'s entry point: a :class:`RemoteEnv` from flat keywords (see the module docstring).
+
+    Raises:
+        TypeError, ValueError: a keyword of the wrong type or value, or one nobody takes (with close
+            matches), before anything starts.
+        LaunchError: the server asked for did not start.
+        RemoteEnvError: the env could not be made (the server started here is stopped).
+    """
+    options, own, launch_options = split_keywords("RemoteEnv", keywords)
+    check_client_keywords(
+        "RemoteEnv", host=host, port=port, task=task, task_kwargs=task_kwargs, launch=launch, backend=backend, **own
+    )
+    check_launch_options("RemoteEnv", launch, launch_options)
+    check_render_mode(own.get("render_mode"))
+    server = start_server(
+        host, launch=launch, backend=backend, task=task, task_kwargs=task_kwargs, launch_options=launch_options
+    )
+    if server is None:
+        return RemoteEnv(host, port, task, task_kwargs, options=options, **own)
+    try:
+        options = with_server_keys(options, server)
+        return RemoteEnv(task=task, task_kwargs=task_kwargs, options=options, server=server, **own)
+    except BaseException:
+        server.close()  # idempotent: the env closes what it adopted when it fails
+        raise
