@@ -1,10 +1,7 @@
-"""What a client holds of a server it started: the :class:`ServerHandle` protocol, and the SSH one.
+"""The handle of a server started over SSH: :class:`SshServerHandle`, from :func:`launch_server`.
 
-A client (``RemoteEnv``, ``RemoteVectorEnv``) needs four things of a server it started, wherever it
-runs: where to connect (``local_host``, ``local_port``, ``endpoint``), the end of its log for error
-messages (``log_tail``), and ``close()``, which stops it. :class:`~gym_remote.local.LocalServer`
-(a subprocess here), :class:`SshServerHandle` (over SSH, from :func:`launch_server`) and the Ray pool's
-servers (:mod:`gym_remote.launch.ray_pool`) all have them; the client knows nothing else.
+It is a :class:`~gym_remote.client_session.ServerHandle`, the protocol the client layer owns (where
+to connect, the log tail for errors, ``close()``), so ``RemoteEnv(server=launch_server(...))`` takes it.
 
 :func:`launch_server` starts the server (:class:`~gym_remote.launch.remote.RemoteLauncher`), then
 opens the tunnel (:mod:`gym_remote.launch.tunnels`). What must be released lives in a small
@@ -19,8 +16,9 @@ import threading
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from gym_remote.client_session import ServerHandle
 from gym_remote.errors import LaunchError
 from gym_remote.launch.config import HostConfig, resolve_config
 from gym_remote.launch.remote import RemoteLauncher
@@ -29,31 +27,6 @@ from gym_remote.launch.tunnels import FabricTunnel, OpenSshTunnel, check_port_fr
 log = logging.getLogger(__name__)
 
 __all__ = ["ServerHandle", "SshServerHandle", "launch_server"]
-
-
-@runtime_checkable
-class ServerHandle(Protocol):
-    """A server this process started, as its client sees it (all ``env.py`` knows of a launcher).
-
-    Attributes:
-        local_host, local_port: where to connect (a tunnel's local end, or the server itself).
-    """
-
-    local_host: str
-    local_port: int
-
-    @property
-    def endpoint(self) -> str:
-        """``tcp://local_host:local_port``."""
-        ...
-
-    def log_tail(self, n: int = 40, /) -> str:
-        """The last ``n`` lines of the server's log, for error messages; never raises."""
-        ...
-
-    def close(self) -> None:
-        """Stop the server and release what reaches it (tunnel, SSH, actor). Idempotent."""
-        ...
 
 
 class _Resources:
