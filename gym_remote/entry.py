@@ -18,19 +18,23 @@ when the env cannot be made.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gym_remote.checks import check_client_keywords, check_launch_options
+from gym_remote.checks import check_client_keywords, check_launch_options, check_vector_keywords
 from gym_remote.client_session import ConnectOptions, ServerHandle
 from gym_remote.config import DEFAULT_PORT
 from gym_remote.env import RemoteEnv, check_render_mode, default_local_task
+from gym_remote.vector.env import RemoteVectorEnv
 
-__all__ = ["make_env", "split_keywords", "start_server"]
+__all__ = ["front_end_venv", "make_env", "make_vector_env", "split_keywords", "start_server"]
 
 #: The env's own keywords besides the endpoint and task (``RemoteEnv``'s; the vector adds its own).
 ENV_KEYWORDS = frozenset({"render_mode", "with_state", "max_episode_steps"})
+#: The vector env's own keywords besides the endpoint(s) and task.
+VECTOR_ENV_KEYWORDS = ENV_KEYWORDS | {"autoreset_mode", "batch_size"}
 
 
 def split_keywords(
@@ -131,4 +135,96 @@ def make_env(
         return RemoteEnv(task=task, task_kwargs=task_kwargs, options=options, server=server, **own)
     except BaseException:
         server.close()  # idempotent: the env closes what it adopted when it fails
+        raise
+
+
+def make_vector_env(
+    num_envs: int = 1,
+    host: str | None = None,
+    port: int = DEFAULT_PORT,
+    task: str | None = None,
+    task_kwargs: dict[str, Any] | None = None,
+    *,
+    hosts: Sequence[str] | None = None,
+    launch: bool | str | dict[str, Any] = False,
+    backend: str = "gymnasium",
+    **keywords: Any,
+) -> RemoteVectorEnv:
+    """``gym.make_vec``'s entry point: a :class:`~gym_remote.vector.RemoteVectorEnv` from flat keywords.
+
+    One server per endpoint is started when asked for: a local one without ``host``/``hosts``, one
+    over SSH per host with ``launch=True``, or ``servers=N`` placed by Ray with ``launch="ray"``.
+
+    Raises:
+        TypeError, ValueError: a keyword of the wrong type or value, or one nobody takes, before
+            anything starts.
+        LaunchError: a server asked for did not start (those started are stopped).
+        RemoteEnvError: the env could not be made (the servers started here are stopped).
+    """
+    options, own, launch_options = split_keywords("RemoteVectorEnv", keywords, VECTOR_ENV_KEYWORDS)
+    check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
+    check_client_keywords(
+        "RemoteVectorEnv", host=host, port=port, task=task, task_kwargs=task_kwargs, launch=launch, backend=backend
+    )
+    check_launch_options("RemoteVectorEnv", launch, launch_options)
+    check_render_mode(own.get("render_mode"))
+    servers: list[ServerHandle] = []
+    try:
+        if launch == "ray":
+            if host is not None or hosts:
+                raise ValueError("RemoteVectorEnv(launch='ray') lets Ray place the servers: give servers=N, no host(s)")
+            from gym_remote.launch.ray_pool import start_pool
+
+            count = launch_options.pop("servers", 1)
+            if count > num_envs:
+                raise ValueError(f"RemoteVectorEnv: {count} servers for {num_envs} sub-envs; some would serve none")
+            pool = start_pool(count, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options)
+            servers = list(pool.handles)
+            options = dataclasses.replace(options, **pool.client_options())
+        elif (host is None and not hosts) or launch:
+            for endpoint in hosts or [host]:
+                started = start_server(
+                    endpoint,
+                    launch=launch,
+                    backend=backend,
+                    task=task,
+                    task_kwargs=task_kwargs,
+                    launch_options=launch_options,
+                )
+                assert started is not None  # no host, or launch=True: a server was started
+                servers.append(started)
+        if servers:
+            return RemoteVectorEnv(
+                num_envs, task=task, task_kwargs=task_kwargs, servers=servers, options=options, **own
+            )
+        return RemoteVectorEnv(num_envs, host, port, task, task_kwargs, hosts=hosts, options=options, **own)
+    except BaseException:
+        for server in servers:  # idempotent: the env closes those it adopted when it fails
+            server.close()
+        raise
+
+
+@contextlib.contextmanager
+def front_end_venv(venv: RemoteVectorEnv | None, kwargs: dict[str, Any]) -> Iterator[RemoteVectorEnv]:
+    """The :class:`~gym_remote.vector.RemoteVectorEnv` a front end (SB3, rsl_rl) wraps, for its set-up.
+
+    ``venv`` as given, or one made here from ``kwargs`` (``gym.make_vec``'s flat keywords) with
+    ``autoreset_mode="same_step"`` by default; one made here is closed when the set-up in the
+    ``with`` block fails, so no session is left open.
+
+    Raises:
+        TypeError: both a ``venv`` and keywords to make one.
+    """
+    made = venv is None
+    if venv is None:
+        kwargs.setdefault("autoreset_mode", "same_step")
+        venv = make_vector_env(**kwargs)
+    elif kwargs:
+        raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
+    try:
+        yield venv
+    except BaseException:
+        if made:
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                venv.close()
         raise

@@ -43,7 +43,7 @@ REMOTE_ENV_ID = "Remote-IsaacSim-v0"
 ENVS_VARIABLE = "GYM_REMOTE_ENVS"
 
 _ENTRY_POINT = "gym_remote.entry:make_env"
-_VECTOR_ENTRY_POINT = "gym_remote.vector:RemoteVectorEnv"
+_VECTOR_ENTRY_POINT = "gym_remote.entry:make_vector_env"
 
 
 def register(env_id: str, *, max_episode_steps: int | None = None, **kwargs: Any) -> None:

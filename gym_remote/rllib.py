@@ -40,7 +40,7 @@ from typing import Any
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from gym_remote.client import parse_host_port
-from gym_remote.entry import make_env
+from gym_remote.entry import make_env, make_vector_env
 from gym_remote.env import DEFAULT_PORT, RemoteEnv
 from gym_remote.launch.ray_pool import RayServerPool, server_for_runner
 from gym_remote.vector import RemoteVectorEnv
@@ -94,7 +94,7 @@ def env_creator(config: Mapping[str, Any]) -> RemoteEnv | RemoteVectorEnv:
             kwargs["hosts"] = servers[:num_envs]
     if num_envs is None:
         return make_env(**kwargs)
-    return RemoteVectorEnv(int(num_envs), **kwargs)
+    return make_vector_env(int(num_envs), **kwargs)
 
 
 def register(name: str = ENV_ID) -> str:

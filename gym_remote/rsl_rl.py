@@ -52,9 +52,9 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from gym_remote.checks import check_clip_actions
+from gym_remote.entry import front_end_venv
 from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.vector import RemoteVectorEnv
-from gym_remote.vector.env import front_end_venv
 
 __all__ = ["RemoteRslRlVecEnv", "RemoteTaskCfg"]
 

@@ -21,10 +21,10 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 from stable_baselines3.common.vec_env import VecEnv
 
 from gym_remote.checks import autoreset_mode_name, check_clip_actions
+from gym_remote.entry import front_end_venv
 from gym_remote.errors import RemoteEnvError
 from gym_remote.protocol import CALLABLE_ALLOWLIST
 from gym_remote.vector import RemoteVectorEnv
-from gym_remote.vector.env import front_end_venv
 
 
 def _index(tree: Any, i: int) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -18,12 +18,11 @@ from gym_remote.async_batches import group_layout
 from gym_remote.checks import (
     autoreset_mode_name,
     check_client_keywords,
-    check_launch_options,
     check_reset_mask,
     check_vector_keywords,
 )
 from gym_remote.client import parse_host_port
-from gym_remote.client_session import ClientSession, ConnectOptions, hello_body
+from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
 from gym_remote.env import (
     DEFAULT_PORT,
     check_render_mode,
@@ -31,7 +30,6 @@ from gym_remote.env import (
     remote_methods,
     to_wire,
 )
-from gym_remote.entry import start_server as start_server_for
 from gym_remote.errors import RemoteEnvError, SessionLostError, restated
 from gym_remote.protocol import Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
@@ -92,25 +90,66 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         task_kwargs: dict[str, Any] | None = None,
         *,
         hosts: Sequence[str] | None = None,
+        servers: Sequence[ServerHandle] | None = None,
+        options: ConnectOptions | None = None,
         autoreset_mode: str | Any = "next_step",
         max_episode_steps: int | None = None,
-        timeout: float = 30.0,
-        connect_timeout: float = 120.0,
-        retries: int = 2,
         render_mode: str | None = None,
         with_state: bool = False,
-        curve_server_key: bytes | str | None = None,
-        curve_public_key: bytes | str | None = None,
-        curve_secret_key: bytes | str | None = None,
-        launch: bool | str | dict[str, Any] = False,
-        backend: str = "gymnasium",
         batch_size: int | None = None,
-        **launch_options: Any,
+        **deprecated: Any,
     ) -> None:
+        if isinstance(servers, int) and not isinstance(servers, bool):  # launch="ray"'s count of servers
+            deprecated["servers"], servers = servers, None
+        if deprecated or (host is None and not hosts and not servers):
+            # Until 0.2 the class took gym.make_vec's flat keywords and started servers itself.
+            warnings.warn(
+                "RemoteVectorEnv(timeout=..., launch=..., host=None, ...) is deprecated: pass "
+                "options=ConnectOptions(...) and servers=[<started servers' handles>], or call "
+                "gym.make_vec('Remote-IsaacSim-v0', ...), which takes the flat keywords",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            from gym_remote.entry import make_vector_env  # the one place flat keywords are folded
+
+            keywords = dict(
+                hosts=hosts,
+                autoreset_mode=autoreset_mode,
+                max_episode_steps=max_episode_steps,
+                render_mode=render_mode,
+                with_state=with_state,
+                batch_size=batch_size,
+            )
+            if options is not None:
+                keywords.update(dataclasses.asdict(options))
+            made = make_vector_env(num_envs, host, port, task, task_kwargs, **keywords, **deprecated)
+            made._finalizer.detach()  # this env takes over what it opened
+            self.__dict__.update({k: v for k, v in made.__dict__.items() if k != "_finalizer"})
+            self._finalizer = weakref.finalize(self, self._shards.close)
+            return
         check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
-        check_client_keywords("RemoteVectorEnv", locals())  # the keywords above, before any assignment
-        check_launch_options("RemoteVectorEnv", launch, launch_options)
+        check_client_keywords(
+            "RemoteVectorEnv",
+            host=host,
+            port=port,
+            task=task,
+            task_kwargs=task_kwargs,
+            render_mode=render_mode,
+            with_state=with_state,
+            max_episode_steps=max_episode_steps,
+        )
         check_render_mode(render_mode)
+        if options is not None and not isinstance(options, ConnectOptions):
+            raise TypeError(f"RemoteVectorEnv(options=...) takes a ConnectOptions, got {type(options).__name__}")
+        if servers is not None and (
+            isinstance(servers, (str, bytes)) or not all(isinstance(s, ServerHandle) for s in servers) or not servers
+        ):
+            raise TypeError(
+                "RemoteVectorEnv(servers=...) takes a non-empty list of started servers' handles (local_host, "
+                f"local_port, endpoint, log_tail(), close()), got {servers!r}"
+            )
+        if servers and (hosts or host is not None):
+            raise TypeError("RemoteVectorEnv: give servers=[...] or host/hosts, not both")
         mode = autoreset_mode_name(autoreset_mode)
         self.num_envs = num_envs
         self.task = task
@@ -124,58 +163,31 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self._torn: str | None = None
         # Every session this env opens is closed by close(), or when the env is garbage-collected
         # (Gymnasium 1.4's VectorEnv no longer closes itself then): the finalizer holds the shards,
-        # never the env.
+        # never the env. The servers it was given are each closed with their first group's session.
         self._finalizer = weakref.finalize(self, self._shards.close)
-        pool_servers: list[Any] = []  # launch="ray": one Ray-placed server per endpoint
-        if launch == "ray":
-            if host is not None or hosts:
-                raise ValueError("RemoteVectorEnv(launch='ray') lets Ray place the servers: give servers=N, no host(s)")
-            from gym_remote.launch.ray_pool import start_pool
-
-            launch_options = dict(launch_options)
-            count = launch_options.pop("servers", 1)
-            if count > num_envs:
-                raise ValueError(f"RemoteVectorEnv: {count} servers for {num_envs} sub-envs; some would serve none")
-            pool = start_pool(count, backend=backend, task=task, task_kwargs=task_kwargs, **launch_options)
-            pool_servers = list(pool.handles)
-            curve = pool.client_options()
-            curve_server_key = curve.get("curve_server_key", curve_server_key)
-            curve_public_key = curve.get("curve_public_key", curve_public_key)
-            curve_secret_key = curve.get("curve_secret_key", curve_secret_key)
+        given = list(servers or ())
         endpoints = (
-            [(s.local_host, s.local_port) for s in pool_servers]
-            if pool_servers
+            [(s.local_host, s.local_port) for s in given]
+            if given
             else [parse_host_port(h, DEFAULT_PORT) for h in hosts]
             if hosts
             else [(host, port)]
         )
-        layout = group_layout(num_envs, len(endpoints), batch_size)
         #: Sub-envs per group (``None``: one group per server).
         self.batch_size = batch_size
-        self.options = ConnectOptions.of(locals())  # timeouts, retries, CURVE keys
+        self.options = options or ConnectOptions()
         self._mode = mode  # the wire name, for comparisons here
         #: Gymnasium's ``AutoresetMode`` (the wire name on Gymnasium releases without the enum).
         self.autoreset_mode: Any = _AUTORESET[mode.upper()] if _AUTORESET else mode
         self._recover_in_step = False  # the deprecated recover_in_step
         try:
-            servers: dict[int, Any] = {}  # one per endpoint, owned by its first group's session
+            layout = group_layout(num_envs, len(endpoints), batch_size)
+            adopted: set[int] = set()  # endpoints whose server a session holds (closed with it)
             for index, count in layout:
                 h, p = endpoints[index]
-                owner = index not in servers
-                if owner and pool_servers:
-                    servers[index] = pool_servers[index]
-                elif owner:
-                    servers[index] = start_server_for(
-                        h,
-                        launch=launch,
-                        backend=backend,
-                        task=task,
-                        task_kwargs=task_kwargs,
-                        launch_options=launch_options,
-                    )
-                server = servers[index]
-                if server is not None:
-                    h, p = server.local_host, server.local_port
+                server = given[index] if given else None
+                owner = server is not None and index not in adopted
+                adopted.add(index)
                 hello = hello_body(
                     "RemoteVectorEnv",
                     task=task,
@@ -186,12 +198,12 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                     max_episode_steps=max_episode_steps,
                 )
                 conn = self.options.connect(str(h), int(p), server)
-                link = ClientSession(conn, hello, connect_timeout, server if owner else None)
+                link = ClientSession(conn, hello, self.options.connect_timeout, server if owner else None)
                 self._shards.add(link, count)
             self._apply_hello(self._shards.open())
         except BaseException:
             self.close()
-            for server in pool_servers:  # those not yet handed to a session (closing is idempotent)
+            for server in given:  # those not yet handed to a session (closing is idempotent)
                 server.close()
             raise
 
@@ -635,28 +647,3 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         finalizer = self.__dict__.get("_finalizer")
         if finalizer is not None:
             finalizer()  # runs once: later calls, and the collection, do nothing
-
-
-@contextlib.contextmanager
-def front_end_venv(venv: RemoteVectorEnv | None, kwargs: dict[str, Any]) -> Iterator[RemoteVectorEnv]:
-    """The :class:`RemoteVectorEnv` a front end (SB3, rsl_rl) wraps, for the front end's set-up.
-
-    ``venv`` as given, or one made here from ``kwargs`` with ``autoreset_mode="same_step"`` by default;
-    one made here is closed when the set-up in the ``with`` block fails, so no session is left open.
-
-    Raises:
-        TypeError: both a ``venv`` and keywords to make one.
-    """
-    made = venv is None
-    if venv is None:
-        kwargs.setdefault("autoreset_mode", "same_step")
-        venv = RemoteVectorEnv(**kwargs)
-    elif kwargs:
-        raise TypeError("give either a RemoteVectorEnv or the keyword arguments to make one, not both")
-    try:
-        yield venv
-    except BaseException:
-        if made:
-            with contextlib.suppress(Exception):  # the first error is the one to see
-                venv.close()
-        raise
