@@ -19,7 +19,6 @@ __all__ = [
     "AUTORESET_MODES",
     "autoreset_mode_name",
     "check_client_keywords",
-    "check_launch_options",
     "check_reset_mask",
     "check_vector_keywords",
     "unexpected_keyword",
@@ -82,13 +81,6 @@ def unexpected_keyword(owner: str, name: str, known: Any = ()) -> TypeError:
 LAUNCH_HELP = (
     "True (start the server over SSH, with launch options as keywords: config=, setup=, python=...), a dict of "
     "those options, 'ray' (servers placed by Ray: servers=, resources=...), or False"
-)
-
-#: Keywords of ``launch="ray"``: those of :func:`gym_remote.launch.ray_pool.start_pool` (``servers``
-#: for vector envs only).
-RAY_OPTIONS = frozenset(
-    {"servers", "resources", "serve_args", "python", "env", "bind_host", "curve", "startup_timeout"}
-    | {"wait_for_resources"}
 )
 
 
@@ -244,53 +236,6 @@ def check_vector_keywords(owner: str, **kw: Any) -> None:
         for h in hosts:
             if not isinstance(h, str):
                 _fail(owner, "hosts", hosts, "a list of 'host:port' strings (one per server), or None")
-
-
-def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) -> None:
-    """Launch options (``launch=True`` plus keywords, or ``launch={...}``) name :class:`HostConfig` fields.
-
-    Raises:
-        TypeError: launch options without ``launch=True``, or an unknown option (with close matches).
-    """
-    own = CLIENT_KEYWORDS | (VECTOR_KEYWORDS if owner == "RemoteVectorEnv" else frozenset())
-    if options and not launch:
-        name = next(iter(options))  # the first, as Python names it
-        raise TypeError(
-            f"{unexpected_keyword(owner, name, own)} (Note: launch options need launch=True; launch takes "
-            f"{LAUNCH_HELP})"
-        )
-    if not launch:
-        return
-    import dataclasses
-
-    if launch == "ray":
-        known_ray = RAY_OPTIONS if owner == "RemoteVectorEnv" else RAY_OPTIONS - {"servers"}
-        for name in options:
-            if name not in known_ray:
-                raise TypeError(
-                    f"{unexpected_keyword(owner, name, own | known_ray)} Options of launch='ray': "
-                    f"{', '.join(sorted(known_ray))}"
-                )
-        servers = options.get("servers", 1)
-        if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
-            raise ValueError(f"{owner}(servers=...) takes a positive int (Ray pool servers), got {servers!r}")
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ImportError(
-                f"{owner}(launch='ray') needs Ray on this machine: pip install 'gym-remote[ray]' and ray.init() "
-                "(or connect to your cluster) first; RLlib users: bash scripts/build_ray_venv.sh"
-            )
-        return
-    from gym_remote.launch.config import HostConfig
-
-    known = {f.name for f in dataclasses.fields(HostConfig)} | {"config"}
-    given = {**(launch if isinstance(launch, Mapping) else {}), **options}
-    for name in given:
-        if name not in known:
-            raise TypeError(
-                f"{unexpected_keyword(owner, name, own | known)} Launch options: {', '.join(sorted(known))}"
-            )
 
 
 def check_reset_mask(

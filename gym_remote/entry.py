@@ -23,7 +23,14 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gym_remote.checks import check_client_keywords, check_launch_options, check_vector_keywords
+from gym_remote.checks import (
+    CLIENT_KEYWORDS,
+    LAUNCH_HELP,
+    VECTOR_KEYWORDS,
+    check_client_keywords,
+    check_vector_keywords,
+    unexpected_keyword,
+)
 from gym_remote.client_session import ConnectOptions, ServerHandle
 from gym_remote.config import DEFAULT_PORT
 from gym_remote.env import RemoteEnv, check_render_mode, default_local_task
@@ -35,6 +42,58 @@ __all__ = ["front_end_venv", "make_env", "make_vector_env", "split_keywords", "s
 ENV_KEYWORDS = frozenset({"render_mode", "with_state", "max_episode_steps"})
 #: The vector env's own keywords besides the endpoint(s) and task.
 VECTOR_ENV_KEYWORDS = ENV_KEYWORDS | {"autoreset_mode", "batch_size"}
+
+#: Keywords of ``launch="ray"``: those of :func:`gym_remote.launch.ray_pool.start_pool` (``servers``
+#: for vector envs only).
+RAY_OPTIONS = frozenset(
+    {"servers", "resources", "serve_args", "python", "env", "bind_host", "curve", "startup_timeout"}
+    | {"wait_for_resources"}
+)
+
+
+def check_launch_options(owner: str, launch: Any, options: Mapping[str, Any]) -> None:
+    """Launch options (``launch=True`` plus keywords, or ``launch={...}``) name :class:`HostConfig` fields.
+
+    Raises:
+        TypeError: launch options without ``launch=True``, or an unknown option (with close matches).
+    """
+    own = CLIENT_KEYWORDS | (VECTOR_KEYWORDS if owner == "RemoteVectorEnv" else frozenset())
+    if options and not launch:
+        name = next(iter(options))  # the first, as Python names it
+        raise TypeError(
+            f"{unexpected_keyword(owner, name, own)} (Note: launch options need launch=True; launch takes "
+            f"{LAUNCH_HELP})"
+        )
+    if not launch:
+        return
+    if launch == "ray":
+        known_ray = RAY_OPTIONS if owner == "RemoteVectorEnv" else RAY_OPTIONS - {"servers"}
+        for name in options:
+            if name not in known_ray:
+                raise TypeError(
+                    f"{unexpected_keyword(owner, name, own | known_ray)} Options of launch='ray': "
+                    f"{', '.join(sorted(known_ray))}"
+                )
+        servers = options.get("servers", 1)
+        if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
+            raise ValueError(f"{owner}(servers=...) takes a positive int (Ray pool servers), got {servers!r}")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError(
+                f"{owner}(launch='ray') needs Ray on this machine: pip install 'gym-remote[ray]' and ray.init() "
+                "(or connect to your cluster) first; RLlib users: bash scripts/build_ray_venv.sh"
+            )
+        return
+    from gym_remote.launch.config import HostConfig
+
+    known = {f.name for f in dataclasses.fields(HostConfig)} | {"config"}
+    given = {**(launch if isinstance(launch, Mapping) else {}), **options}
+    for name in given:
+        if name not in known:
+            raise TypeError(
+                f"{unexpected_keyword(owner, name, own | known)} Launch options: {', '.join(sorted(known))}"
+            )
 
 
 def split_keywords(
