@@ -57,9 +57,11 @@ def remote(host: str, port: int, task: str, num_envs: int, steps: int, warmup: i
     """Env-steps/s through gym-remote (a RemoteVectorEnv on this side), and the bytes of one batched observation."""
     import numpy as np
 
+    from gym_remote import ConnectOptions
     from gym_remote.vector import RemoteVectorEnv
 
-    venv = RemoteVectorEnv(num_envs, host, port, task=task, autoreset_mode="same_step", connect_timeout=900)
+    options = ConnectOptions(connect_timeout=900)
+    venv = RemoteVectorEnv(num_envs, host, port, task=task, autoreset_mode="same_step", options=options)
     try:
         obs, _ = venv.reset(seed=0)
         size = sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))

@@ -27,6 +27,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import numpy as np
 import ray
 
+from gym_remote import ConnectOptions
 from gym_remote.launch.ray_pool import RayServerPool, start_pool
 from gym_remote.vector import RemoteVectorEnv
 
@@ -57,7 +58,8 @@ def main() -> None:
     try:
         for n in args.servers:
             pools[n] = start_pool(n, task=args.task, resources={"sim_gpu": 1})
-            venvs[n] = RemoteVectorEnv(args.num_envs, hosts=pools[n].hosts, task=args.task, **pools[n].client_options())
+            options = ConnectOptions(**pools[n].client_options())
+            venvs[n] = RemoteVectorEnv(args.num_envs, hosts=pools[n].hosts, task=args.task, options=options)
             venvs[n].reset(seed=0)
         space = venvs[args.servers[0]].action_space
         space.seed(0)

@@ -159,10 +159,11 @@ def run_episodes(
         add; else None), ``trajectory`` (the recording, a :class:`gym_remote.replay.Trajectory`),
         ``frames`` (written to ``video``, else 0).
     """
+    from gym_remote.client_session import ConnectOptions
     from gym_remote.env import RemoteEnv
     from gym_remote.replay import MujocoReplayWrapper
 
-    remote = RemoteEnv(host, port, task="stack_cube", timeout=60.0)
+    remote = RemoteEnv(host, port, task="stack_cube", options=ConnectOptions(timeout=60.0))
     try:
         env = MujocoReplayWrapper(
             remote, model=ASSET_PATH, name_map="roboverse_franka", camera=camera, width=width, height=height

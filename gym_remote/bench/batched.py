@@ -173,6 +173,7 @@ def bench_link(
     import time
 
     from gym_remote.bench.timing import progress
+    from gym_remote.client_session import ConnectOptions
     from gym_remote.vector import RemoteVectorEnv
 
     server = _server(max_envs=num_envs)
@@ -185,7 +186,9 @@ def bench_link(
         with progress(len(groups) * 2, "link", unit="figure") as bar:
             for g in groups:
                 batching = {"batch_size": num_envs // g} if g > 1 else {}
-                venv = RemoteVectorEnv(num_envs, "127.0.0.1", relay.port, task=TASK, timeout=60, **batching)
+                venv = RemoteVectorEnv(
+                    num_envs, "127.0.0.1", relay.port, task=TASK, options=ConnectOptions(timeout=60), **batching
+                )
                 try:
                     turn = _in_flight(venv, g)
                     for _ in range(2 * g):  # fill the pipeline

@@ -9,11 +9,13 @@ over them::
 
     import ray
     from gym_remote.launch.ray_pool import start_pool
+    from gym_remote import ConnectOptions
     from gym_remote.vector import RemoteVectorEnv
 
     ray.init()
     with start_pool(4, backend="isaaclab", task="Isaac-Cartpole", resources={"GPU": 1}) as pool:
-        venv = RemoteVectorEnv(4096, hosts=pool.hosts, task="Isaac-Cartpole", **pool.client_options())
+        options = ConnectOptions(**pool.client_options())  # the pool's CURVE keys
+        venv = RemoteVectorEnv(4096, hosts=pool.hosts, task="Isaac-Cartpole", options=options)
         ...
         venv.close()
 
