@@ -18,13 +18,8 @@ import numpy as np
 
 from gym_remote.backends.host_arrays import (
     copy_tree,
-    first_dim,
-    info_to_host,
     put_rows,
-    space_from_batch,
     take_rows,
-    to_host,
-    tree_to_host,
     unbatch_info,
 )
 from gym_remote.errors import BadRequestError, ServerBusyError, StateError
@@ -33,25 +28,14 @@ from gym_remote.session import Session, SessionOptions
 from gym_remote.session.base import is_wrapped_in
 from gym_remote.state import StateSchema, check_state
 
-# The host_arrays helpers stay importable from here, where they were first defined.
 __all__ = [
     "RESET_IN_STEP_KEY",
     "BatchedSimSession",
-    "SessionSlot",
     "SingleSceneGuard",
     "batch_size",
     "check_autoreset",
-    "copy_tree",
-    "first_dim",
-    "info_to_host",
     "one_seed",
-    "put_rows",
-    "space_from_batch",
     "split_kwargs",
-    "take_rows",
-    "to_host",
-    "tree_to_host",
-    "unbatch_info",
 ]
 
 log = logging.getLogger(__name__)
