@@ -232,3 +232,11 @@ def print_link(out: dict[str, Any]) -> None:
         bound = out["over_bound"][name]
         label = f"{name} in flight"
         print(f"  {label:<22} {rates[name]:>12,.0f} env-steps/s  {ratio:.2f}x local, {bound:.2f}x the bound")
+    holding = out["holding_bound"]
+    best = max(out["over_holding_bound"].values())
+    why = (
+        "num_envs/RTT is below the local stepping rate"
+        if holding == "link"
+        else "the local stepping rate is below num_envs/RTT"
+    )
+    print(f"  the bound that holds: the {holding} ({why}); the best figure reaches {best:.2f}x of it")

@@ -212,11 +212,16 @@ def bench_link(
         relay.close()
         server.close()
     local_rate = rates["local SyncVectorEnv"]
+    # Two ceilings: the link (every env waits a round trip per step) and the server (it steps no faster
+    # than this machine steps the same envs locally). The lower one holds.
+    link_bound, server_bound = num_envs / rtt, local_rate
     return {
         "num_envs": num_envs,
         "rtt_ms": rtt * 1e3,
         "rates": rates,
-        "bound_env_steps_per_s": num_envs / rtt,
+        "bound_env_steps_per_s": link_bound,
+        "holding_bound": "link" if link_bound <= server_bound else "server",
+        "over_holding_bound": {k: v / min(link_bound, server_bound) for k, v in rates.items() if "group" in k},
         "over_local": {k: v / local_rate for k, v in rates.items() if "group" in k},
         "over_bound": {k: v / (num_envs / rtt) for k, v in rates.items() if "group" in k},
     }
