@@ -8,7 +8,8 @@ Modules, each importing only the ones before it: ``startup`` (:data:`SessionFact
 :func:`validate_factory`, :func:`is_loopback_address`), ``sessions`` (the session table: HELLO,
 per-peer limits, idle expiry), ``requests`` (one request to one reply, dispatched by kind) and
 ``guard`` (:class:`~gym_remote.server.guard.MessageGuard`: the whole-message bound, on a thread of its
-own) and ``loop`` (:class:`EnvServer`: the socket and the serving loop). Every name is re-exported here.
+own) and ``loop`` (:class:`EnvServer`: the socket and the serving loop; it holds one session table and
+one request handler). Every name is re-exported here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The serving loop: one ROUTER socket, bound once (CURVE optional), served on one thread until stopped."""
+"""The serving loop: one ROUTER socket, bound once (CURVE optional), served on one thread until stopped.
+
+:class:`EnvServer` owns the socket and the loop, and holds the sessions
+(:class:`~gym_remote.server.sessions.SessionTable`) and the request handler
+(:class:`~gym_remote.server.requests.RequestHandler`) that turns each request into a reply.
+"""
 
 from __future__ import annotations
 
@@ -25,15 +30,22 @@ from gym_remote.protocol import (
 )
 from gym_remote.protocol.frames import _RCVMORE, _SNDMORE  # plain ints: cheaper than pyzmq's enums
 from gym_remote.server.guard import MessageGuard
-from gym_remote.server.requests import RequestHandling
-from gym_remote.server.sessions import _OpenSession
+from gym_remote.server.requests import RequestHandler
+from gym_remote.server.sessions import SessionTable
 from gym_remote.server.startup import SessionFactory, is_loopback_address, validate_factory
 from gym_remote.session import SessionLimits
+
+__all__ = ["EnvServer"]
 
 log = logging.getLogger("gym_remote.server")
 
 
-class EnvServer(RequestHandling):
+def _from_table(name: str, doc: str) -> property:
+    """A read-only attribute of the server that its :class:`SessionTable` holds."""
+    return property(lambda server: getattr(server._table, name), doc=doc)
+
+
+class EnvServer:
     """Serve envs built by ``factory`` to REQ clients over ZeroMQ.
 
     The admission keywords default to :class:`~gym_remote.config.ServerConfig`'s values; a loaded
@@ -103,24 +115,20 @@ class EnvServer(RequestHandling):
         admission = ServerConfig(address, max_sessions, max_sessions_per_peer, idle_timeout, max_message_bytes)
         if validate:
             validate_factory(factory)
-        self.factory = factory
+        self._table = SessionTable(
+            factory,
+            backend=backend,
+            task=task,
+            max_sessions=admission.max_sessions,
+            max_sessions_per_peer=admission.max_sessions_per_peer or max(1, admission.max_sessions // 2),
+            session_limits=session_limits or SessionLimits(),
+            idle_timeout=admission.idle_timeout,
+            freeze_gc=freeze_gc,
+            keys_are_peers=curve_secret_key is not None and bool(curve_clients),
+        )
         self.address = admission.address
-        self.max_sessions = admission.max_sessions
-        self.max_sessions_per_peer = admission.max_sessions_per_peer or max(1, admission.max_sessions // 2)
-        self.session_limits = session_limits or SessionLimits()
-        self._keys_are_peers = curve_secret_key is not None and bool(curve_clients)
-        # The peer of a connection is read from a request's frame metadata (Peer-Address, CURVE
-        # User-Id) once: ROUTER-assigned routing ids (a zero byte, then a counter) are never reused
-        # by this socket, so they map to one peer; a known id's requests arrive as plain bytes.
-        self._frame: Any = None  # the latest unknown connection's request frame, read at HELLO
-        self._identity = b""
-        self._peers: dict[bytes, str] = {}
-        self.idle_timeout = admission.idle_timeout
         self.limits = limits
-        self.backend = backend
-        self.task = task
         self.watch_pid = watch_pid
-        self.freeze_gc = freeze_gc
         self._ctx: zmq.Context = zmq.Context.instance()
         self._auth = None
         if curve_secret_key is not None:
@@ -150,11 +158,19 @@ class EnvServer(RequestHandling):
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         # MAXMSGSIZE bounds each frame; the guard bounds the whole message before libzmq has buffered it.
         self._guard = MessageGuard(self._sock, admission.max_message_bytes, limits.max_frames)
-        self._sessions: dict[str, _OpenSession] = {}
-        self._abandoned: dict[str, None] = {}  # hello_ids their clients gave up (SessionTable)
         self._codec = Codec(limits)  # one packer and decoder for the serving loop
+        self._handler = RequestHandler(self._table, self._codec)
         self._stop = threading.Event()
         self.requests_served = 0
+
+    factory = _from_table("factory", "Builds a :class:`Session` for each HELLO.")
+    backend = _from_table("backend", "The backend name HELLO replies carry.")
+    task = _from_table("task", "The default task.")
+    max_sessions = _from_table("max_sessions", "Open sessions past which a HELLO gets a 'server busy' error.")
+    max_sessions_per_peer = _from_table("max_sessions_per_peer", "Sessions one peer may hold at once.")
+    session_limits = _from_table("session_limits", "What one client may ask the server to build.")
+    idle_timeout = _from_table("idle_timeout", "Seconds without a request before a session closes (``None``: never).")
+    freeze_gc = _from_table("freeze_gc", "Whether ``gc.freeze()`` follows each session's opening and closing.")
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -173,7 +189,7 @@ class EnvServer(RequestHandling):
             while not self._stop.is_set():
                 self._serve_one()
                 if time.monotonic() >= next_sweep:
-                    self._expire_idle()
+                    self._table.expire_idle()
                     self._check_watched()
                     next_sweep = time.monotonic() + 1.0
         finally:
@@ -184,8 +200,8 @@ class EnvServer(RequestHandling):
         self._stop.set()
 
     def close(self) -> None:
-        for sid in list(self._sessions):
-            self._close_session(sid)
+        """Close every session, the socket and the CURVE authenticator (:meth:`serve_forever` does on return)."""
+        self._table.close_all()
         self._guard.close()
         if not self._sock.closed:
             self._sock.close(linger=0)
@@ -205,26 +221,26 @@ class EnvServer(RequestHandling):
         except zmq.ZMQError as exc:  # e.g. a peer dropped mid-message
             log.warning("receive failed: %s", exc)
             return
-        self._identity, self._frame = identity, None
+        frame: Any = None  # the request frame of a connection whose peer the table does not know yet
         # REQ clients send [identity, b"", header, arrays...]; anything else is still answered.
         payload: list[Any] = []
         envelope = [identity]
         if sock.get(_RCVMORE):
-            if identity in self._peers:
+            if identity in self._table.peers:
                 second = sock.recv(0)
             else:  # a frame, not bytes: its metadata (peer address, CURVE user) is read at HELLO
-                self._frame = frame = sock.recv(0, copy=False)
+                frame = sock.recv(0, copy=False)
                 second = frame.bytes
             if second == b"":
                 envelope.append(b"")
             else:
                 payload.append(second)
             payload.extend(recv_frames(sock) if sock.get(_RCVMORE) else [])
-        reply = self._handle(payload)
+        reply = self._handler.handle(payload, identity, frame)
         try:
             out = self._codec.pack_reply(reply)
         except ProtocolError as exc:  # the env returned something that cannot travel
-            out = self._codec.pack_reply(self._error_reply(reply.seq, ErrorCode.PROTOCOL, exc))
+            out = self._codec.pack_reply(self._handler.error_reply(reply.seq, ErrorCode.PROTOCOL, exc))
         self.requests_served += 1
         try:
             if len(out) == 1 and len(envelope) == 2:  # a REQ client, a reply without array frames

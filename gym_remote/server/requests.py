@@ -1,5 +1,8 @@
 """One request in, one reply out: decode, dispatch by kind to the session, and every failure as an
-ERROR reply (a code, the exception type, a clipped message and the remote traceback)."""
+ERROR reply (a code, the exception type, a clipped message and the remote traceback).
+
+:class:`RequestHandler` holds the server's :class:`~gym_remote.server.sessions.SessionTable` and its
+codec; the serving loop hands it each request's frames and who sent them."""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from gym_remote.protocol import (
 from gym_remote.server.sessions import SessionTable
 from gym_remote.session import Session
 
+__all__ = ["LOG_CLIP", "REPLY_CLIP", "TRACEBACK_CLIP", "RequestHandler"]
+
 log = logging.getLogger("gym_remote.server")
 
 #: Characters of client-influenced text kept in a log line, an error reply's message, its traceback.
@@ -35,52 +40,70 @@ REPLY_CLIP = 4000
 TRACEBACK_CLIP = 20000
 
 
-class RequestHandling(SessionTable):
-    """The request half of :class:`~gym_remote.server.EnvServer`: one decoded request to one reply,
-    dispatched by kind; every failure becomes an ERROR reply."""
+class RequestHandler:
+    """One decoded request to one reply for :class:`~gym_remote.server.EnvServer`, dispatched by kind
+    to the sessions of ``table``; every failure becomes an ERROR reply.
 
-    _codec: Codec
+    Args:
+        table: the server's sessions.
+        codec: the server's packer and decoder.
+    """
 
-    def _handle(self, payload: list[Any]) -> Reply:
+    def __init__(self, table: SessionTable, codec: Codec) -> None:
+        self.table = table
+        self._codec = codec
+
+    def handle(self, payload: list[Any], identity: bytes, frame: Any) -> Reply:
+        """The reply to one request.
+
+        Args:
+            payload: the request's frames (header, then array buffers).
+            identity: the sender's routing id; ``frame``: its request frame, ``None`` when the
+                table already knows the sender's peer (read at HELLO only).
+
+        Returns:
+            The reply, or an ERROR reply: nothing raises.
+        """
         seq = 0
         try:
             request = self._codec.unpack_request(payload)
             seq = request.seq
-            body = self._dispatch(request)
+            body = self._dispatch(request, identity, frame)
             return Reply(seq, body)
         except Exception as exc:  # every failure is a reply; the server keeps serving
             code = ErrorCode(error_code(exc))
             if code is ErrorCode.ENV:  # the env raised: its traceback is the useful part
                 log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
-                return self._error_reply(seq, code, exc, traceback.format_exc())
+                return self.error_reply(seq, code, exc, traceback.format_exc())
             if code is ErrorCode.PROTOCOL:
                 log.warning("malformed request: %s", clip(getattr(exc, "message", str(exc)), LOG_CLIP))
             cause = exc.__cause__ if code is ErrorCode.BAD_REQUEST else None  # an env that failed to build
             tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
-            return self._error_reply(seq, code, exc, tb)
+            return self.error_reply(seq, code, exc, tb)
 
     @staticmethod
-    def _error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
+    def error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:
+        """An ERROR reply to request ``seq``: ``code``, the exception's type, its message and ``tb``, clipped."""
         # Error texts may quote what a client sent (kwargs, actions): bounded, so a 1 MiB HELLO
         # does not come back as a multi-megabyte error or fill the log.
         message = exc.message if isinstance(exc, RemoteEnvError) else str(exc)
         info = ErrorInfo(code, type(exc).__name__, clip(message, REPLY_CLIP), clip(tb, TRACEBACK_CLIP))
         return Reply(seq, error=info)
 
-    def _dispatch(self, req: Request) -> Any:
+    def _dispatch(self, req: Request, identity: bytes, frame: Any) -> Any:
         if req.kind is Kind.STEP:  # the hot path first
-            return self._step(self._slot(req.session).session, req.body)
+            return self._step(self.table.get(req.session).session, req.body)
         if req.kind is Kind.PING:
-            return {"time": time.time(), "sessions": len(self._sessions), "version": __version__}
+            return {"time": time.time(), "sessions": len(self.table), "version": __version__}
         if req.kind is Kind.HELLO:
-            return self._hello(req.body)
+            return self.table.hello(req.body, identity, frame)
         if req.kind is Kind.CLOSE:
             if req.session is not None:
-                self._close_session(req.session)
+                self.table.close(req.session)
             elif isinstance(req.body, dict) and req.body.get("hello_id"):  # a client gave up its HELLO
-                self._abandon_hello(str(req.body["hello_id"]))
+                self.table.abandon_hello(str(req.body["hello_id"]))
             return None
-        slot = self._slot(req.session)
+        slot = self.table.get(req.session)
         body = req.body if isinstance(req.body, dict) else {}
         session = slot.session
         if body.get("with_state") and not session.has_state:  # refused before the env acts, not after

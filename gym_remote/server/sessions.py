@@ -34,6 +34,8 @@ from gym_remote.protocol import (
 from gym_remote.server.startup import SessionFactory
 from gym_remote.session import Session, SessionLimits, SessionOptions
 
+__all__ = ["ABANDONED_HELLOS", "SessionTable"]
+
 log = logging.getLogger("gym_remote.server")
 
 #: ``hello_id``\ s of abandoned HELLOs a server remembers (the oldest are forgotten first).
@@ -74,26 +76,71 @@ class _OpenSession:
 
 
 class SessionTable:
-    """The session half of :class:`~gym_remote.server.EnvServer`: HELLO (version, per-server and
-    per-peer limits, the factory's build), who the peer is, lookup by id, close and idle expiry.
-    :class:`~gym_remote.server.EnvServer` sets the attributes below."""
+    """The sessions one :class:`~gym_remote.server.EnvServer` holds, and who holds them.
 
-    factory: SessionFactory
-    backend: str
-    task: str | None
-    max_sessions: int
-    max_sessions_per_peer: int
-    session_limits: SessionLimits
-    idle_timeout: float | None
-    freeze_gc: bool
-    _keys_are_peers: bool
-    _frame: Any
-    _identity: bytes
-    _peers: dict[bytes, str]
-    _sessions: dict[str, _OpenSession]
-    _abandoned: dict[str, None]  # insertion-ordered: the oldest first
+    HELLO (version, per-server and per-peer limits, the factory's build), who the peer is, lookup by
+    id, close and idle expiry. The server holds one table and hands it to its request handler.
 
-    def _hello(self, body: Any) -> dict[str, Any]:
+    Args:
+        factory: builds a :class:`Session` for each HELLO.
+        backend: the backend name HELLO replies carry.
+        task: the server's default task (named when a build fails).
+        max_sessions: HELLOs past this many open sessions get a "server busy" error.
+        max_sessions_per_peer: sessions one peer may hold at once.
+        session_limits: what one client may ask the server to build.
+        idle_timeout: seconds without a request after which :meth:`expire_idle` closes a session
+            (``None``: never).
+        freeze_gc: ``gc.freeze()`` after each session opens or closes (see :func:`_freeze_gc`).
+        keys_are_peers: a peer is its CURVE client key (keys admitted one by one), not its address.
+    """
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        *,
+        backend: str,
+        task: str | None,
+        max_sessions: int,
+        max_sessions_per_peer: int,
+        session_limits: SessionLimits,
+        idle_timeout: float | None,
+        freeze_gc: bool,
+        keys_are_peers: bool,
+    ) -> None:
+        self.factory = factory
+        self.backend = backend
+        self.task = task
+        self.max_sessions = max_sessions
+        self.max_sessions_per_peer = max_sessions_per_peer
+        self.session_limits = session_limits
+        self.idle_timeout = idle_timeout
+        self.freeze_gc = freeze_gc
+        self._keys_are_peers = keys_are_peers
+        #: The peer of each connection by its routing id. Its peer is read from a request's frame
+        #: metadata (Peer-Address, CURVE User-Id) once: ROUTER-assigned routing ids (a zero byte, then
+        #: a counter) are never reused by a socket, so they map to one peer; a known id's requests may
+        #: arrive as plain bytes (see :meth:`peer`).
+        self.peers: dict[bytes, str] = {}
+        self._sessions: dict[str, _OpenSession] = {}
+        self._abandoned: dict[str, None] = {}  # hello_ids their clients gave up, the oldest first
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def hello(self, body: Any, identity: bytes, frame: Any) -> dict[str, Any]:
+        """Open a session for a HELLO (or give a retried HELLO the session it already made).
+
+        Args:
+            body: the HELLO body (``protocol``, ``hello_id``, what to build).
+            identity: the requesting connection's routing id; ``frame``: its request frame
+                (``None`` when the connection's peer is known), for :meth:`peer`.
+
+        Returns:
+            The HELLO reply: the session id, versions, backend and the session's description.
+
+        Raises:
+            BadRequestError, VersionMismatchError, ServerBusyError: the HELLO is refused.
+        """
         if not isinstance(body, dict):
             raise BadRequestError("hello body must be a map")
         version = body.get("protocol")
@@ -117,7 +164,7 @@ class SessionTable:
                 f"server busy: it already hosts {len(self._sessions)} sessions (max_sessions={self.max_sessions}; "
                 "serve --max-sessions raises it)"
             )
-        peer = self._peer()
+        peer = self.peer(identity, frame)
         held = sum(1 for s in self._sessions.values() if s.peer == peer)
         if held >= self.max_sessions_per_peer:
             raise ServerBusyError(
@@ -163,16 +210,16 @@ class SessionTable:
                 f"{type(exc).__name__}: {clip(str(exc), 600)}"
             ) from exc
 
-    def _peer(self) -> str:
-        """Who sent the request being served: its CURVE key when keys are admitted one by one (a
-        key is then a client), else its IP address (``Peer-Address``)."""
-        peer = self._peers.get(self._identity)
+    def peer(self, identity: bytes, frame: Any) -> str:
+        """Who sent a request: its CURVE key when keys are admitted one by one (a key is then a
+        client), else its IP address (``Peer-Address`` of ``frame``); remembered by ``identity``."""
+        peer = self.peers.get(identity)
         if peer is None:
-            peer = self._peer_of(self._frame)
-            if self._identity[:1] == b"\x00":  # assigned by this socket: never another connection's
-                if len(self._peers) >= 65536:
-                    self._peers.clear()
-                self._peers[self._identity] = peer
+            peer = self._peer_of(frame)
+            if identity[:1] == b"\x00":  # assigned by this socket: never another connection's
+                if len(self.peers) >= 65536:
+                    self.peers.clear()
+                self.peers[identity] = peer
         return peer
 
     def _peer_of(self, frame: Any) -> str:
@@ -198,7 +245,12 @@ class SessionTable:
             **s.describe(),
         }
 
-    def _slot(self, sid: str | None) -> _OpenSession:
+    def get(self, sid: str | None) -> _OpenSession:
+        """The open session ``sid``, marked used now.
+
+        Raises:
+            SessionLostError: no such session (the server restarted, or closed it).
+        """
         slot = self._sessions.get(sid) if sid is not None else None
         if slot is None:
             raise SessionLostError(
@@ -207,7 +259,8 @@ class SessionTable:
         slot.last_used = time.monotonic()
         return slot
 
-    def _close_session(self, sid: str) -> None:
+    def close(self, sid: str) -> None:
+        """Close session ``sid`` (nothing if it is not open); a failing close is logged, not raised."""
         slot = self._sessions.pop(sid, None)
         if slot is None:
             return
@@ -220,21 +273,27 @@ class SessionTable:
             _freeze_gc(reclaim=True)
         log.info("session %s closed", sid)
 
-    def _abandon_hello(self, hello_id: str) -> None:
+    def close_all(self) -> None:
+        """Close every session (the server is closing)."""
+        for sid in list(self._sessions):
+            self.close(sid)
+
+    def abandon_hello(self, hello_id: str) -> None:
         """A client gave up HELLO ``hello_id``: close the session built for it; refuse its later retries."""
         for sid, slot in list(self._sessions.items()):
             if slot.hello_id == hello_id:
                 log.info("session %s closed: its client gave up waiting for the HELLO reply", sid)
-                self._close_session(sid)
+                self.close(sid)
         self._abandoned[hello_id[:128]] = None
         while len(self._abandoned) > ABANDONED_HELLOS:
             del self._abandoned[next(iter(self._abandoned))]
 
-    def _expire_idle(self) -> None:
+    def expire_idle(self) -> None:
+        """Close the sessions idle for longer than :attr:`idle_timeout`."""
         if self.idle_timeout is None:
             return
         now = time.monotonic()
         for sid, slot in list(self._sessions.items()):
             if now - slot.last_used > self.idle_timeout:
                 log.info("session %s idle for %.0f s: closing it", sid, now - slot.last_used)
-                self._close_session(sid)
+                self.close(sid)
