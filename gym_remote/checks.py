@@ -100,6 +100,14 @@ def _int(value: Any) -> bool:
     return isinstance(value, (int, np.integer))
 
 
+def _check_count(owner: str, name: str, value: Any, least: int, takes: str) -> None:
+    """``value`` is an int (not a bool) of at least ``least``: a TypeError or ValueError naming ``takes``."""
+    if not _int(value):
+        _fail(owner, name, value, takes)
+    if value < least:
+        _fail(owner, name, value, takes, ValueError)
+
+
 def _check_optional_str(owner: str, name: str, value: Any, takes: str) -> None:
     if value is not None and not isinstance(value, str):
         _fail(owner, name, value, takes)
@@ -122,6 +130,8 @@ CLIENT_KEYWORDS = frozenset(
         "curve_server_key",
         "curve_public_key",
         "curve_secret_key",
+        "compression",
+        "compress_above",
         "launch",
         "backend",
     }
@@ -172,10 +182,7 @@ def check_client_keywords(owner: str, scope: Mapping[str, Any] | None = None, /,
             if not (value > 0 and math.isfinite(value)):
                 _fail(owner, name, value, "a number of seconds > 0", ValueError)
     if "retries" in kw:
-        if not _int(kw["retries"]):
-            _fail(owner, "retries", kw["retries"], "an int >= 0 (re-sends of idempotent requests)")
-        if kw["retries"] < 0:
-            _fail(owner, "retries", kw["retries"], "an int >= 0 (re-sends of idempotent requests)", ValueError)
+        _check_count(owner, "retries", kw["retries"], 0, "an int >= 0 (re-sends of idempotent requests)")
     if "render_mode" in kw:
         _check_optional_str(owner, "render_mode", kw["render_mode"], "a render mode (str, e.g. 'rgb_array') or None")
     if "with_state" in kw and not isinstance(kw["with_state"], bool):
@@ -194,6 +201,19 @@ def check_client_keywords(owner: str, scope: Mapping[str, Any] | None = None, /,
             _fail(owner, name, value, "a Z85 CURVE key (40 characters, str or bytes) or None")
         if len(value) != 40:
             _fail(owner, name, value, "a Z85 CURVE key of 40 characters (zmq.curve_keypair())", ValueError)
+    if kw.get("compression") is not None:
+        from gym_remote.protocol.compression import CODECS, available_codecs
+
+        value = kw["compression"]
+        if value not in CODECS:
+            _fail(owner, "compression", value, f"None or one of {', '.join(map(repr, CODECS))}", ValueError)
+        if value not in available_codecs():
+            raise ValueError(
+                f"{owner}(compression={value!r}) needs the {CODECS[value]} library, which is not installed: "
+                "pip install 'gym-remote[compress]'"
+            )
+    if "compress_above" in kw:
+        _check_count(owner, "compress_above", kw["compress_above"], 0, "an int >= 0 (bytes: smaller frames travel raw)")
     if (kw.get("curve_public_key") is None) != (kw.get("curve_secret_key") is None):
         raise ValueError(f"{owner}: give curve_public_key and curve_secret_key together, or neither (generated)")
     if "launch" in kw:
@@ -222,11 +242,7 @@ def check_vector_keywords(owner: str, **kw: Any) -> None:
         TypeError, ValueError: as :func:`check_client_keywords`.
     """
     if "num_envs" in kw:
-        n = kw["num_envs"]
-        if not _int(n):
-            _fail(owner, "num_envs", n, "an int >= 1 (the number of sub-envs)")
-        if n < 1:
-            _fail(owner, "num_envs", n, "an int >= 1 (the number of sub-envs)", ValueError)
+        _check_count(owner, "num_envs", kw["num_envs"], 1, "an int >= 1 (the number of sub-envs)")
     hosts = kw.get("hosts")
     if hosts is not None:
         if isinstance(hosts, (str, bytes)) or not isinstance(hosts, Sequence):

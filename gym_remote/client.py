@@ -31,6 +31,7 @@ from gym_remote.errors import (
     RemoteTimeoutError,
 )
 from gym_remote.protocol import (
+    DEFAULT_COMPRESS_ABOVE,
     DEFAULT_LIMITS,
     IDEMPOTENT,
     Codec,
@@ -73,6 +74,9 @@ class Connection:
         probe_timeout: seconds a plain TCP connection may take to open before a HELLO (see
             :meth:`probe`); ``None``: no probe (a server this process started and saw ready, or
             one behind a tunnel, whose local end accepts whatever the far end does).
+        compression: the codec to ask for at HELLO (``"zstd"``, ``"lz4"``; see
+            :mod:`gym_remote.protocol.compression`), used once the server agrees (:meth:`agree`).
+        compress_above: frames of fewer bytes travel raw.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class Connection:
         diagnostics: Callable[[], str | None] | None = None,
         context: zmq.Context | None = None,
         probe_timeout: float | None = PROBE_TIMEOUT,
+        compression: str | None = None,
+        compress_above: int = DEFAULT_COMPRESS_ABOVE,
     ) -> None:
         self.host, self.port = host, int(port)
         self.probe_timeout = probe_timeout
@@ -97,6 +103,7 @@ class Connection:
         self.retries = retries
         self.limits = limits
         self._codec = Codec(limits)  # one packer and decoder for every request of this connection
+        self.compression, self.compress_above = compression, compress_above
         self.diagnostics = diagnostics
         self._ctx = context or zmq.Context.instance()
         self._curve = None
@@ -186,6 +193,32 @@ class Connection:
             reason = f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
             advice = "check the host, the port and the network"
         raise ConnectError(f"{reason}; {advice}", host=self.host, port=self.port, request=Kind.HELLO.value)
+
+    # --------------------------------------------------------------------------- compression
+
+    def hello_fields(self) -> dict[str, Any]:
+        """What a HELLO body asks for this connection: the compression codec and threshold, if any."""
+        if self.compression is None:
+            return {}
+        return {"compression": [self.compression], "compress_above": self.compress_above}
+
+    def agree(self, reply: dict[str, Any]) -> None:
+        """Compress (and accept compressed frames) as a HELLO reply agreed, or not at all.
+
+        Only the codec this connection asked for is taken: a server that answers another, or none
+        (an older server, one without the library, ``serve --no-compression``), leaves the frames raw.
+        """
+        codec = reply.get("compression")
+        if self.compression is None or codec != self.compression:
+            if self._codec.compression is not None:
+                log.info("%s: compression off (the server answered %r)", self.endpoint, codec)
+            self._codec.compress(None)
+            self._codec.accept(())
+            return
+        above = reply.get("compress_above")
+        above = above if type(above) is int and above >= 0 else self.compress_above
+        self._codec.compress(codec, max(above, self.compress_above))
+        self._codec.accept((codec,))
 
     # ------------------------------------------------------------------------------ requests
 

@@ -31,6 +31,7 @@ from gym_remote import __version__
 from gym_remote.client import PROBE_TIMEOUT, Connection
 from gym_remote.errors import RemoteEnvError, RemoteTimeoutError, SessionLostError
 from gym_remote.protocol import PROTOCOL_VERSION, Kind
+from gym_remote.protocol.compression import DEFAULT_COMPRESS_ABOVE
 from gym_remote.spaces import space_from_dict
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,13 @@ class ConnectOptions:
     curve_secret_key: bytes | str | None = None
     #: Seconds a TCP connection may take to open before a HELLO (fast failure for a wrong endpoint).
     probe_timeout: float = PROBE_TIMEOUT
+    #: Lossless compression of large array frames, ``"zstd"`` or ``"lz4"`` (``pip install
+    #: 'gym-remote[compress]'``), if the server agrees at HELLO; ``None``: frames travel raw. It pays on
+    #: links slower than the codec (~100 Mbit/s and below) with compressible data (images with flat
+    #: regions); on loopback or a fast LAN it costs time (see docs/benchmarks.md).
+    compression: str | None = None
+    #: Bytes below which a frame travels raw even with compression on (both directions).
+    compress_above: int = DEFAULT_COMPRESS_ABOVE
 
     def __post_init__(self) -> None:
         from gym_remote.checks import check_client_keywords
@@ -134,6 +142,8 @@ class ConnectOptions:
             curve_secret_key=self.curve_secret_key,
             diagnostics=getattr(server, "log_tail", None),
             probe_timeout=None if server is not None else self.probe_timeout,
+            compression=self.compression,
+            compress_above=self.compress_above,
         )
 
 
@@ -196,7 +206,8 @@ class ClientSession:
         if not retry:
             self._hello_id = uuid.uuid4().hex
         try:
-            self.conn.send(Kind.HELLO, {**self.hello, "hello_id": self._hello_id}, None, self.connect_timeout)
+            body = {**self.hello, **self.conn.hello_fields(), "hello_id": self._hello_id}
+            self.conn.send(Kind.HELLO, body, None, self.connect_timeout)
         except RemoteTimeoutError:
             if not retry:  # never handed to a server: nothing was built for it
                 self._hello_id = None
@@ -235,6 +246,7 @@ class ClientSession:
         if self.opened:
             log.warning("session on %s was lost; opened session %s", self.name, reply["session"])
         self.id, self.info = reply["session"], reply
+        self.conn.agree(reply)
         self.opened += 1
         return reply
 

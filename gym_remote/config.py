@@ -114,6 +114,9 @@ class ServerConfig:
     idle_timeout: float | None = 600.0
     #: Larger incoming messages are dropped by libzmq (ZMQ_MAXMSGSIZE), and no array may be larger.
     max_message_bytes: int = 1 << 30
+    #: Agree to compress large array frames when a client asks at HELLO (with the codecs installed
+    #: here: ``gym-remote[compress]``); ``False`` (``serve --no-compression``): every frame travels raw.
+    compression: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "max_sessions_per_peer", "max_message_bytes"):
@@ -130,7 +133,7 @@ class ServerConfig:
 
 
 #: The ``serve`` flags that set :class:`ServerConfig` fields of the same name.
-SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes")
+SERVER_FLAGS = ("address", "max_sessions", "max_sessions_per_peer", "idle_timeout", "max_message_bytes", "compression")
 
 
 def positive_int(text: str) -> int:
@@ -177,6 +180,14 @@ def add_server_config_flags(parser: argparse.ArgumentParser) -> None:
         "--max-message-bytes",
         type=positive_int,
         help=f"drop larger incoming messages (default {ServerConfig.max_message_bytes})",
+    )
+    parser.add_argument(
+        "--no-compression",
+        dest="compression",
+        action="store_const",
+        const=False,
+        help="refuse to compress large array frames even when a client asks at HELLO (default: agree, with "
+        "the zstd or lz4 library installed here)",
     )
 
 

@@ -6,13 +6,14 @@ received as a read-only ``np.frombuffer`` view), and the header refers to it by 
 numpy scalars and tuples travel inline as msgpack extension types, so nested dicts, lists and tuples
 of arrays round-trip with dtype and shape exact.
 
-Nothing received is ever unpickled or evaluated: the only extension types are the six in
+Nothing received is ever unpickled or evaluated: the only extension types are the seven in
 ``extensions``, dtypes with Python objects are refused in both directions, and every count, size and
 depth is checked against :class:`Limits` before it is trusted. This package knows nothing of Gymnasium.
 
 Modules, each importing only the ones before it: ``messages`` (versions, :class:`Kind`,
 :class:`ErrorCode`, :class:`Limits`, :class:`Request`, :class:`Reply`), ``extensions`` (extension
-type codes, array descriptors, dtype and depth checks), ``codec`` (:class:`Codec`, :func:`encode`,
+type codes, array descriptors, dtype and depth checks), ``compression`` (the codecs negotiated at
+HELLO, bounded inflation), ``codec`` (:class:`Codec`, :func:`encode`,
 :func:`decode`, pack/unpack of requests and replies) and ``frames`` (send and receive on a socket).
 Every public name is re-exported here.
 """
@@ -29,9 +30,11 @@ from gym_remote.protocol.codec import (
     unpack_reply,
     unpack_request,
 )
+from gym_remote.protocol.compression import CODECS, DEFAULT_COMPRESS_ABOVE, available_codecs
 from gym_remote.protocol.extensions import (
     EXT_ARRAY_FRAME,
     EXT_ARRAY_INLINE,
+    EXT_ARRAY_PACKED,
     EXT_BIG_INT,
     EXT_OBJECT_LIST,
     EXT_SCALAR,
@@ -57,9 +60,12 @@ from gym_remote.protocol.messages import (
 
 __all__ = [
     "CALLABLE_ALLOWLIST",
+    "CODECS",
+    "DEFAULT_COMPRESS_ABOVE",
     "DEFAULT_LIMITS",
     "EXT_ARRAY_FRAME",
     "EXT_ARRAY_INLINE",
+    "EXT_ARRAY_PACKED",
     "EXT_BIG_INT",
     "EXT_OBJECT_LIST",
     "EXT_SCALAR",
@@ -77,6 +83,7 @@ __all__ = [
     "ObjectList",
     "Reply",
     "Request",
+    "available_codecs",
     "decode",
     "encode",
     "message_nbytes",

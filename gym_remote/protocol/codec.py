@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import msgpack
 import numpy as np
 
 from gym_remote.errors import ProtocolError
+from gym_remote.protocol.compression import CODEC_IDS, compressor, inflate
 from gym_remote.protocol.extensions import (
     _PREFIXES,
     _U32,
     EXT_ARRAY_FRAME,
     EXT_ARRAY_INLINE,
+    EXT_ARRAY_PACKED,
     EXT_BIG_INT,
     EXT_OBJECT_LIST,
     EXT_SCALAR,
@@ -41,6 +44,9 @@ from gym_remote.protocol.messages import (
     Request,
 )
 
+#: The compression threshold when compression is off: no frame is that large.
+_OFF = sys.maxsize
+
 
 def encode(obj: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, list[Any]]:
     """Encode ``obj`` into a msgpack header and the list of raw array buffers it refers to."""
@@ -55,6 +61,9 @@ class Codec:
     one ``ext_hook``, and a cache of parsed array descriptors (a session's shapes repeat). Behaviour
     and checks are those of :func:`encode` and :func:`decode`, which build a fresh codec per call.
     A codec is not thread-safe: each thread (each connection, the server loop) owns its own.
+
+    Compression (:mod:`gym_remote.protocol.compression`) is off until :meth:`compress` (what this end
+    sends) and :meth:`accept` (what it decodes) turn it on; off, it costs one comparison per raw frame.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -65,6 +74,37 @@ class Codec:
         self._used: set[int] = set()
         self._ext_depth = 0
         self._descriptors: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+        self._squeeze_at = _OFF  # frames of at least this many bytes are compressed
+        self._squeeze: Callable[[Any], bytes] | None = None
+        self._squeeze_id = b""
+        self._accepts: frozenset[int] = frozenset()
+        self._inflated = 0  # bytes the current message's compressed frames inflated to
+
+    # ------------------------------------------------------------------------------ compression
+
+    def compress(self, codec: str | None, above: int = 0) -> None:
+        """Compress the raw array frames of at least ``above`` bytes this codec encodes (``None``: stop).
+
+        A frame that compression shrinks by less than an eighth travels raw.
+
+        Raises:
+            ValueError: an unknown codec; ImportError: its library is missing.
+        """
+        if codec is None:
+            self._squeeze_at, self._squeeze, self._squeeze_id = _OFF, None, b""
+            return
+        self._squeeze = compressor(codec)
+        self._squeeze_id = bytes([CODEC_IDS[codec]])
+        self._squeeze_at = max(int(above), self.limits.inline_threshold, 1)
+
+    def accept(self, codecs: Iterable[str]) -> None:
+        """Decode compressed frames of these codecs (only); any other compressed frame is a ProtocolError."""
+        self._accepts = frozenset(CODEC_IDS[name] for name in codecs)
+
+    @property
+    def compression(self) -> str | None:
+        """The codec this end compresses its large frames with, or ``None``."""
+        return next((k for k, v in CODEC_IDS.items() if bytes([v]) == self._squeeze_id), None)
 
     # ------------------------------------------------------------------------------ encoding
 
@@ -83,6 +123,17 @@ class Codec:
             )
         return header, buffers
 
+    def _packed_frame(self, o: np.ndarray, prefix: bytes, nbytes: int) -> Any:
+        """A compressed frame of ``o`` (raw when that saves less than an eighth)."""
+        data = np.ascontiguousarray(o)
+        packed = self._squeeze(data.reshape(-1).view(np.uint8))  # type: ignore[misc]
+        buffers = self._buffers
+        if len(packed) > nbytes - (nbytes >> 3):
+            buffers.append(data)
+            return _ext((EXT_ARRAY_FRAME, prefix + _U32.pack(len(buffers) - 1)))
+        buffers.append(packed)
+        return _ext((EXT_ARRAY_PACKED, prefix + _U32.pack(len(buffers) - 1) + self._squeeze_id))
+
     def _pack_nested(self, o: Any) -> bytes:
         # The shared packer is busy with the enclosing message: a nested one gets its own.
         return msgpack.packb(o, default=self._default, strict_types=True, use_bin_type=True)
@@ -92,6 +143,8 @@ class Codec:
             prefix = _PREFIXES.get((o.dtype, o.shape)) or _array_prefix(o.dtype, o.shape)
             nbytes = o.nbytes
             if nbytes >= self.limits.inline_threshold and nbytes > 0:
+                if nbytes >= self._squeeze_at:
+                    return self._packed_frame(o, prefix, nbytes)
                 self._buffers.append(np.ascontiguousarray(o))
                 return _ext((EXT_ARRAY_FRAME, prefix + _U32.pack(len(self._buffers) - 1)))
             return _ext((EXT_ARRAY_INLINE, prefix + o.tobytes()))
@@ -129,7 +182,7 @@ class Codec:
             raise ProtocolError(f"{len(buffers)} array frames exceed max_frames={limits.max_frames}")
         self._frames, self._ext_depth = buffers, 0
         if buffers:
-            self._used = set()
+            self._used, self._inflated = set(), 0
         try:
             obj = _unpack(header, self._ext_hook)
         finally:
@@ -189,18 +242,14 @@ class Codec:
             if len(data) != start + 4:
                 raise ProtocolError("malformed array reference")
             (index,) = _U32.unpack_from(data, start)
-            buffers = self._frames
-            if index >= len(buffers):
-                raise ProtocolError(f"array refers to frame {index} but the message has {len(buffers)}")
-            if index in self._used:
-                raise ProtocolError(f"array frame {index} is referred to twice")
-            self._used.add(index)
-            buf = _as_buffer(buffers[index])
+            buf = self._frame(index)
             if buf.nbytes != nbytes:
                 raise ProtocolError(
                     f"array {dtype.str}{tuple(shape)} needs {nbytes} bytes but its data has {buf.nbytes}"
                 )
             return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        if code == EXT_ARRAY_PACKED:
+            return self._inflate_frame(data)
         if code == EXT_BIG_INT:
             if not 0 < len(data) <= MAX_BIG_INT_BYTES:
                 raise ProtocolError(f"a big int of {len(data)} bytes (at most {MAX_BIG_INT_BYTES})")
@@ -222,6 +271,37 @@ class Codec:
                 array[i] = value
             return array
         raise ProtocolError(f"unknown msgpack extension type {code}")
+
+    def _frame(self, index: int) -> memoryview:
+        """Array frame ``index`` of the message being decoded, each referred to once."""
+        buffers = self._frames
+        if index >= len(buffers):
+            raise ProtocolError(f"array refers to frame {index} but the message has {len(buffers)}")
+        if index in self._used:
+            raise ProtocolError(f"array frame {index} is referred to twice")
+        self._used.add(index)
+        return _as_buffer(buffers[index])
+
+    def _inflate_frame(self, data: bytes) -> np.ndarray:
+        """A compressed frame's array: its codec agreed, its size the descriptor's, within the message's budget."""
+        dtype, shape, nbytes, start = self._descriptor(data)
+        if len(data) != start + 5:
+            raise ProtocolError("malformed compressed array reference")
+        (index,) = _U32.unpack_from(data, start)
+        codec_id = data[start + 4]
+        if codec_id not in self._accepts:
+            raise ProtocolError(
+                f"a frame compressed with codec id {codec_id}, which this end did not agree to at HELLO "
+                f"(agreed: {sorted(self._accepts) or 'none'})"
+            )
+        self._inflated += nbytes
+        if self._inflated > self.limits.max_inflated_bytes:
+            raise ProtocolError(
+                f"compressed frames inflating to {self._inflated} bytes exceed max_inflated_bytes="
+                f"{self.limits.max_inflated_bytes} (the server's --max-message-bytes)"
+            )
+        out = inflate(codec_id, self._frame(index), nbytes)
+        return np.frombuffer(out, dtype=dtype).reshape(shape)
 
     # ------------------------------------------------------------------------------ messages
 

@@ -1,6 +1,6 @@
 """The msgpack extension types and their checks: array descriptors, dtypes, nesting depth.
 
-Nothing received is ever unpickled or evaluated: the only extension types are the six below, and
+Nothing received is ever unpickled or evaluated: the only extension types are the seven below, and
 dtypes with Python objects are refused in both directions.
 """
 
@@ -25,6 +25,10 @@ EXT_SCALAR = 3  # a numpy scalar such as np.float32(1.5)
 EXT_TUPLE = 4  # a msgpack list that decodes to a tuple
 EXT_OBJECT_LIST = 5  # a msgpack list that decodes to a 1-D numpy object array (see ObjectList)
 EXT_BIG_INT = 6  # a Python int past msgpack's 64 bits (Gymnasium's 128-bit seeds): signed big-endian bytes
+#: A compressed frame (negotiated at HELLO): the prefix, the u32 frame index, then a u8 codec id
+#: (:data:`gym_remote.protocol.compression.CODEC_IDS`). The prefix's dtype and shape give the
+#: uncompressed size, the only one the receiver trusts.
+EXT_ARRAY_PACKED = 7
 
 #: Bytes of the largest int that travels (a 128-bit seed needs 17; a bigger one is refused).
 MAX_BIG_INT_BYTES = 64

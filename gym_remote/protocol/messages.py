@@ -75,6 +75,9 @@ class Limits:
     max_array_bytes: int = 2**31
     max_depth: int = 64
     max_ndim: int = 32
+    #: Bytes the compressed frames of one message may inflate to, all together (a server sets its
+    #: ``--max-message-bytes``): a small frame that claims or expands past it is refused.
+    max_inflated_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         if self.inline_threshold < 0:

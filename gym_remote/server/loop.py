@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from gym_remote.protocol import (
     Codec,
     ErrorCode,
     Limits,
+    available_codecs,
     recv_frames,
     send_frames,
 )
@@ -70,6 +72,9 @@ class EnvServer:
             of the server.
         curve_clients: a folder of the client public-key certificates allowed to connect
             (``zmq.auth`` format). Without it, CURVE encrypts but lets any client key in.
+        compression: agree to compress large array frames for clients that ask at HELLO (the codecs
+            this Python can import); compressed frames inflate to at most ``max_message_bytes`` per
+            message. ``False``: every frame travels raw, and compressed ones are refused.
         insecure: allow binding a non-loopback address without CURVE.
         watch_pid: stop when this process is gone (a local server outliving a killed client).
         validate: run the factory's start-up check (:func:`validate_factory`) before binding.
@@ -94,6 +99,7 @@ class EnvServer:
         session_limits: SessionLimits | None = None,
         idle_timeout: float | None = ServerConfig.idle_timeout,
         max_message_bytes: int = ServerConfig.max_message_bytes,
+        compression: bool = ServerConfig.compression,
         limits: Limits = DEFAULT_LIMITS,
         curve_secret_key: bytes | None = None,
         curve_public_key: bytes | None = None,
@@ -112,9 +118,16 @@ class EnvServer:
                 "--insecure if the network is trusted"
             )
         # ServerConfig checks the admission settings (0 idle seconds: never, as for serve's flag)
-        admission = ServerConfig(address, max_sessions, max_sessions_per_peer, idle_timeout, max_message_bytes)
+        admission = ServerConfig(
+            address, max_sessions, max_sessions_per_peer, idle_timeout, max_message_bytes, compression
+        )
         if validate:
             validate_factory(factory)
+        # A compressed request may inflate to no more than an uncompressed one may weigh.
+        limits = dataclasses.replace(
+            limits, max_inflated_bytes=min(limits.max_inflated_bytes, admission.max_message_bytes)
+        )
+        codecs = available_codecs() if admission.compression else ()
         self._table = SessionTable(
             factory,
             backend=backend,
@@ -125,6 +138,8 @@ class EnvServer:
             idle_timeout=admission.idle_timeout,
             freeze_gc=freeze_gc,
             keys_are_peers=curve_secret_key is not None and bool(curve_clients),
+            codecs=codecs,
+            limits=limits,
         )
         self.address = admission.address
         self.limits = limits
@@ -159,6 +174,7 @@ class EnvServer:
         # MAXMSGSIZE bounds each frame; the guard bounds the whole message before libzmq has buffered it.
         self._guard = MessageGuard(self._sock, admission.max_message_bytes, limits.max_frames)
         self._codec = Codec(limits)  # one packer and decoder for the serving loop
+        self._codec.accept(codecs)
         self._handler = RequestHandler(self._table, self._codec)
         self._stop = threading.Event()
         self.requests_served = 0
@@ -236,9 +252,9 @@ class EnvServer:
             else:
                 payload.append(second)
             payload.extend(recv_frames(sock) if sock.get(_RCVMORE) else [])
-        reply = self._handler.handle(payload, identity, frame)
+        reply, codec = self._handler.handle(payload, identity, frame)
         try:
-            out = self._codec.pack_reply(reply)
+            out = codec.pack_reply(reply)
         except ProtocolError as exc:  # the env returned something that cannot travel
             out = self._codec.pack_reply(self._handler.error_reply(reply.seq, ErrorCode.PROTOCOL, exc))
         self.requests_served += 1

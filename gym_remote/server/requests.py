@@ -53,8 +53,8 @@ class RequestHandler:
         self.table = table
         self._codec = codec
 
-    def handle(self, payload: list[Any], identity: bytes, frame: Any) -> Reply:
-        """The reply to one request.
+    def handle(self, payload: list[Any], identity: bytes, frame: Any) -> tuple[Reply, Codec]:
+        """The reply to one request, and the codec to pack it with.
 
         Args:
             payload: the request's frames (header, then array buffers).
@@ -62,24 +62,25 @@ class RequestHandler:
                 table already knows the sender's peer (read at HELLO only).
 
         Returns:
-            The reply, or an ERROR reply: nothing raises.
+            The reply, or an ERROR reply: nothing raises. The codec is the session's compressing
+            one when its HELLO agreed to compression, else the server's.
         """
         seq = 0
         try:
             request = self._codec.unpack_request(payload)
             seq = request.seq
             body = self._dispatch(request, identity, frame)
-            return Reply(seq, body)
+            return Reply(seq, body), self.table.codecs.get(request.session, self._codec)
         except Exception as exc:  # every failure is a reply; the server keeps serving
             code = ErrorCode(error_code(exc))
             if code is ErrorCode.ENV:  # the env raised: its traceback is the useful part
                 log.warning("env raised %s: %s", type(exc).__name__, clip(str(exc), LOG_CLIP))
-                return self.error_reply(seq, code, exc, traceback.format_exc())
+                return self.error_reply(seq, code, exc, traceback.format_exc()), self._codec
             if code is ErrorCode.PROTOCOL:
                 log.warning("malformed request: %s", clip(getattr(exc, "message", str(exc)), LOG_CLIP))
             cause = exc.__cause__ if code is ErrorCode.BAD_REQUEST else None  # an env that failed to build
             tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
-            return self.error_reply(seq, code, exc, tb)
+            return self.error_reply(seq, code, exc, tb), self._codec
 
     @staticmethod
     def error_reply(seq: int, code: ErrorCode, exc: BaseException, tb: str = "") -> Reply:

@@ -6,6 +6,11 @@ session was built for gets that session (a retry after the client's timeout, whi
 being built, builds nothing). A CLOSE of a ``hello_id`` (a client that gave up waiting) closes the
 session built for it and remembers the id (the last :data:`ABANDONED_HELLOS`), so that a retry of
 it still queued behind the build is refused rather than built.
+
+A HELLO may ask for compression (``compression``: codec names in the client's order of preference,
+``compress_above``: a threshold in bytes); the table agrees to the first codec it offers, and the
+session's replies are then packed by a codec of its own that compresses frames past the threshold
+(:attr:`SessionTable.codecs`). The reply says what was agreed (``compression``: a name or ``None``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from gym_remote.errors import (
     clip,
 )
 from gym_remote.protocol import (
+    DEFAULT_LIMITS,
     PROTOCOL_VERSION,
+    Codec,
+    Limits,
 )
 from gym_remote.server.startup import SessionFactory
 from gym_remote.session import Session, SessionLimits, SessionOptions
@@ -73,6 +81,8 @@ class _OpenSession:
     hello_id: str
     peer: str = ""
     last_used: float = field(default_factory=time.monotonic)
+    #: The compression codec and threshold HELLO agreed to, or ``None``.
+    compression: tuple[str, int] | None = None
 
 
 class SessionTable:
@@ -92,6 +102,8 @@ class SessionTable:
             (``None``: never).
         freeze_gc: ``gc.freeze()`` after each session opens or closes (see :func:`_freeze_gc`).
         keys_are_peers: a peer is its CURVE client key (keys admitted one by one), not its address.
+        codecs: the compression codecs offered to clients that ask, in the server's order (``()``: none).
+        limits: the wire limits the sessions' compressing codecs are built with.
     """
 
     def __init__(
@@ -106,6 +118,8 @@ class SessionTable:
         idle_timeout: float | None,
         freeze_gc: bool,
         keys_are_peers: bool,
+        codecs: tuple[str, ...] = (),
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.factory = factory
         self.backend = backend
@@ -116,6 +130,10 @@ class SessionTable:
         self.idle_timeout = idle_timeout
         self.freeze_gc = freeze_gc
         self._keys_are_peers = keys_are_peers
+        self.offered = codecs
+        self.limits = limits
+        #: The packer of each session whose HELLO agreed to compression, by session id.
+        self.codecs: dict[str | None, Codec] = {}
         #: The peer of each connection by its routing id. Its peer is read from a request's frame
         #: metadata (Peer-Address, CURVE User-Id) once: ROUTER-assigned routing ids (a zero byte, then
         #: a counter) are never reused by a socket, so they map to one peer; a known id's requests may
@@ -173,9 +191,13 @@ class SessionTable:
                 "close the envs it no longer uses (abandoned sessions close after the server's --idle-timeout)"
             )
         options = SessionOptions.from_hello(body, self.session_limits)
+        compression = self._agree(body)
         session = self._build(options)
         sid = secrets.token_hex(8)
-        self._sessions[sid] = slot = _OpenSession(session, options, hello_id, peer)
+        self._sessions[sid] = slot = _OpenSession(session, options, hello_id, peer, compression=compression)
+        if compression is not None:
+            codec = self.codecs[sid] = Codec(self.limits)
+            codec.compress(*compression)
         if self.freeze_gc:
             _freeze_gc()
         log.info(
@@ -187,6 +209,26 @@ class SessionTable:
             options.num_envs,
         )
         return self._describe(sid, slot)
+
+    def _agree(self, body: dict[str, Any]) -> tuple[str, int] | None:
+        """The codec and threshold to compress this HELLO's session with: the first it asks for that
+        this server offers, or ``None``.
+
+        Raises:
+            BadRequestError: ``compression`` is no list of names, or ``compress_above`` no int >= 0.
+        """
+        asked = body.get("compression")
+        if asked is None:
+            return None
+        if not isinstance(asked, list) or len(asked) > 8 or not all(isinstance(n, str) for n in asked):
+            raise BadRequestError(f"compression must be a list of at most 8 codec names, got {clip(repr(asked), 100)}")
+        above = body.get("compress_above", 0)
+        if type(above) is not int or above < 0:
+            raise BadRequestError(f"compress_above must be an int >= 0, got {clip(repr(above), 100)}")
+        codec = next((name for name in asked if name in self.offered), None)
+        if codec is None:
+            return None
+        return codec, max(above, self.limits.inline_threshold)
 
     def _build(self, options: SessionOptions) -> Session:
         """The factory's session for ``options``; a build that fails on what the client chose is its mistake.
@@ -237,11 +279,14 @@ class SessionTable:
 
     def _describe(self, sid: str, slot: _OpenSession) -> dict[str, Any]:
         s = slot.session
+        compression, above = slot.compression or (None, None)
         return {
             "session": sid,
             "server_version": __version__,
             "protocol": PROTOCOL_VERSION,
             "backend": self.backend,
+            "compression": compression,
+            "compress_above": above,
             **s.describe(),
         }
 
@@ -262,6 +307,7 @@ class SessionTable:
     def close(self, sid: str) -> None:
         """Close session ``sid`` (nothing if it is not open); a failing close is logged, not raised."""
         slot = self._sessions.pop(sid, None)
+        self.codecs.pop(sid, None)
         if slot is None:
             return
         try:
