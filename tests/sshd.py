@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,17 @@ def _keygen(path: Path) -> None:
     )
 
 
-def start_sshd(directory: Path, timeout: float = 10.0) -> SshServer:
-    """Generate keys and a config in ``directory``, start sshd on a free loopback port, wait for it."""
+def start_sshd(
+    directory: Path, timeout: float = 10.0, listen: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> SshServer:
+    """Generate keys and a config in ``directory``, start sshd on a free loopback port, wait for it.
+
+    Args:
+        listen: the address sshd listens on (another one than loopback only inside a network
+            namespace of one's own: see ``gym_remote.bench.links.CappedLink``).
+        prefix: a command that runs sshd (``["ip", "netns", "exec", NAME]``); its readiness is then
+            read from its log, since this process may not reach ``listen``.
+    """
     if not os.path.exists(SSHD):
         pytest.fail(
             f"{SSHD} not found: the launcher tests need a real OpenSSH server. "
@@ -136,7 +145,7 @@ def start_sshd(directory: Path, timeout: float = 10.0) -> SshServer:
         "\n".join(
             [
                 f"Port {port}",
-                "ListenAddress 127.0.0.1",
+                f"ListenAddress {listen}",
                 f"HostKey {host_key}",
                 f"AuthorizedKeysFile {authorized}",
                 f"PidFile {directory / 'sshd.pid'}",
@@ -159,7 +168,7 @@ def start_sshd(directory: Path, timeout: float = 10.0) -> SshServer:
     check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
     if check.returncode != 0:
         pytest.fail(f"sshd rejected the test config {config}:\n{check.stderr}")
-    proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(log_path)], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([*prefix, SSHD, "-D", "-f", str(config), "-E", str(log_path)], stdin=subprocess.DEVNULL)
     server = SshServer(
         port=port,
         user=getpass.getuser(),
@@ -169,10 +178,18 @@ def start_sshd(directory: Path, timeout: float = 10.0) -> SshServer:
         directory=directory,
         log_path=log_path,
         process=proc,
+        host=listen,
     )
-    if not wait_listening("127.0.0.1", port, timeout, alive=lambda: proc.poll() is None):
+    if prefix:
+        deadline = time.monotonic() + timeout
+        while "Server listening" not in server.log_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = "Server listening" in server.log_text()
+    else:
+        ready = wait_listening(listen, port, timeout, alive=lambda: proc.poll() is None)
+    if not ready:
         server.stop()
-        pytest.fail(f"sshd did not listen on 127.0.0.1:{port} within {timeout} s; its log:\n{server.log_text()}")
+        pytest.fail(f"sshd did not listen on {listen}:{port} within {timeout} s; its log:\n{server.log_text()}")
     return server
 
 
