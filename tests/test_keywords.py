@@ -1,5 +1,9 @@
 """Every public keyword of RemoteEnv, RemoteVectorEnv and make_vec is checked, with an error naming it
-(issue 13, item 9). Refused before anything starts: no server subprocess, no SSH, no socket."""
+(issue 13, item 9). Refused before anything starts: no server subprocess, no SSH, no socket.
+
+The classes take their own keywords and the records (``options=ConnectOptions(...)``, which checks its
+fields); the flat connection and launch keywords are ``gym.make``'s, folded in ``gym_remote.entry``
+(``make_env``, ``make_vector_env``), whose errors name the class the user asked for."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import gymnasium as gym
 import pytest
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
-from gym_remote import RemoteEnv
+from gym_remote import ConnectOptions, RemoteEnv
+from gym_remote.entry import make_env, make_vector_env
 from gym_remote.vector import RemoteVectorEnv
 
 
@@ -63,6 +68,9 @@ VECTOR = [
     ("hosts", [("127.0.0.1", 5555)], TypeError, "hosts"),
 ]
 
+#: The flat keywords only gym.make's entry point takes: those it starts a server with.
+LAUNCH = frozenset({"launch", "backend"})
+
 
 def refused(make, error, match):
     before = children()
@@ -73,16 +81,32 @@ def refused(make, error, match):
 
 @pytest.mark.parametrize(("name", "value", "error", "match"), COMMON)
 def test_remote_env_keywords(name, value, error, match):
-    refused(
-        lambda: RemoteEnv(**{"host": "127.0.0.1", "port": 1, name: value}), error, rf"RemoteEnv.*{re.escape(match)}"
-    )
+    endpoint = {"host": "127.0.0.1", "port": 1}
+    if name in ConnectOptions.fields():  # the record checks its fields, however it is made
+        refused(
+            lambda: RemoteEnv(**endpoint, options=ConnectOptions(**{name: value})),
+            error,
+            rf"ConnectOptions.*{re.escape(match)}",
+        )
+    elif name not in LAUNCH:  # the class's own keywords
+        refused(lambda: RemoteEnv(**{**endpoint, name: value}), error, rf"RemoteEnv.*{re.escape(match)}")
+    refused(lambda: make_env(**{**endpoint, name: value}), error, rf"RemoteEnv.*{re.escape(match)}")
     refused(lambda: gym.make("Remote-IsaacSim-v0", **{name: value}), error, re.escape(match))
 
 
 @pytest.mark.parametrize(("name", "value", "error", "match"), COMMON + VECTOR)
 def test_remote_vector_env_keywords(name, value, error, match):
-    kwargs = {"num_envs": 2, "host": "127.0.0.1", "port": 1, name: value}
-    refused(lambda: RemoteVectorEnv(**kwargs), error, rf"RemoteVectorEnv.*{re.escape(match)}")
+    endpoint = {"num_envs": 2, "host": "127.0.0.1", "port": 1}
+    kwargs = {**endpoint, name: value}
+    if name in ConnectOptions.fields():  # the record checks its fields, however it is made
+        refused(
+            lambda: RemoteVectorEnv(**endpoint, options=ConnectOptions(**{name: value})),
+            error,
+            rf"ConnectOptions.*{re.escape(match)}",
+        )
+    elif name not in LAUNCH:  # the class's own keywords
+        refused(lambda: RemoteVectorEnv(**kwargs), error, rf"RemoteVectorEnv.*{re.escape(match)}")
+    refused(lambda: make_vector_env(**kwargs), error, rf"RemoteVectorEnv.*{re.escape(match)}")
     if name != "num_envs":  # make_vec checks num_envs itself
         refused(lambda: gym.make_vec("Remote-IsaacSim-v0", **kwargs), error, re.escape(match))
 
@@ -96,14 +120,24 @@ def test_launch_ray_is_checked_and_starts_nothing_without_ray():
         ImportError,
         r"launch='ray'.*gym-remote\[ray\]",
     )
-    refused(lambda: RemoteVectorEnv(4, launch="ray", sever=2), TypeError, "'sever'.*Did you mean 'servers'")
-    refused(lambda: RemoteEnv(launch="ray", servers=2), TypeError, "'servers'")
-    refused(lambda: RemoteVectorEnv(4, launch="rya"), ValueError, "launch=")
+    refused(
+        lambda: gym.make_vec("Remote-IsaacSim-v0", num_envs=4, launch="ray", sever=2),
+        TypeError,
+        r"RemoteVectorEnv.*'sever'.*Did you mean 'servers'",
+    )
+    refused(lambda: gym.make("Remote-IsaacSim-v0", launch="ray", servers=2), TypeError, "RemoteEnv.*'servers'")
+    refused(
+        lambda: gym.make_vec("Remote-IsaacSim-v0", num_envs=4, launch="rya"), ValueError, "RemoteVectorEnv.*launch="
+    )
 
 
 def test_launch_options_are_checked_before_ssh():
-    refused(
-        lambda: RemoteEnv("gpu-box", launch=True, setpu="source env.sh"), TypeError, "'setpu'.*Did you mean 'setup'"
-    )
-    refused(lambda: RemoteEnv("gpu-box", setup="source env.sh"), TypeError, "launch options need launch=True")
-    refused(lambda: RemoteVectorEnv(2, "gpu-box", launch={"pyton": "python3"}), TypeError, "'pyton'")
+    def make(**kwargs):
+        return gym.make("Remote-IsaacSim-v0", host="gpu-box", **kwargs)
+
+    def make_vec(**kwargs):
+        return gym.make_vec("Remote-IsaacSim-v0", num_envs=2, host="gpu-box", **kwargs)
+
+    refused(lambda: make(launch=True, setpu="source env.sh"), TypeError, "RemoteEnv.*'setpu'.*Did you mean 'setup'")
+    refused(lambda: make(setup="source env.sh"), TypeError, "RemoteEnv.*launch options need launch=True")
+    refused(lambda: make_vec(launch={"pyton": "python3"}), TypeError, "RemoteVectorEnv.*'pyton'")
