@@ -202,6 +202,11 @@ class Connection:
             return {}
         return {"compression": [self.compression], "compress_above": self.compress_above}
 
+    @property
+    def compressing(self) -> str | None:
+        """The codec this connection compresses its large frames with now (agreed at HELLO), or ``None``."""
+        return self._codec.compression
+
     def agree(self, reply: dict[str, Any]) -> None:
         """Compress (and accept compressed frames) as a HELLO reply agreed, or not at all.
 

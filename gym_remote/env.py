@@ -267,6 +267,12 @@ class RemoteEnv(gym.Env):
         return self._link.id
 
     @property
+    def compression(self) -> str | None:
+        """The codec large array frames travel compressed with, both ways, as the server agreed at HELLO
+        (``ConnectOptions(compression=...)`` asks); ``None``: raw."""
+        return self._link.conn.compressing
+
+    @property
     def _conn(self) -> Connection:
         return self._link.conn
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from gym_remote.bench.timing import interleave
 
-__all__ = ["MODES", "CappedLink", "compare_links", "format_links", "run_in_namespace"]
+__all__ = ["MODES", "CappedLink", "compare_links", "format_links", "run_in_namespace", "tx_bytes"]
 
 #: Transports, each with optional compression: ``direct+zstd`` is plaintext ZeroMQ compressing with zstd.
 MODES = (

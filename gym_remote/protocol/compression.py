@@ -18,7 +18,7 @@ any other length is refused. Nothing is unpickled or evaluated; the libraries ar
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from collections.abc import Callable
 
 from gym_remote.errors import ProtocolError
@@ -42,8 +42,15 @@ DEFAULT_COMPRESS_ABOVE = 64 * 1024
 
 
 def available_codecs() -> tuple[str, ...]:
-    """The codecs whose library this Python can import (without importing it)."""
-    return tuple(name for name, module in CODECS.items() if importlib.util.find_spec(module) is not None)
+    """The codecs whose library this Python imports."""
+    found = []
+    for name, module in CODECS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        found.append(name)
+    return tuple(found)
 
 
 def compressor(name: str) -> Callable[[memoryview], bytes]:
