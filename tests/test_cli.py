@@ -101,22 +101,23 @@ def test_demo_then_replay_the_newcomers_first_commands(tmp_path: Path):
 
 
 def test_server_config_file_sets_admission_and_flags_win(serve, tmp_path: Path):
-    from gym_remote import RemoteEnv
+    from gym_remote import ConnectOptions, RemoteEnv
     from gym_remote.errors import ServerBusyError
 
     config = tmp_path / "small.yaml"
     config.write_text("max_sessions: 2\nmax_sessions_per_peer: 2\nidle_timeout: 0\n")
     server = serve("CartPole-v1", "gymnasium", "--server-config", str(config))
-    envs = [RemoteEnv("127.0.0.1", server.local_port, timeout=10) for _ in range(2)]
+    options = ConnectOptions(timeout=10)
+    envs = [RemoteEnv("127.0.0.1", server.local_port, options=options) for _ in range(2)]
     with pytest.raises(ServerBusyError, match="max_sessions=2"):
-        RemoteEnv("127.0.0.1", server.local_port, timeout=10)
+        RemoteEnv("127.0.0.1", server.local_port, options=options)
     for env in envs:
         env.close()
     # a flag given beside the file wins over it
     server = serve("CartPole-v1", "gymnasium", "--server-config", str(config), "--max-sessions", "3")
-    envs = [RemoteEnv("127.0.0.1", server.local_port, timeout=10) for _ in range(2)]
+    envs = [RemoteEnv("127.0.0.1", server.local_port, options=options) for _ in range(2)]
     with pytest.raises(ServerBusyError, match=r"max_sessions_per_peer=2"):  # the file's, kept
-        RemoteEnv("127.0.0.1", server.local_port, timeout=10)
+        RemoteEnv("127.0.0.1", server.local_port, options=options)
     assert envs[0].ping()["sessions"] == 2
     for env in envs:
         env.close()

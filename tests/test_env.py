@@ -17,7 +17,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.utils.env_match import check_environments_match
 
 import gym_remote
-from gym_remote import RemoteEnv
+from gym_remote import ConnectOptions, RemoteEnv
 from gym_remote.errors import (
     BadRequestError,
     LaunchError,
@@ -155,7 +155,7 @@ def test_bad_bytes_get_error_replies_and_others_keep_working(serve, tmp_path):
 
 def test_oversized_message_is_dropped_and_the_server_stays_up(serve):
     server = serve("CartPole-v1", "gymnasium", "--max-message-bytes", "100000")
-    with connect(server, timeout=1.0, retries=0) as env:
+    with connect(server, options=ConnectOptions(timeout=1.0, retries=0)) as env:
         env.reset(seed=0)
         with pytest.raises(RemoteTimeoutError, match="no reply"):
             env._conn.request(Kind.PING, {"blob": np.zeros(1 << 20, np.uint8)})
@@ -193,7 +193,7 @@ def test_unknown_task_is_refused_at_hello(serve):
 def test_server_killed_mid_episode_then_back(serve):
     server = serve("CartPole-v1")
     port = server.local_port
-    env = RemoteEnv(server.local_host, port, timeout=1.5, retries=1)
+    env = RemoteEnv(server.local_host, port, options=ConnectOptions(timeout=1.5, retries=1))
     env.reset(seed=0)
     env.step(0)
     os.kill(server.pid, signal.SIGKILL)
@@ -215,7 +215,7 @@ def test_server_killed_mid_episode_then_back(serve):
 def test_no_server_at_all_fails_within_the_connect_timeout():
     t0 = time.monotonic()
     with pytest.raises(gym_remote.ConnectError):  # refused at once (tests/test_connect_failures.py)
-        RemoteEnv("127.0.0.1", 9, timeout=0.5, connect_timeout=0.5, retries=0)
+        RemoteEnv("127.0.0.1", 9, options=ConnectOptions(timeout=0.5, connect_timeout=0.5, retries=0))
     assert time.monotonic() - t0 < 3
 
 
@@ -357,7 +357,7 @@ def test_curve_encrypts_and_authenticates_the_server(serve, tmp_path):
     os.chmod(secret_file, 0o600)  # a secret key others may read is refused
     server_public, _ = zmq.auth.load_certificate(public_file)
     server = serve("CartPole-v1", "gymnasium", "--curve-secret", secret_file)
-    with RemoteEnv(server.local_host, server.local_port, curve_server_key=server_public) as env:
+    with RemoteEnv(server.local_host, server.local_port, options=ConnectOptions(curve_server_key=server_public)) as env:
         env.reset(seed=0)
         env.step(1)
     wrong_public, _ = zmq.curve_keypair()
@@ -365,12 +365,12 @@ def test_curve_encrypts_and_authenticates_the_server(serve, tmp_path):
         RemoteEnv(
             server.local_host,
             server.local_port,
-            curve_server_key=wrong_public,
-            connect_timeout=1.0,
-            retries=0,
+            options=ConnectOptions(curve_server_key=wrong_public, connect_timeout=1.0, retries=0),
         )
     with pytest.raises(RemoteEnvError):
-        RemoteEnv(server.local_host, server.local_port, connect_timeout=1.0, retries=0)  # plaintext client
+        RemoteEnv(  # a plaintext client
+            server.local_host, server.local_port, options=ConnectOptions(connect_timeout=1.0, retries=0)
+        )
 
 
 def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
@@ -391,9 +391,9 @@ def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
     with RemoteEnv(
         server.local_host,
         server.local_port,
-        curve_server_key=server_public,
-        curve_public_key=alice_public,
-        curve_secret_key=alice_secret,
+        options=ConnectOptions(
+            curve_server_key=server_public, curve_public_key=alice_public, curve_secret_key=alice_secret
+        ),
     ) as env:
         env.reset(seed=0)
     mallory_public, mallory_secret = zmq.auth.load_certificate(stranger_secret_file)
@@ -401,11 +401,13 @@ def test_curve_clients_folder_admits_only_listed_client_keys(serve, tmp_path):
         RemoteEnv(
             server.local_host,
             server.local_port,
-            curve_server_key=server_public,
-            curve_public_key=mallory_public,
-            curve_secret_key=mallory_secret,
-            connect_timeout=1.0,
-            retries=0,
+            options=ConnectOptions(
+                curve_server_key=server_public,
+                curve_public_key=mallory_public,
+                curve_secret_key=mallory_secret,
+                connect_timeout=1.0,
+                retries=0,
+            ),
         )
 
 
@@ -475,7 +477,7 @@ def test_local_server_exits_when_its_client_is_killed(tmp_path):
 def test_an_env_that_prints_a_lot_does_not_stall_its_local_server(serve):
     """stdout of a local server is not a pipe nobody reads: 200 KiB of prints must not block it."""
     server = serve("tests/Chatty-v0")
-    with connect(server, timeout=5.0) as env:
+    with connect(server, options=ConnectOptions(timeout=5.0)) as env:
         env.reset(seed=0)
         for _ in range(200):
             env.step(0)
