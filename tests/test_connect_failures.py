@@ -14,7 +14,7 @@ import gymnasium as gym
 import pytest
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
-from gym_remote import ConnectError, RemoteEnv
+from gym_remote import ConnectError, ConnectOptions, RemoteEnv
 from gym_remote.vector import RemoteVectorEnv
 
 #: Generous: the probe gives up after 2 s; the 2-core test machine may be loaded.
@@ -58,14 +58,14 @@ def test_refused_port_fails_at_once_for_vector_envs_too():
     port = free_port()
     t0 = time.monotonic()
     with pytest.raises(ConnectError, match=str(port)):
-        RemoteVectorEnv(4, "127.0.0.1", port, connect_timeout=120.0)
+        RemoteVectorEnv(4, "127.0.0.1", port, options=ConnectOptions(connect_timeout=120.0))
     assert time.monotonic() - t0 < FAST
 
 
 def test_unreachable_endpoint_fails_after_the_probe_not_the_hello_timeout(black_hole):
     t0 = time.monotonic()
     with pytest.raises(ConnectError) as info:
-        RemoteEnv("127.0.0.1", black_hole, connect_timeout=120.0, retries=2)
+        RemoteEnv("127.0.0.1", black_hole, options=ConnectOptions(connect_timeout=120.0, retries=2))
     elapsed = time.monotonic() - t0
     assert 1.5 < elapsed < FAST, f"took {elapsed:.1f} s"  # the 2 s probe, once
     assert "within 2.0 s" in str(info.value) and "unreachable" in str(info.value)
@@ -108,8 +108,7 @@ def test_a_retried_hello_is_the_same_hello_and_gets_the_session_being_built(serv
         server.local_port,
         task="tests/SlowBuild-v0",
         task_kwargs={"build_seconds": 1.5},
-        connect_timeout=1.0,
-        retries=2,
+        options=ConnectOptions(connect_timeout=1.0, retries=2),
     ) as env:
         env.reset(seed=0)
         assert _sessions(server, settle=3.5) == 1  # every attempt's build would be done by now
@@ -124,13 +123,14 @@ def test_a_client_that_gives_up_its_hello_leaves_no_session_behind(serve, vector
 
     server = serve("CartPole-v1")
     endpoint = (server.local_host, server.local_port)
-    kwargs = {"task": "tests/SlowBuild-v0", "task_kwargs": {"build_seconds": 4.0}, "connect_timeout": 1.0}
+    kwargs = {"task": "tests/SlowBuild-v0", "task_kwargs": {"build_seconds": 4.0}}
+    options = ConnectOptions(connect_timeout=1.0, retries=2)
     t0 = time.monotonic()
     with pytest.raises(RemoteTimeoutError):
         if vector:
-            RemoteVectorEnv(1, *endpoint, retries=2, **kwargs)  # one attempt: the fan-out HELLO is not retried
+            RemoteVectorEnv(1, *endpoint, options=options, **kwargs)  # one attempt: the fan-out HELLO is not retried
         else:
-            RemoteEnv(*endpoint, retries=2, **kwargs)
+            RemoteEnv(*endpoint, options=options, **kwargs)
     assert time.monotonic() - t0 < 3.0 + FAST
     deadline = time.monotonic() + 30
     while (held := _sessions(server)) and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torchrl.envs import GymEnv, GymWrapper
 
-import gym_remote
+import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote.local import LocalServer
 from gym_remote.vector import RemoteVectorEnv
 
@@ -88,9 +88,10 @@ def test_gym_wrapper_of_a_remote_same_step_vector_env(server):
 
 
 def test_an_unknown_keyword_reads_as_pythons_own_with_the_close_matches(server):
+    """As GymEnv's gym.make call needs it (a keyword the env does not take is dropped only then)."""
     with pytest.raises(
         TypeError,
         match=r"^RemoteEnv.__init__\(\) got an unexpected keyword argument 'hostt'\. "
         r"Did you mean 'host'",
     ):
-        gym_remote.RemoteEnv(hostt=server.local_host, port=server.local_port)
+        gym.make("Remote-IsaacSim-v0", hostt=server.local_host, port=server.local_port)

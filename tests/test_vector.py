@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from gym_remote import ConnectOptions
 from gym_remote.errors import RemoteTimeoutError
 from gym_remote.vector import RemoteVectorEnv
 
@@ -127,7 +128,7 @@ def test_fan_out_reset_mask_touching_one_server(serve):
 def test_one_server_killed_during_fan_out_is_named_within_the_timeout(serve):
     a, b = serve("CartPole-v1"), serve("CartPole-v1")
     hosts = [f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"]
-    fan = RemoteVectorEnv(4, hosts=hosts, timeout=1.0)
+    fan = RemoteVectorEnv(4, hosts=hosts, options=ConnectOptions(timeout=1.0))
     fan.reset(seed=0)
     fan.step(np.zeros(4, int))
     os.kill(b.pid, signal.SIGKILL)
@@ -210,7 +211,8 @@ def test_server_side_async_vectorization_matches_sync(serve):
 
 def test_every_server_dead_still_fails_within_one_timeout(serve):
     a, b = serve("CartPole-v1"), serve("CartPole-v1")
-    fan = RemoteVectorEnv(4, hosts=[f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"], timeout=2.0)
+    hosts = [f"127.0.0.1:{a.local_port}", f"127.0.0.1:{b.local_port}"]
+    fan = RemoteVectorEnv(4, hosts=hosts, options=ConnectOptions(timeout=2.0))
     fan.reset(seed=0)
     for server in (a, b):
         os.kill(server.pid, signal.SIGKILL)
