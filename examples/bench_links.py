@@ -38,6 +38,7 @@ def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--where", choices=("both", "loopback", "capped"), default="both", help="which links")
     parser.add_argument("--rate", default="100mbit", help="tbf rate of the capped link, each way (default 100mbit)")
+    parser.add_argument("--burst", default="32kbit", help="tbf burst (default 32kbit; 1mbit for rates of 1gbit)")
     parser.add_argument("--content", default="camera", help="observation content: camera, noise or zeros")
     parser.add_argument("--modes", type=_modes, default=list(MODES), help=f"comma-separated of {', '.join(MODES)}")
     parser.add_argument("--block", type=int, default=0, help="steps per block (default 50 loopback, 10 capped)")
@@ -58,7 +59,7 @@ def run() -> int:
                 sshd.stop()
             print(format_links(figures["loopback"], "loopback"), "\n", flush=True)
         if args.where in ("both", "capped"):
-            with CappedLink(args.rate) as link:
+            with CappedLink(args.rate, burst=args.burst) as link:
                 sshd = start_sshd(Path(tmp) / "sshd-capped", listen=link.server_addr, prefix=link.prefix("server"))
                 try:
                     spec = {
