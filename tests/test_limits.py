@@ -13,7 +13,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from gym_remote import BadRequestError, RemoteEnv, ServerBusyError, ServerError
+from gym_remote import BadRequestError, ConnectOptions, RemoteEnv, ServerBusyError, ServerError
 from gym_remote.client import Connection
 from gym_remote.client_session import hello_body
 from gym_remote.protocol import Kind
@@ -122,9 +122,7 @@ def test_one_peer_cannot_lock_the_others_out(serve, tmp_path):
         return RemoteEnv(
             server.local_host,
             server.local_port,
-            curve_server_key=server_public,
-            curve_public_key=public,
-            curve_secret_key=secret,
+            options=ConnectOptions(curve_server_key=server_public, curve_public_key=public, curve_secret_key=secret),
         )
 
     alice = [env("alice"), env("alice")]  # half of --max-sessions 4

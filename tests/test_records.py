@@ -7,11 +7,13 @@ from __future__ import annotations
 import warnings
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 from gym_remote import ConnectOptions, RemoteEnv, ServerHandle
 from gym_remote.local import LocalServer
+from gym_remote.vector import RemoteVectorEnv
 
 
 def test_connect_options_check_every_field_however_made():
@@ -58,6 +60,18 @@ def test_flat_keywords_on_the_class_warn_and_still_work(serve):
         env.reset(seed=0)
         assert env.step(0)[1] == 1.0
     assert env._closed
+
+
+def test_flat_keywords_on_the_vector_class_warn_and_still_work(serve):
+    server = serve("CartPole-v1")
+    with pytest.warns(DeprecationWarning, match=r"options=ConnectOptions"):
+        venv = RemoteVectorEnv(2, server.local_host, server.local_port, timeout=7.0, retries=1)
+    try:
+        assert venv.options == ConnectOptions(timeout=7.0, retries=1)
+        assert venv.reset(seed=0)[0].shape == (2, 4)
+        assert venv.step(np.zeros(2, np.int64))[1].tolist() == [1.0, 1.0]
+    finally:
+        venv.close()
 
 
 def test_gym_make_folds_flat_keywords_without_warning(serve):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import data_equivalence
 
-from gym_remote import RemoteEnv, SessionLostError
+from gym_remote import ConnectOptions, RemoteEnv, SessionLostError
 from gym_remote.errors import RemoteEnvError, RemoteTimeoutError
 from gym_remote.vector import RemoteVectorEnv
 
@@ -169,7 +169,7 @@ def test_a_fan_out_step_that_one_server_misses_keeps_the_others_transitions_and_
     refuses to step on out of phase until a reset puts every sub-env at a new start."""
     healthy, stalled = serve("CartPole-v1"), serve("CartPole-v1")
     hosts = [f"{s.local_host}:{s.local_port}" for s in (healthy, stalled)]
-    venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", timeout=1.0, retries=0)
+    venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", options=ConnectOptions(timeout=1.0, retries=0))
     try:
         venv.reset(seed=0)
         venv.step(np.ones(4, np.int64))
