@@ -156,7 +156,7 @@ def add_server_config_flags(parser: argparse.ArgumentParser) -> None:
         "--server-config",
         metavar="NAME",
         help="admission settings (configs/servers/NAME.yaml or a path): address, max_sessions, "
-        "max_sessions_per_peer, idle_timeout, max_message_bytes; flags override it",
+        "max_sessions_per_peer, idle_timeout, max_message_bytes, compression; flags override it",
     )
     parser.add_argument(
         "--address", help=f"ZeroMQ endpoint; port '*' picks a free one (default {ServerConfig.address})"

@@ -17,6 +17,7 @@ import lz4.block
 import numpy as np
 import pytest
 import zmq
+import zmq.auth
 import zstandard
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
@@ -160,6 +161,22 @@ def test_server_without_the_library_answers_plain(tmp_path: Path) -> None:
         finally:
             zstd.close()
             lz4_env.close()
+
+
+def test_curve_with_compression(tmp_path: Path) -> None:
+    """Compression rides inside CURVE's encryption: same observations, agreed codec, encrypted link."""
+    _, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    os.chmod(secret, 0o600)
+    public, _ = zmq.auth.load_certificate(secret)
+    with LocalServer("gymnasium", TASK, extra_args=["--curve-secret", secret]) as srv:
+        envs = [_make(srv, codec, curve_server_key=public) for codec in (None, "zstd")]
+        try:
+            assert [e.unwrapped.compression for e in envs] == [None, "zstd"]
+            for a, b in zip(*(_rollout(e, 3) for e in envs), strict=True):
+                assert a.tobytes() == b.tobytes()
+        finally:
+            for e in envs:
+                e.close()
 
 
 def test_connect_options_check_the_fields() -> None:
