@@ -187,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--python", help="the Isaac Lab venv's python (default: gym_remote_apps.venvs)")
     parser.add_argument("--asset-root", help="an offline asset mirror")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the gym-remote server only (repeatable), e.g. OMP_WAIT_POLICY=PASSIVE",
+    )
     parser.add_argument("--inprocess", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inprocess-steps", type=int, dest="steps", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -206,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     args.python = args.python or server_python("isaaclab")
     settings: dict[str, Any] = {"asset_root": args.asset_root} if args.asset_root else {}
     rows = []
-    with LocalServer(
-        "isaaclab", args.task, settings, python=args.python, startup_timeout=900, env={"PYTHONPATH": str(ROOT)}
-    ) as server:
+    server_env = {"PYTHONPATH": str(ROOT), **dict(item.split("=", 1) for item in args.server_env)}
+    python = args.python
+    with LocalServer("isaaclab", args.task, settings, python=python, startup_timeout=900, env=server_env) as server:
         for seed in args.seeds:
             local = _in_venv(args, seed)
             print(f"seed {seed} in-process: {local}", flush=True)
