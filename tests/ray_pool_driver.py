@@ -41,6 +41,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import ray
 
 from gym_remote.client import Connection
+from gym_remote.client_session import ConnectOptions
 from gym_remote.errors import RemoteEnvError, RemoteTimeoutError
 from gym_remote.launch.ray_pool import RayServerPool, start_pool
 from gym_remote.protocol import Kind
@@ -169,7 +170,8 @@ def train(pool: RayServerPool, iterations: int, vectorize: str = "vector_entry_p
 def fanout(pool: RayServerPool) -> None:
     from gym_remote.vector import RemoteVectorEnv
 
-    venv = RemoteVectorEnv(6, hosts=pool.hosts, task=TASK, timeout=3, retries=0, **pool.client_options())
+    options = ConnectOptions(timeout=3, retries=0, **pool.client_options())
+    venv = RemoteVectorEnv(6, hosts=pool.hosts, task=TASK, options=options)
     try:
         obs, _ = venv.reset(seed=0)
         steps = 0
@@ -253,8 +255,7 @@ def isaaclab(python: str, asset_root: str) -> None:
             hosts=pool.hosts,
             task="Isaac-Cartpole",
             autoreset_mode="same_step",
-            connect_timeout=600,
-            **pool.client_options(),
+            options=ConnectOptions(connect_timeout=600, **pool.client_options()),
         )
         try:
             obs, _ = venv.reset(seed=0)

@@ -157,19 +157,22 @@ def test_launch_mapping_task_kwargs_are_the_servers_settings(ssh_host: dict[str,
 
 
 def test_vector_env_launches_one_server_per_host(ssh_host: dict[str, Any], sshd: SshServer) -> None:
-    """Fan-out with the launcher: each host of ``hosts=[...]`` gets its own server over SSH."""
-    from gym_remote.vector import RemoteVectorEnv
+    """Fan-out with the launcher: each host of ``gym.make_vec(hosts=[...])`` gets its own server over SSH."""
+    import gymnasium as gym
+
+    import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
 
     options = {k: v for k, v in ssh_host.items() if k not in ("host", "port", "connect_timeout", "task", "backend")}
-    venv = RemoteVectorEnv(
-        3,
+    venv = gym.make_vec(
+        "Remote-IsaacSim-v0",
+        num_envs=3,
         hosts=["127.0.0.1", "127.0.0.1"],
         task="CartPole-v1",
         launch={"port": sshd.port, "connect_timeout": 5},
         **options,
     )
     try:
-        pids = [shard.link.server.pid for shard in venv._shards]
+        pids = [shard.link.server.pid for shard in venv.unwrapped._shards]
         assert len(set(pids)) == 2
         obs, _ = venv.reset(seed=0)
         assert obs.shape == (3, 4)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gym_remote.client_session import ConnectOptions
 from gym_remote.env import RemoteEnv
 from gym_remote.errors import BadRequestError
 from gym_remote.local import LocalServer
@@ -69,8 +70,12 @@ def server(metasim_python: str) -> Iterator[LocalServer]:
         yield srv
 
 
+#: A simulator step may take seconds on a loaded machine.
+SLOW = ConnectOptions(timeout=60.0)
+
+
 def remote(server: LocalServer, **kwargs) -> RemoteEnv:
-    return RemoteEnv(server.local_host, server.local_port, task=TASK, timeout=60.0, **kwargs)
+    return RemoteEnv(server.local_host, server.local_port, task=TASK, options=SLOW, **kwargs)
 
 
 def run_in_venv(python: str, code: str) -> dict:
@@ -219,7 +224,7 @@ def test_single_env_time_limit(server: LocalServer) -> None:
 @pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
 def test_autoreset_modes(server: LocalServer, mode: str) -> None:
     venv = RemoteVectorEnv(
-        1, server.local_host, server.local_port, task=TASK, autoreset_mode=mode, max_episode_steps=2, timeout=60.0
+        1, server.local_host, server.local_port, task=TASK, autoreset_mode=mode, max_episode_steps=2, options=SLOW
     )
     try:
         start, _ = venv.reset(seed=0)
@@ -280,7 +285,7 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server: Loca
     with pytest.raises(BadRequestError, match=r"\['cameras'\] are not ones this server lets clients set.*allow-kwargs"):
         remote(server, task_kwargs={"cameras": []})
     with pytest.raises(BadRequestError, match="Unknown task"):
-        RemoteEnv(server.local_host, server.local_port, task="no_such_task", timeout=60.0)
+        RemoteEnv(server.local_host, server.local_port, task="no_such_task", options=SLOW)
     with pytest.raises(BadRequestError, match="holds one env"):
         RemoteVectorEnv(2, server.local_host, server.local_port, task=TASK, autoreset_mode="same_step")
     env = remote(server)
@@ -353,7 +358,7 @@ def test_sb3_gets_metasims_terminal_observation_and_env_is_wrapped(server: Local
         task=TASK,
         autoreset_mode="same_step",
         max_episode_steps=2,
-        timeout=60.0,
+        options=SLOW,
     )
     vec = RemoteVecEnv(venv)
     try:

@@ -245,6 +245,7 @@ def test_cli_launch_ray_prints_endpoints_and_a_private_key_file(python: str) -> 
     0700 folder, a client connects with them; SIGTERM stops the servers and deletes the keys."""
     import numpy as np
 
+    from gym_remote.client_session import ConnectOptions
     from gym_remote.errors import RemoteEnvError
     from gym_remote.vector import RemoteVectorEnv
 
@@ -267,7 +268,7 @@ def test_cli_launch_ray_prints_endpoints_and_a_private_key_file(python: str) -> 
         assert all(h.startswith("127.0.0.1:") for h in hosts)
         assert keys_path.stat().st_mode & 0o777 == 0o600 and keys_path.parent.stat().st_mode & 0o777 == 0o700
         keys = json.loads(keys_path.read_text())
-        venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", **keys)
+        venv = RemoteVectorEnv(4, hosts=hosts, task="CartPole-v1", options=ConnectOptions(**keys))
         try:
             obs, _ = venv.reset(seed=0)
             venv.step(np.zeros(4, dtype=np.int64))
@@ -275,7 +276,9 @@ def test_cli_launch_ray_prints_endpoints_and_a_private_key_file(python: str) -> 
         finally:
             venv.close()
         with pytest.raises(RemoteEnvError):  # without the pool's client key: refused
-            RemoteVectorEnv(2, hosts=hosts[:1], task="CartPole-v1", connect_timeout=3, retries=0)
+            RemoteVectorEnv(
+                2, hosts=hosts[:1], task="CartPole-v1", options=ConnectOptions(connect_timeout=3, retries=0)
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert not keys_path.parent.exists()
