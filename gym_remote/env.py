@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from gym_remote.checks import check_client_keywords
+from gym_remote.checks import CLIENT_KEYWORDS, check_client_keywords, unexpected_keyword
 from gym_remote.client import Connection
 from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
 from gym_remote.config import DEFAULT_PORT
@@ -192,6 +192,9 @@ class RemoteEnv(gym.Env):
         max_episode_steps: int | None = None,
         **deprecated: Any,
     ) -> None:
+        stray = [k for k in deprecated if k not in ConnectOptions.fields() and k not in ("launch", "backend")]
+        if stray and not deprecated.get("launch"):  # a misspelling, not an old keyword: Python's own error
+            raise unexpected_keyword("RemoteEnv", stray[0], CLIENT_KEYWORDS | {"options", "server"})
         if deprecated or (host is None and server is None):
             # Until 0.2 the class took gym.make's flat keywords and started servers itself.
             warnings.warn(

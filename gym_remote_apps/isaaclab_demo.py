@@ -114,6 +114,7 @@ def run_isaaclab_demo(
         ValueError: ``task`` is not the stack task (the expert, config and scene are written for it).
     """
     load_mujoco()
+    from gym_remote.client_session import ConnectOptions
     from gym_remote.env import RemoteEnv
     from gym_remote_apps.isaaclab_stack import (
         ISAACLAB_STACK_TASK,
@@ -138,9 +139,8 @@ def run_isaaclab_demo(
         if server is not None:
             host, port = server.local_host, server.local_port
         assert host is not None and port is not None
-        remote = RemoteEnv(
-            host, port, task=task, task_kwargs=task_kwargs, connect_timeout=STARTUP_TIMEOUT, timeout=120.0
-        )
+        options = ConnectOptions(connect_timeout=STARTUP_TIMEOUT, timeout=120.0)
+        remote = RemoteEnv(host, port, task=task, task_kwargs=task_kwargs, options=options)
         startup = time.perf_counter() - start  # the server up and the Isaac Lab env built (HELLO)
         try:
             env = MujocoReplayWrapper(

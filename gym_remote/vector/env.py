@@ -16,10 +16,12 @@ from gymnasium.vector.utils import batch_space
 
 from gym_remote.async_batches import group_layout
 from gym_remote.checks import (
+    CLIENT_KEYWORDS,
     autoreset_mode_name,
     check_client_keywords,
     check_reset_mask,
     check_vector_keywords,
+    unexpected_keyword,
 )
 from gym_remote.client import parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
@@ -101,6 +103,10 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
     ) -> None:
         if isinstance(servers, int) and not isinstance(servers, bool):  # launch="ray"'s count of servers
             deprecated["servers"], servers = servers, None
+        stray = [k for k in deprecated if k not in ConnectOptions.fields() and k not in ("launch", "backend")]
+        if stray and not deprecated.get("launch"):  # a misspelling, not an old keyword: Python's own error
+            known = CLIENT_KEYWORDS | {"options", "servers", "hosts", "num_envs", "autoreset_mode", "batch_size"}
+            raise unexpected_keyword("RemoteVectorEnv", stray[0], known)
         if deprecated or (host is None and not hosts and not servers):
             # Until 0.2 the class took gym.make_vec's flat keywords and started servers itself.
             warnings.warn(
