@@ -84,14 +84,20 @@ def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int) -> dict[str,
     return {"mean_return": ret, "step_x_T": rate, "learn_s": wall, "episodes": counted.episodes}
 
 
-def _isaaclab_env(task: str, num_envs: int, seed: int, cfg_attrs: dict[str, Any]) -> Any:
-    """Isaac Lab's env as its train.py makes it (inside the venv), on the CPU."""
+def _isaaclab_env(
+    task: str, num_envs: int, seed: int, cfg_attrs: dict[str, Any], overrides: list[str] | None = None
+) -> Any:
+    """Isaac Lab's env as its train.py makes it (inside the venv), on the CPU, with Hydra ``overrides``."""
     import gymnasium as gym
     import isaaclab_tasks  # noqa: F401
     from isaaclab.app import launch_simulation
     from isaaclab_tasks.utils import parse_env_cfg
 
-    cfg = parse_env_cfg(task, device="cpu", num_envs=num_envs)
+    from gym_remote.backends.isaaclab.physics import physics_name, unpin_host_buffers_without_cuda
+
+    cfg = parse_env_cfg(task, device="cpu", num_envs=num_envs, overrides=overrides or [])
+    if physics_name(cfg) in ("ovphysx", "physx"):
+        unpin_host_buffers_without_cuda()  # as the server does: ovphysx pins host buffers, which needs CUDA
     cfg.seed = seed
     for key, value in cfg_attrs.items():
         setattr(cfg, key, value)
@@ -105,7 +111,7 @@ def in_process_train(args: argparse.Namespace) -> dict[str, Any]:
     agent_cfg, _ = recipe(args.task)
     agent_cfg.update(seed=args.seed, device="cpu")
     env = RslRlVecEnvWrapper(
-        _isaaclab_env(args.task, args.num_envs, args.seed, {}), clip_actions=agent_cfg["clip_actions"]
+        _isaaclab_env(args.task, args.num_envs, args.seed, {}, args.overrides), clip_actions=agent_cfg["clip_actions"]
     )
     return _train(env, agent_cfg, args.iterations)
 
@@ -172,7 +178,8 @@ def _in_venv(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     cmd += ["--iterations", str(args.iterations), "--seed", str(seed)]
     if args.asset_root:
         cmd += ["--asset-root", args.asset_root]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd += [f"--override={o}" for o in args.overrides]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **dict(item.split("=", 1) for item in args.inprocess_env)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"in-process run failed:\n{done.stderr[-3000:]}")
@@ -187,6 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--python", help="the Isaac Lab venv's python (default: gym_remote_apps.venvs)")
     parser.add_argument("--asset-root", help="an offline asset mirror")
+    parser.add_argument(
+        "--override",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="Isaac Lab Hydra override for both sides, repeatable (physics=ovphysx: PhysX)",
+    )
+    parser.add_argument(
+        "--inprocess-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the in-process run only (repeatable), e.g. OMP_WAIT_POLICY= (its default)",
+    )
     parser.add_argument(
         "--server-env",
         action="append",
@@ -215,14 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     server_env = {"PYTHONPATH": str(ROOT), **dict(item.split("=", 1) for item in args.server_env)}
     python = args.python
-    with LocalServer("isaaclab", args.task, settings, python=python, startup_timeout=900, env=server_env) as server:
+    extra = [f"--override={o}" for o in args.overrides]
+    with LocalServer(
+        "isaaclab", args.task, settings, extra_args=extra, python=python, startup_timeout=900, env=server_env
+    ) as server:
         for seed in args.seeds:
             local = _in_venv(args, seed)
             print(f"seed {seed} in-process: {local}", flush=True)
             far = remote_train(args, seed, server.local_host, server.local_port)
             print(f"seed {seed} gym-remote: {far}", flush=True)
             rows.append((seed, local, far))
-    print(f"\n{args.task}, N={args.num_envs}, {args.iterations} iterations (learn() wall-clock, no start-up)")
+    on = f" with {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"\n{args.task}{on}, N={args.num_envs}, {args.iterations} iterations (learn() wall-clock, no start-up)")
     print("(return: rsl_rl's figure, the mean of the last 100 episodes; step reward x T: the mean step reward of")
     print(" the last 5 iterations times max_episode_length, less noisy)")
     print("seed | in-process return | gym-remote return | ratio | in-process step reward x T | gym-remote | ratio |")
