@@ -98,6 +98,14 @@ def close_links(links: Sequence[Any]) -> None:
             log.debug("closing session on %s: %s", link.name, exc)
 
 
+def take_over(env: Any, made: Any) -> None:
+    """``env`` becomes ``made`` (an env of its class, just built): its state, and the finalizer that
+    closes what ``made`` opened (the deprecated flat-keyword path of the env classes)."""
+    _, close, args, kwargs = made._finalizer.detach()
+    env.__dict__.update({k: v for k, v in made.__dict__.items() if k != "_finalizer"})
+    env._finalizer = weakref.finalize(env, close, *args, **kwargs)
+
+
 class _Owned:
     """What a :class:`RemoteEnv` opened, closed by its finalizer: the session, or only a server."""
 
@@ -210,9 +218,7 @@ class RemoteEnv(gym.Env):
             if options is not None:
                 keywords.update(dataclasses.asdict(options))
             made = make_env(host, port, task, task_kwargs, **keywords, **deprecated)
-            made._finalizer.detach()  # this env takes over what it opened
-            self.__dict__.update({k: v for k, v in made.__dict__.items() if k != "_finalizer"})
-            self._finalizer = weakref.finalize(self, self._owned.close)
+            take_over(self, made)
             return
         check_client_keywords(
             "RemoteEnv",

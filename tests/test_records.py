@@ -83,3 +83,12 @@ def test_gym_make_folds_flat_keywords_without_warning(serve):
         assert env.unwrapped.options.timeout == 6.0
         assert env.spec.max_episode_steps == 500  # the server's time limit, as gym.make("CartPole-v1") has
         assert env.metadata["render_modes"] == ["rgb_array"]  # the server env's, without "human"
+
+
+def test_a_misspelled_keyword_on_the_class_is_pythons_own_error_without_a_deprecation():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'timout'.*Did you mean 'timeout'"):
+            RemoteEnv("127.0.0.1", 1, timout=5.0)
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'hostz'.*Did you mean 'hosts'"):
+            RemoteVectorEnv(2, "127.0.0.1", 1, hostz=["a:1"])

@@ -30,6 +30,7 @@ from gym_remote.env import (
     check_render_mode,
     client_metadata,
     remote_methods,
+    take_over,
     to_wire,
 )
 from gym_remote.errors import RemoteEnvError, SessionLostError, restated
@@ -129,9 +130,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             if options is not None:
                 keywords.update(dataclasses.asdict(options))
             made = make_vector_env(num_envs, host, port, task, task_kwargs, **keywords, **deprecated)
-            made._finalizer.detach()  # this env takes over what it opened
-            self.__dict__.update({k: v for k, v in made.__dict__.items() if k != "_finalizer"})
-            self._finalizer = weakref.finalize(self, self._shards.close)
+            take_over(self, made)
             return
         check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
         check_client_keywords(
