@@ -90,5 +90,5 @@ def test_a_misspelled_keyword_on_the_class_is_pythons_own_error_without_a_deprec
         warnings.simplefilter("error", DeprecationWarning)
         with pytest.raises(TypeError, match=r"unexpected keyword argument 'timout'.*Did you mean 'timeout'"):
             RemoteEnv("127.0.0.1", 1, timout=5.0)
-        with pytest.raises(TypeError, match=r"unexpected keyword argument 'hostz'.*Did you mean 'hosts'"):
+        with pytest.raises(TypeError, match=r"unexpected keyword argument 'hostz'.*Did you mean 'host' or 'hosts'"):
             RemoteVectorEnv(2, "127.0.0.1", 1, hostz=["a:1"])
