@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", default="logs/rsl_rl")
     parser.add_argument("--print-recipe", action="store_true", help="print the recipe as JSON and exit")
     args = parser.parse_args(argv)
+    if args.host is None and "torch" not in sys.modules:
+        # Trainer and server share this machine: torch's OpenMP workers sleep between ops instead of
+        # spin-waiting on a core the server's step needs (docs/trainers.md measures it). Yours wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     agent_cfg, source = recipe(args.task)
     if args.print_recipe:
