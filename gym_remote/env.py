@@ -98,6 +98,18 @@ def close_links(links: Sequence[Any]) -> None:
             log.debug("closing session on %s: %s", link.name, exc)
 
 
+def check_env_keywords(owner: str, options: Any, **keywords: Any) -> None:
+    """Check an env class's own keywords and its ``options`` record, before anything starts.
+
+    Raises:
+        TypeError, ValueError: a keyword of the wrong type or value, or ``options`` not a ConnectOptions.
+    """
+    check_client_keywords(owner, **keywords)
+    check_render_mode(keywords.get("render_mode"))
+    if options is not None and not isinstance(options, ConnectOptions):
+        raise TypeError(f"{owner}(options=...) takes a ConnectOptions, got {type(options).__name__}")
+
+
 def take_over(env: Any, made: Any) -> None:
     """``env`` becomes ``made`` (an env of its class, just built): its state, and the finalizer that
     closes what ``made`` opened (the deprecated flat-keyword path of the env classes)."""
@@ -220,8 +232,9 @@ class RemoteEnv(gym.Env):
             made = make_env(host, port, task, task_kwargs, **keywords, **deprecated)
             take_over(self, made)
             return
-        check_client_keywords(
+        check_env_keywords(
             "RemoteEnv",
+            options,
             host=host,
             port=port,
             task=task,
@@ -230,9 +243,6 @@ class RemoteEnv(gym.Env):
             with_state=with_state,
             max_episode_steps=max_episode_steps,
         )
-        check_render_mode(render_mode)
-        if options is not None and not isinstance(options, ConnectOptions):
-            raise TypeError(f"RemoteEnv(options=...) takes a ConnectOptions, got {type(options).__name__}")
         if server is not None and not isinstance(server, ServerHandle):
             raise TypeError(
                 f"RemoteEnv(server=...) takes a started server's handle (local_host, local_port, endpoint, "

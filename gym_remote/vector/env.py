@@ -18,7 +18,6 @@ from gym_remote.async_batches import group_layout
 from gym_remote.checks import (
     CLIENT_KEYWORDS,
     autoreset_mode_name,
-    check_client_keywords,
     check_reset_mask,
     check_vector_keywords,
     unexpected_keyword,
@@ -27,7 +26,7 @@ from gym_remote.client import parse_host_port
 from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
 from gym_remote.env import (
     DEFAULT_PORT,
-    check_render_mode,
+    check_env_keywords,
     client_metadata,
     remote_methods,
     take_over,
@@ -133,8 +132,9 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             take_over(self, made)
             return
         check_vector_keywords("RemoteVectorEnv", num_envs=num_envs, hosts=hosts)
-        check_client_keywords(
+        check_env_keywords(
             "RemoteVectorEnv",
+            options,
             host=host,
             port=port,
             task=task,
@@ -143,9 +143,6 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
             with_state=with_state,
             max_episode_steps=max_episode_steps,
         )
-        check_render_mode(render_mode)
-        if options is not None and not isinstance(options, ConnectOptions):
-            raise TypeError(f"RemoteVectorEnv(options=...) takes a ConnectOptions, got {type(options).__name__}")
         if servers is not None and (
             isinstance(servers, (str, bytes)) or not all(isinstance(s, ServerHandle) for s in servers) or not servers
         ):
