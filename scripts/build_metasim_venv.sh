@@ -29,9 +29,12 @@ elif [ -s "$fetched" ]; then
   TARBALL=$fetched
 else
   mkdir -p "$root/downloads"
-  if "$PY" -c 'import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=30) as r, open(sys.argv[2], "wb") as f:
-    f.write(r.read())' "$SOURCE_URL" "$fetched.part" 2>/dev/null; then
+  if why=$("$PY" -c 'import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=30) as r, open(sys.argv[2], "wb") as f:
+        f.write(r.read())
+except Exception as exc:
+    sys.exit(f"{type(exc).__name__}: {exc}")' "$SOURCE_URL" "$fetched.part" 2>&1); then
     mv "$fetched.part" "$fetched"
     TARBALL=$fetched
   else
@@ -44,8 +47,12 @@ DEPS=(gymnasium loguru rich rootutils tqdm tyro portalocker "imageio[ffmpeg]" op
       dm_control huggingface-hub "$MUJOCO_SPEC")
 
 [ -f "$TARBALL" ] || {
-  step "MetaSim's source (RoboVerse at commit dd8ff06a) could not be fetched from $SOURCE_URL and is not at"
-  step "$TARBALL: download that tarball where you can and set METASIM_TARBALL=/path/to/it"
+  if [ -n "${METASIM_TARBALL:-}" ]; then
+    step "METASIM_TARBALL=$METASIM_TARBALL is not a file: give the path of RoboVerse's source tarball ($SOURCE_URL)"
+  else
+    step "MetaSim's source (RoboVerse at commit dd8ff06a) could not be fetched from $SOURCE_URL (${why:-no reason given})."
+    step "Download that tarball where you can and run: METASIM_TARBALL=/path/to/it bash scripts/test.sh"
+  fi
   exit 1
 }
 tar_sum=$(sha256sum "$TARBALL" | cut -c1-16)
