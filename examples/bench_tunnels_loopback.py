@@ -1,9 +1,9 @@
 """Tunnel figures on one machine: a throwaway sshd on 127.0.0.1, then `gym-remote bench --tunnel` runs.
 
-Each run launches one `gym_remote/Payload-v0` server per mode (direct, OpenSSH, Fabric) and times
-step round trips with a 16 B and a 1 MiB observation; ratios to direct are taken within a run, and
-with ``--repeats N`` the summary gives the median of the N runs' ratios (a loaded machine swings
-direct's own figure by 2x from run to run).
+Each run launches one `gym_remote/Payload-v0` server per mode (direct, OpenSSH, Fabric), then times
+step round trips with a 16 B and a 1 MiB observation in interleaved blocks (every mode in turn, five
+rounds), so a load that comes and goes hits every mode alike; ratios to direct are taken within a run,
+and with ``--repeats N`` the summary gives the median of the N runs' ratios and each run's.
 
 Run: python examples/bench_tunnels_loopback.py [--repeats 5]   (needs openssh-server: bash scripts/setup.sh)
 """

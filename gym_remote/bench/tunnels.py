@@ -41,56 +41,66 @@ class TunnelResult:
         return self.obs_bytes / 2**20 / (self.big_ms / 1e3)
 
 
-def _time_steps(conn: Any, session: str, n: int) -> np.ndarray:
-    from gym_remote.protocol import Kind
+class _Mode:
+    """One mode's server, launched and connected, with a 16-byte and an ``obs_bytes`` session."""
 
-    action = {"action": np.zeros(4, np.float32)}
-    conn.request(Kind.RESET, {}, session=session)
-    for _ in range(max(3, n // 10)):  # warm-up: first-step checks, TCP windows
-        conn.request(Kind.STEP, action, session=session)
-    samples = np.empty(n)
-    for i in range(n):
+    def __init__(self, cfg: HostConfig, mode: str, obs_bytes: int) -> None:
+        from gym_remote.client import Connection
+        from gym_remote.protocol import Kind
+
+        self.mode = mode
         t0 = time.perf_counter()
-        conn.request(Kind.STEP, action, session=session)
-        samples[i] = time.perf_counter() - t0
-    return samples * 1e3
+        self.handle = launch_server(config=cfg, tunnel=mode if mode != "direct" else "none")
+        self.launch_s = time.perf_counter() - t0
+        self.conn: Connection | None = None
+        try:
+            self.conn = conn = Connection(
+                self.handle.local_host, self.handle.local_port, timeout=60, diagnostics=self.handle.log_tail
+            )
+            self.sessions: dict[str, str] = {}
+            self.samples: dict[str, list[float]] = {"small": [], "big": []}
+            for name, size in (("small", 16), ("big", obs_bytes)):
+                hello = {
+                    "protocol": 1,
+                    "client": "bench_tunnel",
+                    "hello_id": f"{name}-{time.time_ns()}",
+                    "task": BENCH_TASK,
+                    "task_kwargs": {"shape": [size], "episode_length": _NEVER},
+                }
+                self.sessions[name] = conn.request(Kind.HELLO, hello)["session"]
+                conn.request(Kind.RESET, {}, session=self.sessions[name])
+        except BaseException:
+            self.close()  # a failed HELLO must not leave the server running
+            raise
 
+    def time_steps(self, which: str, n: int) -> None:
+        """``n`` timed step round trips on session ``which`` (ms, appended to its samples)."""
+        from gym_remote.protocol import Kind
 
-def _bench_one(cfg: HostConfig, mode: str, steps: int, big_steps: int, obs_bytes: int) -> TunnelResult:
-    from gym_remote.client import Connection
-    from gym_remote.protocol import Kind
+        action = {"action": np.zeros(4, np.float32)}
+        conn, session, samples = self.conn, self.sessions[which], self.samples[which]
+        assert conn is not None
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.request(Kind.STEP, action, session=session)
+            samples.append((time.perf_counter() - t0) * 1e3)
 
-    t0 = time.perf_counter()
-    handle = launch_server(config=cfg, tunnel=mode if mode != "direct" else "none")
-    launch_s = time.perf_counter() - t0
-    conn = Connection(handle.local_host, handle.local_port, timeout=60, diagnostics=handle.log_tail)
-    try:
-        sessions = {}
-        for name, size in (("small", 16), ("big", obs_bytes)):
-            hello = {
-                "protocol": 1,
-                "client": "bench_tunnel",
-                "hello_id": f"{name}-{time.time_ns()}",
-                "task": BENCH_TASK,
-                "task_kwargs": {"shape": [size], "episode_length": _NEVER},
-            }
-            sessions[name] = conn.request(Kind.HELLO, hello)["session"]
-        small = _time_steps(conn, sessions["small"], steps)
-        big = _time_steps(conn, sessions["big"], big_steps)
-        for session in sessions.values():
-            conn.request(Kind.CLOSE, session=session)
-    finally:
-        conn.close()
-        handle.close()
-    return TunnelResult(
-        mode,
-        launch_s,
-        float(np.median(small)),
-        float(np.percentile(small, 99)),
-        float(np.median(big)),
-        float(np.percentile(big, 99)),
-        obs_bytes,
-    )
+    def result(self, obs_bytes: int) -> TunnelResult:
+        small, big = np.asarray(self.samples["small"]), np.asarray(self.samples["big"])
+        return TunnelResult(
+            self.mode,
+            self.launch_s,
+            float(np.median(small)),
+            float(np.percentile(small, 99)),
+            float(np.median(big)),
+            float(np.percentile(big, 99)),
+            obs_bytes,
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.handle.close()
 
 
 def tunnel_benchmark(
@@ -101,30 +111,44 @@ def tunnel_benchmark(
     steps: int = 300,
     big_steps: int = 100,
     obs_bytes: int = 2**20,
+    blocks: int = 5,
     **overrides: Any,
 ) -> list[TunnelResult]:
-    """Launch a ``gym_remote/Payload-v0`` server on ``host`` once per mode; time step round trips.
+    """Launch a ``gym_remote/Payload-v0`` server on ``host`` per mode; time step round trips, interleaved.
 
-    ``direct`` is skipped for a non-loopback host unless ``serve_args`` carry ``--curve-secret`` or
-    ``--insecure`` (the server refuses to expose itself otherwise). For ``gym-remote bench --launch``.
+    Every mode's server is up before any is timed; then ``blocks`` rounds each time ``steps / blocks``
+    small and ``big_steps / blocks`` large steps of every mode in turn, so a load that comes and goes
+    hits all modes alike. ``direct`` is skipped for a non-loopback host unless ``serve_args`` carry
+    ``--curve-secret`` or ``--insecure`` (the server refuses to expose itself otherwise). For
+    ``gym-remote bench --tunnel`` and ``examples/bench_tunnels_loopback.py``.
     """
     cfg = resolve_config(host, config, **overrides)
     cfg = dataclasses.replace(cfg, backend="gymnasium", task=BENCH_TASK, task_kwargs={"shape": [16]})
-    results = []
-    for mode in modes:
-        if (
-            mode == "direct"
-            and dataclasses.replace(cfg, tunnel=None).effective_bind_host() != "127.0.0.1"
-            and not ({"--insecure", "--curve-secret"} & set(cfg.serve_args))
-        ):
-            log.warning(
-                "skipping 'direct' on %s: it would expose the server (add --curve-secret to serve_args)",
-                cfg.host,
-            )
-            continue
-        results.append(_bench_one(cfg, mode, steps, big_steps, obs_bytes))
-        log.info("%s", format_results(results[-1:]).splitlines()[-1])
-    return results
+    if (
+        "direct" in modes
+        and dataclasses.replace(cfg, tunnel=None).effective_bind_host() != "127.0.0.1"
+        and not ({"--insecure", "--curve-secret"} & set(cfg.serve_args))
+    ):
+        log.warning("skipping 'direct' on %s: it would expose the server (add --curve-secret to serve_args)", cfg.host)
+        modes = [m for m in modes if m != "direct"]
+    launched: list[_Mode] = []
+    try:
+        for mode in modes:
+            launched.append(_Mode(cfg, mode, obs_bytes))
+        for m in launched:  # warm-up: first-step checks, TCP windows
+            m.time_steps("small", max(3, steps // 10))
+            m.time_steps("big", max(3, big_steps // 10))
+            m.samples = {"small": [], "big": []}
+        blocks = max(1, blocks)
+        for _ in range(blocks):
+            for m in launched:
+                m.time_steps("small", max(1, steps // blocks))
+            for m in launched:
+                m.time_steps("big", max(1, big_steps // blocks))
+        return [m.result(obs_bytes) for m in launched]
+    finally:
+        for m in launched:
+            m.close()
 
 
 def format_results(results: Sequence[TunnelResult]) -> str:
