@@ -47,6 +47,7 @@ class EpisodeReturns(VecEnv):
         self.returns: deque[float] = deque(maxlen=100)
         self.episodes = 0
         self.step_rewards: list[float] = []
+        self.env_s = 0.0  # seconds inside the wrapped env's step (the simulator, and the wire when remote)
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -60,7 +61,9 @@ class EpisodeReturns(VecEnv):
         return self.env.get_observations()
 
     def step(self, actions: torch.Tensor) -> Any:
+        start = time.perf_counter()
         obs, rew, dones, extras = self.env.step(actions)
+        self.env_s += time.perf_counter() - start
         self.running += rew
         self.step_rewards.append(float(rew.mean()))
         ended = dones.bool()
@@ -70,18 +73,43 @@ class EpisodeReturns(VecEnv):
         return obs, rew, dones, extras
 
 
+def _timed(fn: Any, spent: dict[str, float], name: str) -> Any:
+    """``fn``, adding the seconds each call takes to ``spent[name]``."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start
+
+    return timed
+
+
 def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int) -> dict[str, Any]:
     from rsl_rl.runners import OnPolicyRunner
 
     counted = EpisodeReturns(env)
     runner = OnPolicyRunner(counted, agent_cfg, log_dir=None, device="cpu")
+    spent = {"act": 0.0, "update": 0.0}  # the trainer's own work: acting during rollouts, the PPO update
+    for name in spent:
+        setattr(runner.alg, name, _timed(getattr(runner.alg, name), spent, name))
     start = time.perf_counter()
     runner.learn(iterations, init_at_random_ep_len=True)
     wall = time.perf_counter() - start
     ret = statistics.fmean(counted.returns) if counted.returns else float("nan")
     last = counted.step_rewards[-5 * agent_cfg["num_steps_per_env"] :]  # the last 5 iterations
     rate = statistics.fmean(last) * int(env.max_episode_length)  # per step, scaled to one full episode
-    return {"mean_return": ret, "step_x_T": rate, "learn_s": wall, "episodes": counted.episodes}
+    return {
+        "mean_return": ret,
+        "step_x_T": rate,
+        "learn_s": wall,
+        "env_s": counted.env_s,
+        "trainer_s": wall - counted.env_s,
+        "act_s": spent["act"],
+        "update_s": spent["update"],
+        "episodes": counted.episodes,
+    }
 
 
 def _isaaclab_env(

@@ -19,6 +19,7 @@ __all__ = [
     "AUTORESET_MODES",
     "autoreset_mode_name",
     "check_client_keywords",
+    "check_episode_lengths",
     "check_reset_mask",
     "check_vector_keywords",
     "unexpected_keyword",
@@ -275,3 +276,31 @@ def check_reset_mask(
         raise value_error(
             f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
         )
+
+
+def check_episode_lengths(
+    lengths: Any, num_envs: int, limit: int | None, type_error: type[Exception], value_error: type[Exception]
+) -> np.ndarray:
+    """Episode step counts a client writes (``set_episode_lengths``), as ``int64`` ``(num_envs,)``.
+
+    Args:
+        lengths: a numpy integer array (or a list of ints) of shape ``(num_envs,)``.
+        limit: the largest count taken (the episode's step limit), or ``None``: at most ``2**31 - 1``.
+
+    Raises:
+        type_error: not an integer array (bools and floats included).
+        value_error: not of shape ``(num_envs,)``, or a count below 0 or above ``limit``.
+    """
+    if isinstance(lengths, list) and all(type(v) is int for v in lengths):
+        lengths = np.array(lengths, dtype=np.int64) if lengths else np.zeros(0, np.int64)
+    if not isinstance(lengths, np.ndarray) or lengths.dtype.kind not in "iu":
+        shown = lengths.dtype if isinstance(lengths, np.ndarray) else type(lengths).__name__
+        raise type_error(f"episode lengths must be an integer numpy array, got {shown}")
+    if lengths.shape != (num_envs,):
+        raise value_error(f"episode lengths must have shape ({num_envs},), got {lengths.shape}")
+    top = (2**31 - 1) if limit is None else int(limit)
+    if num_envs and (int(lengths.min()) < 0 or int(lengths.max()) > top):
+        raise value_error(
+            f"episode lengths must lie in [0, {top}], got values from {int(lengths.min())} to {int(lengths.max())}"
+        )
+    return lengths.astype(np.int64, copy=False)

@@ -31,7 +31,7 @@ from gym_remote.client import Connection
 from gym_remote.client_session import ClientSession, ConnectOptions, ServerHandle, hello_body
 from gym_remote.config import DEFAULT_PORT
 from gym_remote.errors import RemoteEnvError, SessionLostError
-from gym_remote.protocol import GOAL_METHODS, Kind, ObjectList
+from gym_remote.protocol import CLOCK_METHODS, GOAL_METHODS, Kind, ObjectList
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 
@@ -59,8 +59,9 @@ def check_render_mode(render_mode: str | None) -> None:
 
 
 def remote_methods(hello: dict[str, Any]) -> tuple[str, ...]:
-    """The goal-conditioned methods a HELLO reply says the server's env has (only known names)."""
-    return tuple(m for m in hello.get("methods") or () if m in GOAL_METHODS)
+    """The methods a HELLO reply says the server's env has (only known names): goal-conditioned ones
+    (:data:`~gym_remote.protocol.GOAL_METHODS`) and episode clocks (:data:`~gym_remote.protocol.CLOCK_METHODS`)."""
+    return tuple(m for m in hello.get("methods") or () if m in GOAL_METHODS or m in CLOCK_METHODS)
 
 
 def to_wire(value: Any) -> Any:

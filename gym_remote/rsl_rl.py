@@ -23,19 +23,22 @@ row of the observation is the new episode's first (``autoreset_mode="same_step"`
 accepted). The runner never calls ``reset``: the constructor resets once, as Isaac Lab's wrapper does.
 
 ``episode_length_buf`` is the client's count of each sub-env's steps since its last reset
-(``(N,)`` long, zeroed where ``dones``), and it decides time-outs as Isaac Lab's own buffer does, up
-to the server's limit. ``OnPolicyRunner.learn(..., init_at_random_ep_len=True)`` writes random counts
-into it so that the first episodes end at staggered steps; no request moves the server's episode
-clocks, so the client ends such an episode itself: on the step where a sub-env's count reaches
+(``(N,)`` long, zeroed where ``dones``), kept equal to the server's. ``OnPolicyRunner.learn(...,
+init_at_random_ep_len=True)`` writes random counts into it so that the first episodes end at
+staggered steps. A server whose session keeps episode clocks (Isaac Lab's batched sessions list
+``set_episode_lengths`` in their HELLO ``methods``) has them written too, one round trip at the
+write: Isaac Lab's ``episode_length_buf`` then holds the counts, and its time-out terms end those
+episodes inside its step, exactly as in-process. With a server that keeps none (older servers,
+other backends), the client ends such an episode itself: on the step where a sub-env's count reaches
 ``max_episode_length`` before the server's clock does, the row is truncated (``dones`` 1,
 ``time_outs`` True) and the sub-env is reset on the server (``reset(options={"reset_mask": ...})``,
 one more round trip on such steps; the row holds the new episode's first observation, as in-process;
 ``extras["log"]`` then carries Isaac Lab's metrics of the rows reset, whose termination counts leave
-out these time-outs: the server's termination manager did not see them).
-A count written lower than the server's clock does not make an episode longer: the server's time-out
-comes first. A task whose reset takes no ``env_ids`` (Isaac Lab's ``DirectRLEnv``) refuses partial
-resets; there the written counts are counted only (logged once). ``max_episode_length`` is the
-server's limit (Isaac Lab's ``ceil(episode_length_s / step_dt)``).
+out these time-outs: the server's termination manager did not see them). There, a count written
+lower than the server's clock does not make an episode longer (the server's time-out comes first),
+and a task whose reset takes no ``env_ids`` (Isaac Lab's ``DirectRLEnv``) refuses partial resets, so
+the written counts are counted only (logged once). ``max_episode_length`` is the server's limit
+(Isaac Lab's ``ceil(episode_length_s / step_dt)``).
 """
 
 from __future__ import annotations
@@ -212,18 +215,22 @@ class RemoteRslRlVecEnv(VecEnv):
     def episode_length_buf(self, value: torch.Tensor) -> None:
         """Overwrite the counts (``OnPolicyRunner.learn(init_at_random_ep_len=True)`` does).
 
-        Remote-specific: the server's clocks are not written; a sub-env whose count now runs ahead
-        of the server's clock is ended by the client when the count reaches ``max_episode_length``
-        (a partial reset on the server, see the module docstring). Values are clamped to
-        ``[0, max_episode_length - 1]``.
+        Values are clamped to ``[0, max_episode_length - 1]``. Where the server's session keeps
+        episode clocks (Isaac Lab's ``episode_length_buf``; ``"set_episode_lengths"`` in
+        ``unwrapped.remote_methods``), they are written there too, in one round trip, and the
+        simulator ends each episode inside its step as in-process. Elsewhere the client ends an
+        episode whose count reaches ``max_episode_length`` first (see the module docstring).
 
         Raises:
             ValueError: ``value`` is not of shape ``(num_envs,)``.
+            RemoteEnvError: the server refused or failed.
         """
         value = torch.as_tensor(value)
         if tuple(value.shape) != (self.num_envs,):
             raise ValueError(f"episode_length_buf takes shape ({self.num_envs},), not {tuple(value.shape)}")
         value = value.to(device=self.device, dtype=torch.long).clamp(0, self.max_episode_length - 1)
+        if "set_episode_lengths" in self.venv.remote_methods:
+            self.venv.set_episode_lengths(value.cpu().numpy())
         self._lengths = value.clone()
 
     def get_observations(self) -> TensorDict:

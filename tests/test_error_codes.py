@@ -14,6 +14,7 @@ from gym_remote.client import Connection
 from gym_remote.client_session import hello_body
 from gym_remote.errors import BadRequestError, RemoteEnvError, ServerError
 from gym_remote.protocol import Kind
+from gym_remote.vector import RemoteVectorEnv
 
 
 class Raw:
@@ -88,6 +89,22 @@ def test_request_mistakes_are_bad_requests_and_the_session_goes_on(serve, num_en
     raw(Kind.RESET, {"seed": 0})  # the session is fine after every refusal
     reply = raw(Kind.STEP, {"action": 1 if num_envs is None else np.ones(num_envs, np.int64)})
     assert reply["reward"] is not None
+
+
+def test_episode_clocks_are_refused_where_the_env_keeps_none(serve):
+    """Gymnasium's vector envs keep no episode clocks a client may write: not offered, and refused."""
+    server = serve("CartPole-v1")
+    venv = RemoteVectorEnv(3, server.local_host, server.local_port, task="CartPole-v1")
+    assert "set_episode_lengths" not in venv.remote_methods
+    with pytest.raises(AttributeError, match="keeps no episode step counts"):
+        venv.set_episode_lengths(np.zeros(3, np.int64))
+    with pytest.raises(AttributeError, match="set_episode_lengths"):
+        venv.call("set_episode_lengths", np.zeros(3, np.int64))
+    venv.close()
+    raw = hello(server, task="CartPole-v1", num_envs=3)
+    with pytest.raises(BadRequestError, match="allow-list"):
+        raw(Kind.CALL, {"name": "set_episode_lengths", "args": [np.zeros(3, np.int64)]})
+    assert raw(Kind.RESET, {"seed": 0})["obs"].shape == (3, 4)  # the session goes on
 
 
 def test_a_mujoco_state_that_does_not_fit_is_a_bad_request(serve):

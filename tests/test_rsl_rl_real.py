@@ -26,8 +26,10 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 import gym_remote  # noqa: F401  (registers Remote-IsaacSim-v0)
-from gym_remote.errors import RemoteEnvError
+from gym_remote.client_session import ConnectOptions
+from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.local import LocalServer
+from gym_remote.protocol import Kind
 from gym_remote.rsl_rl import RemoteRslRlVecEnv
 from gym_remote.vector import RemoteVectorEnv
 
@@ -127,11 +129,57 @@ def test_written_episode_length_buf_ends_episodes_as_isaaclab_does(cartpole: Loc
             assert torch.equal(dones.bool(), extras["time_outs"])  # zero force: only time-outs end episodes
             for i in dones.nonzero().flatten().tolist():
                 ends.setdefault(i, []).append(t)
-        # each count reaches 15 first (a partial reset on the server), then every episode is 15 steps long
+        # each count reaches 15 first, then every episode is 15 steps long
         assert ends == {0: [15, 30], 1: [12, 27], 2: [8, 23], 3: [1, 16]}, ends
         assert env.episode_length_buf.tolist() == [0, 3, 7, 14]
         with pytest.raises(ValueError, match=r"shape \(4,\)"):
             env.episode_length_buf = torch.zeros(5)
+
+
+def test_written_counts_are_isaaclabs_own_clocks_and_bad_ones_are_refused(cartpole: LocalServer) -> None:
+    """The counts go to the server's episode_length_buf: a plain RemoteVectorEnv, which counts nothing
+    itself, sees Isaac Lab end those episodes inside its step; what does not fit is refused on both ends."""
+    venv = RemoteVectorEnv(
+        4,
+        cartpole.local_host,
+        cartpole.local_port,
+        task_kwargs=SHORT,
+        autoreset_mode="same_step",
+        options=ConnectOptions(connect_timeout=CONNECT),
+    )
+    try:
+        assert "set_episode_lengths" in venv.remote_methods
+        venv.reset(seed=0)
+        venv.set_episode_lengths(np.array([0, 3, 7, 14]))
+        ends = {}
+        for t in range(1, 16):
+            _, _, terminated, truncated, _ = venv.step(np.zeros((4, 1), np.float32))
+            assert not terminated.any()
+            for i in np.flatnonzero(truncated).tolist():
+                ends.setdefault(i, []).append(t)
+        assert ends == {0: [15], 1: [12], 2: [8], 3: [1]}, ends
+        for bad, error, match in [
+            (np.array([0.5, 1, 2, 3]), TypeError, "integer"),
+            (np.array([True, False, True, False]), TypeError, "integer"),
+            (np.zeros(5, np.int64), ValueError, r"shape \(4,\)"),
+            (np.array([0, 1, 2, 16]), ValueError, r"\[0, 15\]"),
+            (np.array([-1, 1, 2, 3]), ValueError, r"\[0, 15\]"),
+        ]:
+            with pytest.raises(error, match=match):
+                venv.set_episode_lengths(bad)
+        # the server checks for itself (a client that skips this side's checks)
+        shard = venv._shards[0]
+        for bad, match in [
+            (np.array([0, 1, 2, 2**40]), r"\[0, 15\]"),
+            (np.array([0.0, 1, 2, 3]), "integer"),
+            ("all", "integer"),
+        ]:
+            body = {"name": "set_episode_lengths", "args": [bad], "kwargs": {}}
+            with pytest.raises(BadRequestError, match=match):
+                venv._shards.request(Kind.CALL, [body], [shard])
+        venv.step(np.zeros((4, 1), np.float32))  # the session goes on
+    finally:
+        venv.close()
 
 
 def test_clip_actions_clamps_before_sending(cartpole: LocalServer) -> None:
@@ -168,7 +216,8 @@ def test_one_episode_matches_isaaclabs_own_wrapper_in_process(
     cartpole: LocalServer, isaaclab_python: str, isaaclab_assets: Path, written: list[int] | None
 ) -> None:
     """Step for step equal to Isaac Lab's RslRlVecEnvWrapper in-process, with the runner's random
-    episode lengths written or not (then three episodes end early, by the client on this side)."""
+    episode lengths written or not (then three episodes end early: the written counts are the
+    server's Isaac Lab clocks, so its termination manager counts those time-outs as in-process)."""
     parity = _example("bench_rsl_rl_parity")
     n, steps, length_s = 4, 9, 0.1  # 6 steps per episode: a truncation and the reset inside a step
     write = ("--write-lengths", ",".join(map(str, written))) if written else ()
@@ -193,9 +242,7 @@ def test_one_episode_matches_isaaclabs_own_wrapper_in_process(
             assert (got["dones"], got["time_outs"]) == (want["dones"], want["time_outs"]), t
             assert (got["dtypes"], got["extras_keys"]) == (want["dtypes"], want["extras_keys"]), t
             assert got["log"].keys() == want["log"].keys()
-            # Episodes the client ended were no time-out to the server's termination manager: Isaac Lab's
-            # running termination counts and success metric leave them out from then on.
-            keys = [k for k in want["log"] if not written or k.startswith("Episode_Reward/")]
+            keys = list(want["log"])  # termination counts included: the written clocks are Isaac Lab's own
             np.testing.assert_allclose([got["log"][k] for k in keys], [want["log"][k] for k in keys], atol=1e-5)
             truncated += sum(want["time_outs"])
         assert truncated >= (4 if written else 1)  # the check covered time-outs

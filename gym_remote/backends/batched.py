@@ -22,8 +22,9 @@ from gym_remote.backends.host_arrays import (
     take_rows,
     unbatch_info,
 )
+from gym_remote.checks import check_episode_lengths
 from gym_remote.errors import BadRequestError, ServerBusyError, StateError
-from gym_remote.protocol import CALLABLE_ALLOWLIST, ObjectList
+from gym_remote.protocol import CALLABLE_ALLOWLIST, CLOCK_METHODS, ObjectList
 from gym_remote.session import Session, SessionOptions
 from gym_remote.session.base import is_wrapped_in
 from gym_remote.state import StateSchema, check_state
@@ -255,7 +256,36 @@ class BatchedSimSession(Session):
         self._pending_obs = None
         return report
 
+    def set_episode_lengths(self, lengths: Any) -> None:
+        """Write each sub-env's count of steps since its reset (:data:`~gym_remote.protocol.CLOCK_METHODS`).
+
+        The simulator's own time limit then ends each episode when its count reaches
+        :attr:`max_episode_steps`, inside its step, as when a trainer writes the counts in-process.
+
+        Args:
+            lengths: ``(N,)`` integers in ``[0, max_episode_steps]``.
+
+        Raises:
+            StateError: this session's simulator keeps no such counts (it is not in :attr:`remote_methods`).
+            BadRequestError: ``lengths`` not an integer array of shape ``(N,)``, or a count out of range.
+        """
+        if "set_episode_lengths" not in self.remote_methods:
+            raise StateError(f"this env ({self.task}) keeps no episode step counts a client may write")
+        self._write_episode_lengths(
+            check_episode_lengths(lengths, self._n, self.max_episode_steps, BadRequestError, BadRequestError)
+        )
+
+    def _write_episode_lengths(self, lengths: np.ndarray) -> None:
+        """Write the simulator's episode step counts (``int64 (N,)``, checked); sessions listing
+        ``set_episode_lengths`` in :attr:`remote_methods` implement it."""
+        raise StateError(f"this env ({self.task}) keeps no episode step counts a client may write")
+
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if name in CLOCK_METHODS and not self._single:
+            if kwargs or len(args) != 1:
+                raise BadRequestError(f"{name} takes one argument, the (N,) counts, and no keywords")
+            self.set_episode_lengths(args[0])
+            return None
         if name == "env_is_wrapped" and self._wrapped is not None:
             # every sub-env lives inside the one batched env, so each is wrapped as that env is
             value: Any = is_wrapped_in(self._wrapped, str(args[0]) if args else "")

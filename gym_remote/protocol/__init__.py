@@ -44,6 +44,7 @@ from gym_remote.protocol.extensions import (
 from gym_remote.protocol.frames import message_nbytes, recv_frames, send_frames
 from gym_remote.protocol.messages import (
     CALLABLE_ALLOWLIST,
+    CLOCK_METHODS,
     DEFAULT_LIMITS,
     GOAL_METHODS,
     IDEMPOTENT,
@@ -60,6 +61,7 @@ from gym_remote.protocol.messages import (
 
 __all__ = [
     "CALLABLE_ALLOWLIST",
+    "CLOCK_METHODS",
     "CODECS",
     "DEFAULT_COMPRESS_ABOVE",
     "DEFAULT_LIMITS",

@@ -40,6 +40,13 @@ CALLABLE_ALLOWLIST = frozenset({"render_mode", "spec_id", "metadata", "np_random
 #: those its env has in the HELLO reply's ``methods``.
 GOAL_METHODS = frozenset({"compute_reward", "compute_terminated", "compute_truncated"})
 
+#: A batched session's episode clocks: ``set_episode_lengths(lengths)`` writes each sub-env's count of
+#: steps since its reset (``(N,)`` ints in ``[0, max_episode_steps]``), as a trainer's random start
+#: (rsl_rl's ``init_at_random_ep_len``) writes Isaac Lab's ``episode_length_buf`` in-process. The
+#: simulator then ends those episodes inside its own step. Listed in the HELLO reply's ``methods`` by
+#: the sessions whose simulator keeps such clocks.
+CLOCK_METHODS = frozenset({"set_episode_lengths"})
+
 
 class ObjectList(list):
     """Elements of a 1-D object array, each encoded like any other value (never pickled).

@@ -18,6 +18,7 @@ from gym_remote.async_batches import group_layout
 from gym_remote.checks import (
     CLIENT_KEYWORDS,
     autoreset_mode_name,
+    check_episode_lengths,
     check_reset_mask,
     check_vector_keywords,
     unexpected_keyword,
@@ -33,7 +34,7 @@ from gym_remote.env import (
     to_wire,
 )
 from gym_remote.errors import RemoteEnvError, SessionLostError, restated
-from gym_remote.protocol import Kind
+from gym_remote.protocol import CLOCK_METHODS, Kind
 from gym_remote.spaces import needs_restore, restore_sample, space_from_dict, validate_action
 from gym_remote.state import StateSchema
 from gym_remote.vector.batches import _slice_tree, concat_batches, concat_observations, slice_batch
@@ -227,6 +228,8 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.metadata = client_metadata(first.get("metadata"))
         self.metadata["autoreset_mode"] = self.autoreset_mode
         self._methods = remote_methods(first)
+        limit = first.get("max_episode_steps")
+        self._time_limit = limit if type(limit) is int and limit > 0 else None  # the server's, per sub-env
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
         log.info("vector env of %d over %s", self.num_envs, [s.name for s in self._shards])
@@ -522,14 +525,47 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         sub-env as ``SyncVectorEnv.call`` runs them: batches of goals in, one result per sub-env out.
         Object arrays among the arguments (SB3's HER passes its infos as one) travel element by element.
         """
+        if name in CLOCK_METHODS:  # one slice of the counts per server, not the same arguments to each
+            raise AttributeError(f"call({name!r}) is set_episode_lengths(lengths): call that")
         body = {"name": name, "args": to_wire(list(args)), "kwargs": to_wire(kwargs)}
         replies = self._shards.request(Kind.CALL, [body] * len(self._shards))
         return tuple(v for r in replies for v in r["value"])
 
     @property
     def remote_methods(self) -> tuple[str, ...]:
-        """The goal-conditioned methods the server's env has (:meth:`call` reaches them)."""
+        """The methods the server's env has: goal-conditioned ones (:meth:`call` reaches them) and
+        ``set_episode_lengths`` (:meth:`set_episode_lengths`)."""
         return self._methods
+
+    def set_episode_lengths(self, lengths: Any) -> None:
+        """Write each sub-env's count of steps since its reset on the servers (one round trip each).
+
+        What a trainer's random start does in-process (rsl_rl's ``init_at_random_ep_len`` writes
+        Isaac Lab's ``episode_length_buf``): the simulator then ends each episode when its count
+        reaches its time limit (the server's ``max_episode_steps``), inside its own step (``truncated``).
+
+        Args:
+            lengths: ``(num_envs,)`` integers in ``[0, max_episode_steps]``.
+
+        Raises:
+            AttributeError: the servers' sessions keep no such counts (``"set_episode_lengths"`` is
+                not in :attr:`remote_methods`; Isaac Lab's batched sessions have them).
+            TypeError, ValueError: ``lengths`` is not an integer array of shape ``(num_envs,)``, or a
+                count is out of range.
+            RemoteEnvError: a server refused or failed (see :mod:`gym_remote.errors`).
+        """
+        if "set_episode_lengths" not in self._methods:
+            raise AttributeError(
+                f"the server's env ({self.task}) keeps no episode step counts a client may write; "
+                f"its methods: {list(self._methods)}"
+            )
+        values = check_episode_lengths(lengths, self.num_envs, self._time_limit, TypeError, ValueError)
+        self._shards.check_idle("set_episode_lengths")
+        bodies = [
+            {"name": "set_episode_lengths", "args": [values[s.start : s.start + s.count]], "kwargs": {}}
+            for s in self._shards
+        ]
+        self._shards.request(Kind.CALL, bodies)
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         return self.call(name)

@@ -113,6 +113,9 @@ class IsaacLabSession(BatchedSimSession):
         )
         #: Steps per episode as Isaac Lab counts them (``ceil(episode_length_s / step_dt)``).
         self.max_episode_steps = int(getattr(self._u, "max_episode_length", 0)) or None
+        if requested_envs is not None and self._torch.is_tensor(getattr(self._u, "episode_length_buf", None)):
+            # Isaac Lab's episode clocks, which its time-out terms read: a trainer may write them
+            self.remote_methods = ("set_episode_lengths",)
 
     def _single_spaces(self) -> tuple[gym.Space, gym.Space]:
         obs_space = getattr(self._u, "single_observation_space", None)
@@ -161,6 +164,10 @@ class IsaacLabSession(BatchedSimSession):
             kwargs["env_ids"] = self._torch.tensor(ids, dtype=self._torch.long, device=self._device)
         obs, extras = self._u.reset(**kwargs)
         return self._obs_to_host(obs), self._info(extras)
+
+    def _write_episode_lengths(self, lengths: np.ndarray) -> None:
+        buf = self._u.episode_length_buf  # written in place: Isaac Lab's managers read this tensor
+        buf.copy_(self._torch.as_tensor(lengths).to(device=buf.device, dtype=buf.dtype))
 
     def _final_obs_batch(self) -> Any:
         # Isaac Lab sets extras["final_obs"] on each step that resets (and leaves it there after):
