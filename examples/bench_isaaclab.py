@@ -91,6 +91,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="Isaac Lab Hydra override for both sides, repeatable (physics=ovphysx, env.scene.tiled_camera.width=64)",
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the gym-remote server only (repeatable), e.g. OMP_NUM_THREADS=1",
+    )
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # the venv side
     parser.add_argument("--asset-root", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,8 +120,9 @@ def main() -> None:
     through: list[float] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     kwargs = {"asset_root": assets}
+    server_env = {**env, **dict(item.split("=", 1) for item in args.server_env)}
     with LocalServer(
-        "isaaclab", args.task, kwargs, extra_args=extra, python=python, startup_timeout=900, env=env
+        "isaaclab", args.task, kwargs, extra_args=extra, python=python, startup_timeout=900, env=server_env
     ) as srv:
         for _ in tqdm(range(args.rounds), desc="rounds", unit="round"):
             out = subprocess.run(child, capture_output=True, text=True, env=env, check=True).stdout

@@ -86,16 +86,24 @@ def _timed(fn: Any, spent: dict[str, float], name: str) -> Any:
     return timed
 
 
-def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int) -> dict[str, Any]:
+def _train(env: VecEnv, agent_cfg: dict[str, Any], iterations: int, rollout_threads: int = 0) -> dict[str, Any]:
     from rsl_rl.runners import OnPolicyRunner
 
     counted = EpisodeReturns(env)
     runner = OnPolicyRunner(counted, agent_cfg, log_dir=None, device="cpu")
+    threads = torch.get_num_threads()
+    if rollout_threads:
+        from gym_remote.rsl_rl import split_threads
+
+        split_threads(runner, rollout=rollout_threads, update=threads)
     spent = {"act": 0.0, "update": 0.0}  # the trainer's own work: acting during rollouts, the PPO update
     for name in spent:
         setattr(runner.alg, name, _timed(getattr(runner.alg, name), spent, name))
     start = time.perf_counter()
-    runner.learn(iterations, init_at_random_ep_len=True)
+    try:
+        runner.learn(iterations, init_at_random_ep_len=True)
+    finally:
+        torch.set_num_threads(threads)
     wall = time.perf_counter() - start
     ret = statistics.fmean(counted.returns) if counted.returns else float("nan")
     last = counted.step_rewards[-5 * agent_cfg["num_steps_per_env"] :]  # the last 5 iterations
@@ -198,7 +206,7 @@ def remote_train(args: argparse.Namespace, seed: int, host: str, port: int) -> d
         seed=seed,
         clip_actions=agent_cfg["clip_actions"],
     ) as env:
-        return _train(env, agent_cfg, args.iterations)
+        return _train(env, agent_cfg, args.iterations, args.rollout_threads)
 
 
 def _in_venv(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -242,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="an environment variable for the gym-remote server only (repeatable), e.g. OMP_WAIT_POLICY=PASSIVE",
+    )
+    parser.add_argument(
+        "--rollout-threads",
+        type=int,
+        default=1,
+        help="gym-remote's trainer: torch threads outside the PPO updates, as examples/train_rsl_rl.py "
+        "(gym_remote.rsl_rl.split_threads); 0: torch's own count. The in-process run keeps Isaac Lab's defaults",
     )
     parser.add_argument("--inprocess", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inprocess-steps", type=int, dest="steps", help=argparse.SUPPRESS)

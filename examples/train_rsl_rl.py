@@ -174,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="the trainer's device (the recipe says cuda:0)")
     parser.add_argument("--log-dir", default="logs/rsl_rl")
     parser.add_argument("--print-recipe", action="store_true", help="print the recipe as JSON and exit")
+    parser.add_argument(
+        "--rollout-threads",
+        type=int,
+        default=1,
+        help="torch threads outside the PPO updates (gym_remote.rsl_rl.split_threads); 0: torch's own count",
+    )
     args = parser.parse_args(argv)
-    if args.host is None and "torch" not in sys.modules:
-        # Trainer and server share this machine: torch's OpenMP workers sleep between ops instead of
-        # spin-waiting on a core the server's step needs (docs/trainers.md measures it). Yours wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     agent_cfg, source = recipe(args.task)
     if args.print_recipe:
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from rsl_rl.runners import OnPolicyRunner
 
-    from gym_remote.rsl_rl import RemoteRslRlVecEnv
+    from gym_remote.rsl_rl import RemoteRslRlVecEnv, split_threads
 
     if args.max_iterations is not None:
         agent_cfg["max_iterations"] = args.max_iterations
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         ) as env,
     ):
         runner = OnPolicyRunner(env, agent_cfg, log_dir=log_dir, device=args.device)
+        if args.rollout_threads and args.device == "cpu":
+            split_threads(runner, rollout=args.rollout_threads)  # rollouts wait for the server: see its docs
         start = time.perf_counter()
         runner.learn(agent_cfg["max_iterations"], init_at_random_ep_len=agent_cfg["init_at_random_ep_len"])
         print(f"trained {agent_cfg['max_iterations']} iterations in {time.perf_counter() - start:.0f} s; {log_dir}")

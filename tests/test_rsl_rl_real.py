@@ -30,7 +30,7 @@ from gym_remote.client_session import ConnectOptions
 from gym_remote.errors import BadRequestError, RemoteEnvError
 from gym_remote.local import LocalServer
 from gym_remote.protocol import Kind
-from gym_remote.rsl_rl import RemoteRslRlVecEnv
+from gym_remote.rsl_rl import RemoteRslRlVecEnv, split_threads
 from gym_remote.vector import RemoteVectorEnv
 
 pytestmark = pytest.mark.isaaclab
@@ -282,7 +282,16 @@ class _Rewards(RemoteRslRlVecEnv):
     def step(self, actions: torch.Tensor) -> Any:
         out = super().step(actions)
         self.means = [*getattr(self, "means", []), float(out[1].mean())]
+        self.threads = {*getattr(self, "threads", set()), torch.get_num_threads()}
         return out
+
+
+def _recording(update: Any, seen: set[int]) -> Any:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        seen.add(torch.get_num_threads())
+        return update(*args, **kwargs)
+
+    return recorded
 
 
 def test_on_policy_runner_learns_with_isaaclabs_recipe(cartpole: LocalServer) -> None:
@@ -293,9 +302,18 @@ def test_on_policy_runner_learns_with_isaaclabs_recipe(cartpole: LocalServer) ->
     iterations, steps = 30, cfg["num_steps_per_env"]
     torch.manual_seed(0)
     env = _Rewards(num_envs=128, host=cartpole.local_host, port=cartpole.local_port, connect_timeout=CONNECT, seed=0)
+    threads, during_updates = torch.get_num_threads(), set()
     with env:
         runner = OnPolicyRunner(env, cfg, log_dir=None, device="cpu")
-        runner.learn(iterations, init_at_random_ep_len=True)
+        runner.alg.update = _recording(runner.alg.update, during_updates)
+        split_threads(runner, rollout=1, update=2)  # as examples/train_rsl_rl.py does
+        try:
+            runner.learn(iterations, init_at_random_ep_len=True)
+        finally:
+            torch.set_num_threads(threads)
+    assert (env.threads, during_updates) == ({1}, {2})  # rollouts on one thread, updates on two
+    with pytest.raises(ValueError, match="int >= 1"):
+        split_threads(runner, rollout=0)
     per_iteration = np.asarray(env.means).reshape(iterations, steps).mean(axis=1)
     assert all(math.isfinite(p.sum().item()) for p in runner.alg.get_policy().parameters())
     assert _improved(per_iteration), (per_iteration * 60).round(2).tolist()
