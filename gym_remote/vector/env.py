@@ -571,14 +571,16 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         return self.call(name)
 
     def set_attr(self, name: str, values: Any) -> None:
-        """Refused on purpose: a client never writes the server envs' attributes (no remote writes).
+        """Refused on purpose: a client never writes the server envs' attributes (no remote writes; the
+        one narrow write a session may offer is :meth:`set_episode_lengths`).
 
         Raises:
             AttributeError: always, naming what to do instead.
         """
         raise AttributeError(
             f"set_attr({name!r}, ...) is refused on purpose: remote envs' attributes are not written over the network; "
-            "pass settings as task_kwargs when making the env, or reset options"
+            "pass settings as task_kwargs when making the env, or reset options (episode step counts: "
+            "set_episode_lengths)"
         )
 
     @property
