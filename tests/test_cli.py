@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,16 @@ def test_bench_prints_the_floor_ratio(serve):
     out = gym_remote("bench", f"127.0.0.1:{server.local_port}", "--steps", "200")
     assert out.returncode == 0, out.stderr
     assert "raw zmq REQ/REP" in out.stdout and "step p50 / raw zmq floor p50:" in out.stdout
+
+
+def test_bench_images_splits_a_remote_step_into_transport_envs_and_framework(tmp_path: Path):
+    figures = tmp_path / "images.json"
+    out = gym_remote("bench", "--only", "images", "--seconds", "0.5", "--json", str(figures))
+    assert out.returncode == 0, out.stderr
+    assert "the raw transport" in out.stdout and "the sub-envs' own step in SyncVectorEnv" in out.stdout
+    images = json.loads(figures.read_text())["images"]
+    parts = images["raw_p50_us"] + images["envs_p50_us"] + images["framework_us"]
+    assert images["envs_p50_us"] > 0 and abs(parts - images["remote_p50_us"]) < 1e-6
 
 
 def test_launch_status_logs_stop_over_ssh(sshd, tmp_path: Path):

@@ -114,7 +114,14 @@ def bench_sweep(sizes: Sequence[int] = SIZES, seconds: float = 2.0) -> dict[str,
 
 
 def bench_images(seconds: float = 3.0, n: int = 64, shape: tuple[int, ...] = (84, 84, 3)) -> dict[str, Any]:
-    """``n`` uint8 images per step: GB/s of observation payload, remote against a raw ZeroMQ reply."""
+    """``n`` uint8 images per step: GB/s of observation payload, remote against a raw ZeroMQ reply.
+
+    A third figure, interleaved with the two, is the sub-envs' own step: a local ``SyncVectorEnv`` of
+    the same ``n`` envs made as the server makes them (``copy=False``), which the raw reply does not
+    pay; ``framework_us`` is what is left of a remote step after the raw transport and that.
+    """
+    import gymnasium as gym
+
     from gym_remote.vector import RemoteVectorEnv
 
     kwargs = {"shape": list(shape)}
@@ -123,21 +130,30 @@ def bench_images(seconds: float = 3.0, n: int = 64, shape: tuple[int, ...] = (84
     try:
         images = RemoteVectorEnv(n, server.local_host, server.local_port, task_kwargs=kwargs)
         raw = EchoPeer(64 + 16 * n, batch_bytes)
+        local = gym.vector.SyncVectorEnv([lambda: gym.make("gym_remote/Payload-v0", **kwargs)] * n, copy=False)
         try:
             images.reset(seed=0)
+            local.reset(seed=0)
             zero = np.zeros((n, 4), np.float32)
-            t = interleave_for({"raw": raw.round_trip, "remote": lambda: images.step(zero)}, seconds, desc="images")
+            steps = {"raw": raw.round_trip, "remote": lambda: images.step(zero), "envs": lambda: local.step(zero)}
+            t = interleave_for(steps, seconds, desc="images")
         finally:
             images.close()
             raw.close()
+            local.close()
     finally:
         server.close()
     out: dict[str, Any] = {"batch_bytes": batch_bytes, "n": n, "shape": list(shape)}
     for k, v in t.items():
+        out[f"{k}_p50_us"] = v.p50
+        if k == "envs":
+            continue
         out[f"{k}_GBps_p50"] = batch_bytes / (v.p50 / 1e6) / 1e9
         out[f"{k}_GBps_sustained"] = batch_bytes * len(v.samples) / sum(v.samples) / 1e9
         out[f"{k}_p99_us"] = v.p99
     out["remote_over_raw"] = out["remote_GBps_sustained"] / out["raw_GBps_sustained"]
+    out["framework_us"] = out["remote_p50_us"] - out["raw_p50_us"] - out["envs_p50_us"]
+    out["remote_over_raw_and_envs"] = (out["raw_p50_us"] + out["envs_p50_us"]) / out["remote_p50_us"]
     return out
 
 
