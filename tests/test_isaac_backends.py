@@ -470,6 +470,40 @@ def test_end_to_end_isaaclab_server_with_remote_env() -> None:
             venv.close()
 
 
+def test_episode_lengths_reach_each_servers_own_rows() -> None:
+    """Two servers, one RemoteVectorEnv: each gets its slice of the written counts, and the simulator's
+    own time limit ends each row's episode when its count reaches it (Isaac Lab's episode_length_buf)."""
+    from gym_remote.client_session import ConnectOptions
+    from gym_remote.local import LocalServer
+    from gym_remote.vector import RemoteVectorEnv
+
+    settings = {"device": "cpu"}
+    with (
+        LocalServer("isaaclab", LIFT, settings, env=_server_env()) as a,
+        LocalServer("isaaclab", LIFT, settings, env=_server_env()) as b,
+    ):
+        hosts = [f"{s.local_host}:{s.local_port}" for s in (a, b)]
+        options = ConnectOptions(timeout=30)
+        venv = RemoteVectorEnv(4, hosts=hosts, autoreset_mode="same_step", max_episode_steps=10, options=options)
+        try:
+            assert "set_episode_lengths" in venv.remote_methods
+            venv.reset(seed=0)
+            venv.set_episode_lengths(np.array([9, 0, 5, 7]))  # rows 0-1 on the first server, 2-3 on the second
+            ends: dict[int, list[int]] = {}
+            hold = np.zeros((4, 8), np.float32)
+            hold[:, 7] = 1.0  # the gripper open lifts the cube a little: never a termination
+            for t in range(1, 11):
+                _, _, terminated, truncated, _ = venv.step(hold)
+                assert not terminated.any()
+                for i in np.flatnonzero(truncated).tolist():
+                    ends.setdefault(i, []).append(t)
+            assert ends == {0: [1], 1: [10], 2: [5], 3: [3]}, ends
+            with pytest.raises(ValueError, match=r"\[0, 10\]"):
+                venv.set_episode_lengths(np.array([0, 0, 0, 11]))
+        finally:
+            venv.close()
+
+
 def test_end_to_end_roboverse_server_with_vector_env() -> None:
     from gym_remote.local import LocalServer
     from gym_remote.vector import RemoteVectorEnv
