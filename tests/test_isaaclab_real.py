@@ -214,6 +214,36 @@ def test_direct_task_refuses_reset_mask_before_anything_runs(direct: LocalServer
         venv.close()
 
 
+def test_direct_task_ends_episodes_at_written_lengths(direct: LocalServer) -> None:
+    """A DirectRLEnv refuses partial resets, but its time-out reads the same episode_length_buf: written
+    counts end its episodes inside its own step (rsl_rl's init_at_random_ep_len, remotely)."""
+    venv = _make_vec(direct, 4, task_kwargs={"episode_length_s": 0.25})
+    zero = np.zeros((4, 1), np.float32)
+    try:
+        assert "set_episode_lengths" in venv.unwrapped.remote_methods
+        venv.reset(seed=0)
+        natural = 0  # the task's own episode length, in steps
+        for t in range(1, 40):
+            _, _, terminated, truncated, _ = venv.step(zero)
+            assert not terminated.any()
+            if truncated.any():
+                assert truncated.all()
+                natural = t
+                break
+        assert natural > 8
+        written = [0, 3, 7, natural - 1]
+        venv.unwrapped.set_episode_lengths(np.array(written))
+        ends: dict[int, int] = {}
+        for t in range(1, natural + 1):
+            _, _, terminated, truncated, _ = venv.step(zero)
+            assert not terminated.any()
+            for i in np.flatnonzero(truncated).tolist():
+                ends.setdefault(i, t)
+        assert ends == {i: natural - w for i, w in enumerate(written)}, (natural, ends)
+    finally:
+        venv.close()
+
+
 # ------------------------------------------------------------------------- bad input, overrides
 
 
