@@ -156,7 +156,7 @@ class RemoteRslRlVecEnv(VecEnv):
         action_space = venv.single_action_space
         if not isinstance(action_space, gym.spaces.Box):
             raise TypeError(f"rsl_rl acts in a Box action space; this task's is {action_space}")
-        limit = max_episode_steps or _server_time_limit(venv)
+        limit = max_episode_steps or venv.time_limit
         if not limit:
             raise ValueError(
                 f"the server of {venv.task!r} reports no time limit, and rsl_rl needs max_episode_length: pass "
@@ -423,17 +423,3 @@ def _take_rows(obs: Any, fresh: Any, rows: np.ndarray) -> Any:
     out = np.array(obs)
     out[rows] = np.asarray(fresh)[rows]
     return out
-
-
-def _server_time_limit(venv: RemoteVectorEnv) -> int | None:
-    """The server's per-episode step limit from the HELLO replies (the smallest over fan-out servers).
-
-    RemoteVectorEnv keeps each server's HELLO reply on its sessions but exposes no time limit
-    (``RemoteEnv`` has ``spec.max_episode_steps``): read from there until it does.
-    """
-    limits = [
-        (getattr(getattr(shard, "link", None), "info", None) or {}).get("max_episode_steps")
-        for shard in getattr(venv, "_shards", ())
-    ]
-    limits = [int(x) for x in limits if x]
-    return min(limits) if limits else None

@@ -486,7 +486,7 @@ def test_episode_lengths_reach_each_servers_own_rows() -> None:
         options = ConnectOptions(timeout=30)
         venv = RemoteVectorEnv(4, hosts=hosts, autoreset_mode="same_step", max_episode_steps=10, options=options)
         try:
-            assert "set_episode_lengths" in venv.remote_methods
+            assert "set_episode_lengths" in venv.remote_methods and venv.time_limit == 10
             venv.reset(seed=0)
             venv.set_episode_lengths(np.array([9, 0, 5, 7]))  # rows 0-1 on the first server, 2-3 on the second
             ends: dict[int, list[int]] = {}

@@ -79,18 +79,25 @@ def refused(make, error, match):
     assert children() - before == set()  # nothing was started
 
 
-@pytest.mark.parametrize(("name", "value", "error", "match"), COMMON)
-def test_remote_env_keywords(name, value, error, match):
-    endpoint = {"host": "127.0.0.1", "port": 1}
+def _refused_by_the_class_and_its_entry_point(cls, entry, endpoint, name, value, error, match):
+    """``name=value`` refused by ``cls`` (in its options record, or as its own keyword) and by ``entry``,
+    the function gym.make calls, each message naming the record or the class."""
+    kwargs = {**endpoint, name: value}
     if name in ConnectOptions.fields():  # the record checks its fields, however it is made
         refused(
-            lambda: RemoteEnv(**endpoint, options=ConnectOptions(**{name: value})),
+            lambda: cls(**endpoint, options=ConnectOptions(**{name: value})),
             error,
             rf"ConnectOptions.*{re.escape(match)}",
         )
     elif name not in LAUNCH:  # the class's own keywords
-        refused(lambda: RemoteEnv(**{**endpoint, name: value}), error, rf"RemoteEnv.*{re.escape(match)}")
-    refused(lambda: make_env(**{**endpoint, name: value}), error, rf"RemoteEnv.*{re.escape(match)}")
+        refused(lambda: cls(**kwargs), error, rf"{cls.__name__}.*{re.escape(match)}")
+    refused(lambda: entry(**kwargs), error, rf"{cls.__name__}.*{re.escape(match)}")
+
+
+@pytest.mark.parametrize(("name", "value", "error", "match"), COMMON)
+def test_remote_env_keywords(name, value, error, match):
+    endpoint = {"host": "127.0.0.1", "port": 1}
+    _refused_by_the_class_and_its_entry_point(RemoteEnv, make_env, endpoint, name, value, error, match)
     refused(lambda: gym.make("Remote-IsaacSim-v0", **{name: value}), error, re.escape(match))
 
 
@@ -98,15 +105,7 @@ def test_remote_env_keywords(name, value, error, match):
 def test_remote_vector_env_keywords(name, value, error, match):
     endpoint = {"num_envs": 2, "host": "127.0.0.1", "port": 1}
     kwargs = {**endpoint, name: value}
-    if name in ConnectOptions.fields():  # the record checks its fields, however it is made
-        refused(
-            lambda: RemoteVectorEnv(**endpoint, options=ConnectOptions(**{name: value})),
-            error,
-            rf"ConnectOptions.*{re.escape(match)}",
-        )
-    elif name not in LAUNCH:  # the class's own keywords
-        refused(lambda: RemoteVectorEnv(**kwargs), error, rf"RemoteVectorEnv.*{re.escape(match)}")
-    refused(lambda: make_vector_env(**kwargs), error, rf"RemoteVectorEnv.*{re.escape(match)}")
+    _refused_by_the_class_and_its_entry_point(RemoteVectorEnv, make_vector_env, endpoint, name, value, error, match)
     if name != "num_envs":  # make_vec checks num_envs itself
         refused(lambda: gym.make_vec("Remote-IsaacSim-v0", **kwargs), error, re.escape(match))
 

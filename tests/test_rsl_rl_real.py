@@ -148,7 +148,7 @@ def test_written_counts_are_isaaclabs_own_clocks_and_bad_ones_are_refused(cartpo
         options=ConnectOptions(connect_timeout=CONNECT),
     )
     try:
-        assert "set_episode_lengths" in venv.remote_methods
+        assert "set_episode_lengths" in venv.remote_methods and venv.time_limit == 15
         venv.reset(seed=0)
         venv.set_episode_lengths(np.array([0, 3, 7, 14]))
         ends = {}

@@ -228,8 +228,6 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         self.metadata = client_metadata(first.get("metadata"))
         self.metadata["autoreset_mode"] = self.autoreset_mode
         self._methods = remote_methods(first)
-        limit = first.get("max_episode_steps")
-        self._time_limit = limit if type(limit) is int and limit > 0 else None  # the server's, per sub-env
         schema = first.get("state_schema")
         self.state_schema = StateSchema.from_dict(schema) if schema else None
         log.info("vector env of %d over %s", self.num_envs, [s.name for s in self._shards])
@@ -537,15 +535,23 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
         ``set_episode_lengths`` (:meth:`set_episode_lengths`)."""
         return self._methods
 
+    @property
+    def time_limit(self) -> int | None:
+        """Steps per episode that the servers enforce on each sub-env (the smallest over servers, from
+        their HELLO replies), or ``None`` when none reports one."""
+        limits = [s.link.info.get("max_episode_steps") for s in self._shards]
+        limits = [x for x in limits if type(x) is int and x > 0]
+        return min(limits) if limits else None
+
     def set_episode_lengths(self, lengths: Any) -> None:
         """Write each sub-env's count of steps since its reset on the servers (one round trip each).
 
         What a trainer's random start does in-process (rsl_rl's ``init_at_random_ep_len`` writes
         Isaac Lab's ``episode_length_buf``): the simulator then ends each episode when its count
-        reaches its time limit (the server's ``max_episode_steps``), inside its own step (``truncated``).
+        reaches its time limit (:attr:`time_limit`), inside its own step (``truncated``).
 
         Args:
-            lengths: ``(num_envs,)`` integers in ``[0, max_episode_steps]``.
+            lengths: ``(num_envs,)`` integers in ``[0, time_limit]``.
 
         Raises:
             AttributeError: the servers' sessions keep no such counts (``"set_episode_lengths"`` is
@@ -559,7 +565,7 @@ class RemoteVectorEnv(gym.vector.VectorEnv):
                 f"the server's env ({self.task}) keeps no episode step counts a client may write; "
                 f"its methods: {list(self._methods)}"
             )
-        values = check_episode_lengths(lengths, self.num_envs, self._time_limit, TypeError, ValueError)
+        values = check_episode_lengths(lengths, self.num_envs, self.time_limit, TypeError, ValueError)
         self._shards.check_idle("set_episode_lengths")
         bodies = [
             {"name": "set_episode_lengths", "args": [values[s.start : s.start + s.count]], "kwargs": {}}
