@@ -278,7 +278,7 @@ class BatchedSimSession(Session):
     def _write_episode_lengths(self, lengths: np.ndarray) -> None:
         """Write the simulator's episode step counts (``int64 (N,)``, checked); sessions listing
         ``set_episode_lengths`` in :attr:`remote_methods` implement it."""
-        raise StateError(f"this env ({self.task}) keeps no episode step counts a client may write")
+        raise NotImplementedError(f"{type(self).__name__} lists set_episode_lengths but does not write the counts")
 
     def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if name in CLOCK_METHODS and not self._single:
